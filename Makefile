@@ -1,0 +1,45 @@
+# The README's commands. Each bootstraps .venv from the pinned lock file when needed.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# A Python >= 3.12 (pymc 6 and arviz 1 need it): python3.13, python3.12, then python3 if new enough.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
+	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$p; break; }; \
+	done)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
+
+.PHONY: run test test-slow lint format clean-results
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "qialign needs Python >= 3.12 (tried python3.13, python3.12, python3). Install one, or run 'make PYTHON=/path/to/python3.12'." >&2; \
+	  exit 1; fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(VENV)/.installed
+	$(BIN)/pytest -m "not slow"
+
+test-slow: $(VENV)/.installed
+	$(BIN)/pytest -m slow
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/snakefmt .
+
+clean-results:
+	rm -rf results reports .snakemake

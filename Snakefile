@@ -1,0 +1,21 @@
+# qialign: full re-analysis of every configured trial. Logic lives in the qialign package.
+from snakemake.utils import min_version
+
+
+min_version("9.19")
+
+
+configfile: "config/config.yaml"
+
+
+conda: "workflow/envs/qialign.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/validate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand("results/{trial}/validation.txt", trial=TRIALS),

@@ -1,0 +1,62 @@
+"""Command line: ``qialign <step>``. Each step is one package function; user mistakes exit 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qialign import __version__
+from qialign.errors import QialignError
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from qialign.config import load_trial_config
+    from qialign.data import load_trial, summarise
+
+    cfg = load_trial_config(args.config)
+    text = summarise(load_trial(cfg))
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from qialign.simulate import simulate_to_dir
+
+    simulate_to_dir(Path(args.spec), Path(args.out))
+    print(f"wrote simulated trial to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
+    )
+    parser.add_argument("--version", action="version", version=f"qialign {__version__}")
+    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    p = steps.add_parser("validate", help="validate a trial's config and data; print a summary")
+    p.add_argument("config", help="trial config, e.g. config/trials/headsup_synthetic.yaml")
+    p.add_argument("--out", help="also write the summary to this file")
+    p.set_defaults(func=_validate)
+
+    p = steps.add_parser("simulate", help="simulate a trial from a spec (YAML) into contract tables")
+    p.add_argument("spec", help="simulation spec, e.g. resources/headsup_synthetic/simulation.yaml")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except QialignError as exc:
+        print(f"qialign {args.step}: error\n{exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Trial configuration: load YAML, validate against the JSON schema and fill its defaults.
+
+The schema (``schemas/trial.schema.yaml``, linked from ``workflow/schemas/``) is the one source of
+truth for the Snakefile (``snakemake.utils.validate``) and for ``qialign validate``.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib.resources import files
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from qialign.errors import QialignError
+
+SCHEMA_PATH = Path(str(files("qialign") / "schemas" / "trial.schema.yaml"))
+
+
+def trial_schema() -> dict:
+    """The trial JSON schema as a dict."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _default_filling_validator():
+    """A Draft-07 validator that writes each missing property's default (deep-copied) first."""
+    base = jsonschema.Draft7Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
+    """Validate ``raw`` and return a copy with defaults filled; raise QialignError listing every problem."""
+    if not isinstance(raw, dict):
+        raise QialignError(f"{source}: expected a YAML mapping of trial settings, got {type(raw).__name__}.")
+    cfg = copy.deepcopy(raw)
+    validator = _default_filling_validator()(trial_schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{source}: {len(errors)} problem(s) in the trial configuration:"]
+        for err in errors:
+            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"- {where}: {err.message}")
+        raise QialignError("\n".join(lines))
+    _check_cross_references(cfg, source)
+    return cfg
+
+
+def _check_cross_references(cfg: dict, source: str) -> None:
+    """Checks the schema cannot express: model ids unique and referenced ids defined."""
+    ids = [m["id"] for m in cfg["models"]]
+    problems = [f"- models: id '{i}' is used more than once" for i in sorted(set(ids)) if ids.count(i) > 1]
+    for name, out in cfg["outcomes"].items():
+        for mid in out.get("models", []):
+            if mid not in ids:
+                problems.append(f"- outcomes/{name}/models: '{mid}' is not a model id ({', '.join(ids)})")
+        if "exposure" in out and out["family"] not in ("poisson", "negative_binomial"):
+            problems.append(f"- outcomes/{name}/exposure: only count families take an exposure")
+    if not {"patients", "cluster_periods"} & set(cfg["data"]):
+        problems.append("- data: give a patients table, a cluster_periods table, or both")
+    al = cfg["alignment"]
+    if al["source"] == "survey":
+        for key in ("roles", "domains"):
+            if key not in al:
+                problems.append(f"- alignment/{key}: required when alignment.source is survey")
+        if "survey" not in cfg["data"]:
+            problems.append("- data/survey: required when alignment.source is survey")
+    if problems:
+        raise QialignError(f"{source}: problem(s) in the trial configuration:\n" + "\n".join(problems))
+
+
+def load_trial_config(path: str | Path) -> dict:
+    """Read, validate and default-fill one trial config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise QialignError(f"{path}: trial config not found.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise QialignError(f"{path}: not valid YAML: {exc}") from None
+    return validate_trial_config(raw, source=str(path))
+
+
+def models_for(cfg: dict, outcome: str) -> list[dict]:
+    """The model variants fitted for one outcome (its own list of ids, else all)."""
+    wanted = cfg["outcomes"][outcome].get("models")
+    return [m for m in cfg["models"] if wanted is None or m["id"] in wanted]
+
+
+def sampler_for(cfg: dict, model: dict) -> dict:
+    """Trial sampler settings with the model's overrides applied."""
+    return {**cfg["sampler"], **model.get("sampler", {})}

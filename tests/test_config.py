@@ -1,0 +1,104 @@
+"""Trial config schema: defaults, rejection of unknown keys, cross-references."""
+
+import pytest
+import yaml
+
+from qialign.config import (
+    SCHEMA_PATH,
+    load_trial_config,
+    models_for,
+    sampler_for,
+    validate_trial_config,
+)
+from qialign.errors import QialignError
+
+MINIMAL = {
+    "id": "t1",
+    "design": "stepped_wedge",
+    "data": {"clusters": "c.csv", "patients": "p.csv"},
+    "outcomes": {"y": {"family": "bernoulli"}},
+    "seed": 1,
+}
+
+
+def test_defaults_are_filled_and_independent():
+    cfg = validate_trial_config({**MINIMAL, "models": [{"id": "a"}, {"id": "b"}]})
+    assert cfg["models"][0]["trend"] == "period"
+    assert cfg["models"][0]["priors"]["effect_sd"] == 1.0
+    assert cfg["diagnostics"] == {
+        "r_hat_max": 1.01,
+        "ess_bulk_min": 400,
+        "ess_tail_min": 400,
+        "divergences_max": 0,
+        "ebfmi_min": 0.3,
+        "retry": True,
+    }
+    assert cfg["interval"] == {"prob": 0.95, "kind": "eti"}
+    cfg["models"][0]["priors"]["effect_sd"] = 9.0
+    assert cfg["models"][1]["priors"]["effect_sd"] == 1.0  # defaults are copies, not shared
+
+
+def test_model_sampler_overrides_only_what_it_names():
+    cfg = validate_trial_config(
+        {**MINIMAL, "sampler": {"draws": 300}, "models": [{"id": "a", "sampler": {"chains": 2}}]}
+    )
+    s = sampler_for(cfg, cfg["models"][0])
+    assert (s["draws"], s["chains"], s["tune"], s["engine"]) == (300, 2, 1000, "nutpie")
+
+
+def test_every_problem_is_listed():
+    bad = {**MINIMAL, "design": "cohort", "outcomes": {"y": {"family": "bernoulli", "link": "x"}}}
+    with pytest.raises(QialignError) as err:
+        validate_trial_config(bad, source="trial.yaml")
+    msg = str(err.value)
+    assert "trial.yaml: 2 problem(s)" in msg
+    assert "design: 'cohort' is not one of" in msg
+    assert "outcomes/y: Additional properties are not allowed ('link' was unexpected)" in msg
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"data": {"clusters": "c.csv"}}, "give a patients table, a cluster_periods table"),
+        ({"models": [{"id": "a"}, {"id": "a"}]}, "id 'a' is used more than once"),
+        (
+            {"outcomes": {"y": {"family": "bernoulli", "models": ["zz"]}}},
+            "outcomes/y/models: 'zz' is not a model id",
+        ),
+        (
+            {"outcomes": {"y": {"family": "bernoulli", "exposure": "bed_days"}}},
+            "only count families take an exposure",
+        ),
+        ({"alignment": {"source": "survey"}}, "alignment/roles: required"),
+    ],
+)
+def test_cross_reference_problems(change, expected):
+    with pytest.raises(QialignError, match=expected):
+        validate_trial_config({**MINIMAL, **change})
+
+
+def test_models_for_outcome_subset():
+    cfg = validate_trial_config(
+        {
+            **MINIMAL,
+            "outcomes": {"y": {"family": "bernoulli", "models": ["b"]}, "z": {"family": "poisson"}},
+            "models": [{"id": "a"}, {"id": "b"}],
+        }
+    )
+    assert [m["id"] for m in models_for(cfg, "y")] == ["b"]
+    assert [m["id"] for m in models_for(cfg, "z")] == ["a", "b"]
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(QialignError, match="not found"):
+        load_trial_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: [unclosed\n")
+    with pytest.raises(QialignError, match=f"{bad}: not valid YAML"):
+        load_trial_config(bad)
+
+
+def test_every_top_level_key_is_described():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    missing = [k for k, v in schema["properties"].items() if "description" not in v and "$ref" not in v]
+    assert missing == []

@@ -1,0 +1,51 @@
+# Config validation and input functions. No statistics here.
+import hashlib
+from pathlib import Path
+
+import yaml
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+TRIALS = list(config["trials"])
+
+
+def trial_config_path(trial):
+    return f"{config['trials_dir']}/{trial}.yaml"
+
+
+def _load_trial(trial):
+    path = Path(trial_config_path(trial))
+    if not path.is_file():
+        raise ValueError(f"config.yaml lists trial '{trial}' but {path} does not exist")
+    cfg = yaml.safe_load(path.read_text())
+    validate(cfg, schema="../schemas/trial.schema.yaml")
+    if cfg["id"] != trial:
+        raise ValueError(f"{path}: id '{cfg['id']}' should equal the file name '{trial}'")
+    return cfg
+
+
+TRIAL_CFG = {trial: _load_trial(trial) for trial in TRIALS}
+
+
+wildcard_constraints:
+    trial="|".join(TRIALS),
+
+
+def source_hash(*parts):
+    """Hash of package source files, in params so that code edits re-run what they affect."""
+    root = Path(workflow.basedir) / "src" / "qialign"
+    digest = hashlib.sha256()
+    for part in parts:
+        target = root / part
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+        for f in files:
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def trial_inputs(wildcards):
+    """The trial's config file and every data table it names."""
+    cfg = TRIAL_CFG[wildcards.trial]
+    return [trial_config_path(wildcards.trial), *cfg["data"].values()]
