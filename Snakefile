@@ -1,7 +1,6 @@
 # qialign: full re-analysis of every configured trial. Logic lives in the qialign package.
 from snakemake.utils import min_version
 
-
 min_version("9.19")
 
 

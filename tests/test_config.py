@@ -100,5 +100,39 @@ def test_load_errors_name_the_file(tmp_path):
 
 def test_every_top_level_key_is_described():
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    missing = [k for k, v in schema["properties"].items() if "description" not in v and "$ref" not in v]
+    missing = [
+        k for k, v in schema["properties"].items() if "description" not in v and "$ref" not in v
+    ]
     assert missing == []
+
+
+def _leaf_paths(schema: dict, node: dict, prefix: str) -> list[str]:
+    """Dotted key paths of the schema (maps as <name>, lists as [])."""
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].split("/")[-1]]
+    out = []
+    for key, sub in node.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        out.append(path)
+        out += _leaf_paths(schema, sub, path + ".")
+        if sub.get("type") == "array" and isinstance(sub.get("items"), dict):
+            out += _leaf_paths(schema, sub["items"], path + "[].")
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and "properties" in extra:
+        out += _leaf_paths(schema, extra, prefix + "<name>.")
+    return out
+
+
+def test_config_readme_documents_every_key():
+    from pathlib import Path
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    readme = (Path(__file__).parents[1] / "config" / "README.md").read_text()
+    paths = _leaf_paths(schema, schema, "")
+    assert len(paths) > 60
+    undocumented = [
+        p
+        for p in paths
+        if p.split(".")[-1] not in readme or ("." not in p and f"`{p}" not in readme)
+    ]
+    assert undocumented == []

@@ -24,8 +24,8 @@ def trial_schema() -> dict:
 
 
 def _default_filling_validator():
-    """A Draft-07 validator that writes each missing property's default (deep-copied) first."""
-    base = jsonschema.Draft7Validator
+    """A Draft 2020-12 validator that writes each missing property's default (deep-copied) first."""
+    base = jsonschema.Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):

@@ -5,7 +5,6 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 TRIALS = list(config["trials"])
@@ -22,7 +21,9 @@ def _load_trial(trial):
     cfg = yaml.safe_load(path.read_text())
     validate(cfg, schema="../schemas/trial.schema.yaml")
     if cfg["id"] != trial:
-        raise ValueError(f"{path}: id '{cfg['id']}' should equal the file name '{trial}'")
+        raise ValueError(
+            f"{path}: id '{cfg['id']}' should equal the file name '{trial}'"
+        )
     return cfg
 
 
