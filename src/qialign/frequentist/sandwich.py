@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["sandwich_covariances", "SANDWICH_KINDS"]
+__all__ = ["sandwich_covariances", "sandwich_from_scores", "SANDWICH_KINDS"]
 
 #: Keys returned by :func:`sandwich_covariances`, in output order.
 SANDWICH_KINDS = ("model", "robust", "kc", "md", "fg")
@@ -58,23 +58,34 @@ def sandwich_covariances(
     """
     if not (len(D) == len(V) == len(resid)) or len(D) == 0:
         raise ValueError("D, V and resid must be non-empty sequences of equal length")
-    p = D[0].shape[1]
-    info = np.zeros((p, p))
-    parts = []
+    info, score = [], []
     for Di, Vi, ri in zip(D, V, resid, strict=True):
         VinvD = np.linalg.solve(Vi, Di)
-        Ii = Di.T @ VinvD
-        info += Ii
-        parts.append((Di, Vi, ri, Ii, VinvD.T @ ri))
-    omega = np.linalg.pinv(info)
+        info.append(Di.T @ VinvD)
+        score.append(VinvD.T @ ri)
+    return sandwich_from_scores(info, score)
+
+
+def sandwich_from_scores(info: Sequence[np.ndarray], score: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    r"""Same as :func:`sandwich_covariances` from per-cluster :math:`I_i` (p x p) and :math:`U_i` (p).
+
+    Uses the push-through identity
+    :math:`D_i^T V_i^{-1}(I - H_i)^{-1} r_i = (I_p - I_i\Omega)^{-1} U_i`, so the Mancl-DeRouen
+    and Kauermann-Carroll corrections cost O(p^3) per cluster whatever the cluster size.
+    """
+    if len(info) != len(score) or len(info) == 0:
+        raise ValueError("info and score must be non-empty sequences of equal length")
+    p = len(score[0])
+    omega = np.linalg.pinv(sum(info))
     omega = (omega + omega.T) / 2
     meat = {k: np.zeros((p, p)) for k in ("robust", "kc", "md", "fg")}
-    for Di, Vi, ri, Ii, Ui in parts:
-        adj = Vi - Di @ omega @ Di.T
+    eye = np.eye(p)
+    for Ii, Ui in zip(info, score, strict=True):
+        A = eye - Ii @ omega
         try:
-            Uc = Di.T @ np.linalg.solve(adj, ri)
+            Uc = np.linalg.solve(A, Ui)
         except np.linalg.LinAlgError:
-            Uc = Di.T @ (np.linalg.pinv(adj) @ ri)
+            Uc = np.linalg.pinv(A) @ Ui
         lev = np.minimum(FG_CAP, np.diag(Ii @ omega))
         Ufg = Ui / np.sqrt(1.0 - lev)
         meat["robust"] += np.outer(Ui, Ui)

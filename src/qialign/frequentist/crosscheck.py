@@ -1,0 +1,136 @@
+"""``cross_check``: frequentist estimates of the treatment effect (and its moderation).
+
+Methods (the ``method`` column): ``mixedlm`` (gaussian/lognormal only, Wald z);
+``gee_exchangeable_{robust,kc,md,fg}`` and ``gee_nested_exchangeable_{robust,kc,md,fg}``
+(numpy GEE, :mod:`.gee`; t on clusters - p df, Li, Turner & Preisser 2018);
+``glm_cluster_robust`` (t on clusters - 1 df). Methods that do not apply are omitted, not
+NaN: ``mixedlm`` for non-gaussian families or weighted cell means, nested-exchangeable GEE for
+gaussian cell means (one mean per cluster-period). Rows per method: ``treatment_effect`` (link
+scale), ``treatment_effect_natural`` (exp of estimate and interval for log/logit links; se is
+NaN there) and, per moderator m, ``<m>_interaction`` (``alignment_interaction`` for
+``alignment_z``) on the link scale. Numerical failures give NaN rows with a ``note``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .design import FAMILIES, build_design
+from .gee import fit_gee
+from .glm import fit_glm_cluster_robust
+from .mixed import fit_mixedlm
+
+__all__ = ["cross_check", "METHODS", "COLUMNS"]
+
+_SE_KINDS = ("robust", "kc", "md", "fg")
+METHODS = (
+    "mixedlm",
+    *(f"gee_exchangeable_{k}" for k in _SE_KINDS),
+    *(f"gee_nested_exchangeable_{k}" for k in _SE_KINDS),
+    "glm_cluster_robust",
+)
+COLUMNS = ["method", "estimand", "scale", "estimate", "se", "lower", "upper", "df", "note"]
+
+
+def _estimand_name(term: str) -> str:
+    if term == "treated":
+        return "treatment_effect"
+    m = term.split(":", 1)[1]
+    return "alignment_interaction" if m == "alignment_z" else f"{m}_interaction"
+
+
+def _rows(method, family, terms, est, se, df, note, interval):
+    """Link-scale rows for ``terms`` plus the natural-scale treatment row."""
+    link_scale, natural_scale = FAMILIES[family][1:]
+    exp_natural = family != "gaussian"
+    q = stats.norm.ppf(0.5 + interval / 2) if not np.isfinite(df) else None
+    if q is None:
+        q = stats.t.ppf(0.5 + interval / 2, df) if df > 0 else np.nan
+    out = []
+    for term in terms:
+        b, s = float(est.get(term, np.nan)), float(se.get(term, np.nan))
+        lo, hi = b - q * s, b + q * s
+        name = _estimand_name(term)
+        out.append([method, name, link_scale, b, s, lo, hi, df, note])
+        if term == "treated":
+            if exp_natural:
+                out.append(
+                    [
+                        method,
+                        f"{name}_natural",
+                        natural_scale,
+                        *np.exp([b]),
+                        np.nan,
+                        *np.exp([lo, hi]),
+                        df,
+                        note,
+                    ]
+                )
+            else:
+                out.append([method, f"{name}_natural", natural_scale, b, s, lo, hi, df, note])
+    return out
+
+
+def cross_check(
+    data: pd.DataFrame,
+    family: str,
+    *,
+    trend: str = "period",
+    covariates=(),
+    moderators=(),
+    level: str = "row",
+    interval: float = 0.95,
+    methods=METHODS,
+    tol: float = 1e-6,
+) -> pd.DataFrame:
+    """Frequentist cross-check table (columns ``COLUMNS``) for one outcome; see module doc.
+
+    ``data`` is the prepared analysis table (``cluster, period, treated`` and the outcome
+    columns described in :mod:`.design`). Raises ValueError for a wrong family, trend, level,
+    interval, method or missing column; never for numerical failure.
+    """
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
+    des = build_design(data, family, trend=trend, covariates=covariates, moderators=moderators, level=level)
+    terms = ["treated", *(f"treated:{m}" for m in moderators)]
+    base_note = f"{des.n_dropped} rows with missing values dropped" if des.n_dropped else ""
+
+    def note(*parts):
+        return "; ".join(x for x in (base_note, *parts) if x)
+
+    rows = []
+    if "mixedlm" in methods and des.working_family == "gaussian" and des.weights is None:
+        mr = fit_mixedlm(des.y, des.X, des.cluster, des.period)
+        rows += _rows("mixedlm", family, terms, mr.params, mr.bse, np.inf, note(mr.note), interval)
+    for corstr in ("exchangeable", "nested_exchangeable"):
+        wanted = [k for k in _SE_KINDS if f"gee_{corstr}_{k}" in methods]
+        if not wanted:
+            continue
+        if corstr == "nested_exchangeable" and des.weights is not None:
+            continue  # not identifiable from one (weighted) mean per cluster-period
+        g = fit_gee(
+            des.y,
+            des.X,
+            des.cluster,
+            family=des.working_family,
+            corstr=corstr,
+            period=des.period,
+            offset=des.offset,
+            weights=des.weights,
+            tol=tol,
+        )
+        for k in wanted:
+            rows += _rows(f"gee_{corstr}_{k}", family, terms, g.params, g.se(k), g.df, note(g.note), interval)
+    if "glm_cluster_robust" in methods:
+        r = fit_glm_cluster_robust(
+            des.y, des.X, des.cluster, family=des.working_family, offset=des.offset, weights=des.weights
+        )
+        rows += _rows("glm_cluster_robust", family, terms, r.params, r.bse, r.df, note(r.note), interval)
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out["df"] = out["df"].astype(float)
+    return out
