@@ -18,3 +18,5 @@ rule all:
     default_target: True
     input:
         expand("results/{trial}/validation.txt", trial=TRIALS),
+        [f"results/{t}/{o}/cells.parquet" for t in TRIALS for o in outcomes_of(t)],
+        expand("results/{trial}/alignment/scores.csv", trial=TRIALS),

@@ -10,16 +10,27 @@ from qialign import __version__
 from qialign.errors import QialignError
 
 
-def _validate(args: argparse.Namespace) -> None:
-    from qialign.config import load_trial_config
-    from qialign.data import load_trial, summarise
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
-    cfg = load_trial_config(args.config)
-    text = summarise(load_trial(cfg))
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+
+def _validate(args: argparse.Namespace) -> None:
+    from qialign.steps.prepare import validate_trial
+
+    print(validate_trial(args.config, _path(args.out), _path(args.data_json)))
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from qialign.steps.prepare import prepare_outcome
+
+    prepare_outcome(args.config, args.outcome, Path(args.out_dir))
+
+
+def _alignment(args: argparse.Namespace) -> None:
+    from qialign.steps.alignment import alignment_scores
+
+    scores = alignment_scores(args.config, Path(args.out))
+    print(f"wrote {len(scores)} alignment score row(s) to {args.out}")
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -39,7 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = steps.add_parser("validate", help="validate a trial's config and data; print a summary")
     p.add_argument("config", help="trial config, e.g. config/trials/headsup_synthetic.yaml")
     p.add_argument("--out", help="also write the summary to this file")
+    p.add_argument("--data-json", help="also write a JSON record of files, hashes and exclusions")
     p.set_defaults(func=_validate)
+
+    p = steps.add_parser("prepare", help="write one outcome's analysis rows and cluster-period cells")
+    p.add_argument("config", help="trial config")
+    p.add_argument("--outcome", required=True, help="outcome name (a key of outcomes:)")
+    p.add_argument("--out-dir", required=True, help="folder for rows.parquet, cells.parquet, prepared.json")
+    p.set_defaults(func=_prepare)
+
+    p = steps.add_parser("alignment", help="score cluster alignment (survey or given) into a CSV")
+    p.add_argument("config", help="trial config")
+    p.add_argument("--out", required=True, help="scores CSV, e.g. results/<trial>/alignment/scores.csv")
+    p.set_defaults(func=_alignment)
 
     p = steps.add_parser("simulate", help="simulate a trial from a spec (YAML) into contract tables")
     p.add_argument("spec", help="simulation spec, e.g. resources/headsup_synthetic/simulation.yaml")

@@ -32,6 +32,8 @@ TRIAL_CFG = {trial: _load_trial(trial) for trial in TRIALS}
 
 wildcard_constraints:
     trial="|".join(TRIALS),
+    outcome="[A-Za-z0-9_]+",
+    model="[A-Za-z][A-Za-z0-9_]*",
 
 
 def source_hash(*parts):
@@ -50,3 +52,7 @@ def trial_inputs(wildcards):
     """The trial's config file and every data table it names."""
     cfg = TRIAL_CFG[wildcards.trial]
     return [trial_config_path(wildcards.trial), *cfg["data"].values()]
+
+
+def outcomes_of(trial):
+    return list(TRIAL_CFG[trial]["outcomes"])

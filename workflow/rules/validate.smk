@@ -2,7 +2,8 @@ rule validate:
     input:
         trial_inputs,
     output:
-        "results/{trial}/validation.txt",
+        summary="results/{trial}/validation.txt",
+        data="results/{trial}/data.json",
     log:
         "results/{trial}/logs/validate.log",
     threads: 1
@@ -11,6 +12,49 @@ rule validate:
         runtime=10,
     params:
         config=lambda wc: trial_config_path(wc.trial),
-        code=source_hash("config.py", "data", "schemas/trial.schema.yaml"),
+        code=source_hash(
+            "config.py", "data", "steps/prepare.py", "schemas/trial.schema.yaml"
+        ),
     shell:
-        "qialign validate {params.config} --out {output} > {log} 2>&1"
+        "qialign validate {params.config} --out {output.summary} --data-json {output.data} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        trial_inputs,
+        summary="results/{trial}/validation.txt",
+    output:
+        rows="results/{trial}/{outcome}/rows.parquet",
+        cells="results/{trial}/{outcome}/cells.parquet",
+        record="results/{trial}/{outcome}/prepared.json",
+    log:
+        "results/{trial}/logs/prepare_{outcome}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        config=lambda wc: trial_config_path(wc.trial),
+        code=source_hash("config.py", "data", "steps/prepare.py"),
+    shell:
+        "qialign prepare {params.config} --outcome {wildcards.outcome} "
+        "--out-dir results/{wildcards.trial}/{wildcards.outcome} > {log} 2>&1"
+
+
+rule alignment:
+    input:
+        trial_inputs,
+        summary="results/{trial}/validation.txt",
+    output:
+        "results/{trial}/alignment/scores.csv",
+    log:
+        "results/{trial}/logs/alignment.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        config=lambda wc: trial_config_path(wc.trial),
+        code=source_hash("config.py", "alignment", "steps/alignment.py"),
+    shell:
+        "qialign alignment {params.config} --out {output} > {log} 2>&1"

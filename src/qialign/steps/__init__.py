@@ -1,0 +1,1 @@
+"""Workflow steps: each reads files, calls the package, writes files. One `qialign` command each."""

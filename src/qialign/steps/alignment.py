@@ -1,0 +1,68 @@
+"""Cluster alignment scores for a trial, from its survey or its clusters table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qialign.alignment import descriptive_scores, standardise_over_clusters
+from qialign.config import load_trial_config
+from qialign.data import load_trial
+from qialign.errors import QialignError
+
+SCORE_COLUMNS = ["cluster", "wave", "method", "alignment", "alignment_sd", "lower", "upper"]
+
+
+def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
+    """Write ``scores.csv``: one row per cluster x wave (empty with a header when source is none)."""
+    cfg = load_trial_config(config_path)
+    al = cfg["alignment"]
+    trial = load_trial(cfg)
+    clusters = trial.clusters["cluster"].astype(str).tolist()
+    if al["source"] == "survey":
+        if al["method"] != "descriptive":
+            raise QialignError(f"alignment.method '{al['method']}' is not available yet; use descriptive")
+        scores = descriptive_scores(trial.survey, al, clusters, seed=cfg["seed"])
+    elif al["source"] == "given":
+        if "alignment" not in trial.clusters:
+            raise QialignError(
+                f"{cfg['data']['clusters']}: alignment.source is given but no 'alignment' column"
+            )
+        scores = pd.DataFrame(
+            {
+                "cluster": clusters,
+                "wave": al["wave"],
+                "method": "given",
+                "alignment": trial.clusters["alignment"].astype(float).to_numpy(),
+                "alignment_sd": 0.0,
+                "lower": np.nan,
+                "upper": np.nan,
+            }
+        )
+    else:
+        scores = pd.DataFrame(columns=SCORE_COLUMNS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out, index=False)
+    return scores
+
+
+def moderator_alignment(
+    scores: pd.DataFrame, wave: int, clusters: list[str]
+) -> tuple[pd.Series | None, list[str]]:
+    """Raw alignment per cluster for the model (the configured wave), and warnings.
+
+    Clusters without a score are set to the mean of the others (z = 0) and named in the warnings.
+    """
+    if scores.empty:
+        return None, []
+    at = scores[scores["wave"] == wave].set_index("cluster")["alignment"].astype(float)
+    at = at.reindex(clusters)
+    notes = []
+    missing = at[at.isna()].index.tolist()
+    if missing:
+        notes.append(f"no alignment score for cluster(s) {', '.join(missing)}: set to the mean (z = 0)")
+        at = at.fillna(at.mean())
+    standardise_over_clusters(at)  # raises if it does not vary
+    return at, notes
