@@ -40,6 +40,42 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"wrote simulated trial to {args.out}")
 
 
+def _fit(args: argparse.Namespace) -> None:
+    from qialign.steps.fit import fit_step
+
+    fit_step(
+        args.config, args.outcome, args.model, Path(args.prepared), Path(args.scores), Path(args.out_dir)
+    )
+
+
+def _crosscheck(args: argparse.Namespace) -> None:
+    from qialign.steps.crosscheck import crosscheck_step
+
+    table = crosscheck_step(args.config, args.outcome, Path(args.prepared), Path(args.scores), Path(args.out))
+    print(table.to_string(index=False))
+
+
+def _collect(args: argparse.Namespace) -> None:
+    from qialign.config import load_trial_config
+    from qialign.steps.collect import collect_estimates
+
+    cfg = load_trial_config(args.config)
+    table = collect_estimates(
+        [Path(p) for p in args.bayes],
+        [Path(p) for p in args.crosschecks],
+        Path(args.out),
+        cfg["interval"]["prob"],
+    )
+    print(f"wrote {len(table)} estimate rows to {args.out}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from qialign.steps.collect import compare_models
+
+    posteriors = {Path(p).parent.name: Path(p) for p in args.posteriors}
+    print(compare_models(posteriors, Path(args.out)).to_string(index=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
@@ -68,6 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="simulation spec, e.g. resources/headsup_synthetic/simulation.yaml")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_simulate)
+
+    p = steps.add_parser("fit", help="fit one outcome x model (PyMC, nutpie) and write its results")
+    p.add_argument("config", help="trial config")
+    p.add_argument("--outcome", required=True)
+    p.add_argument("--model", required=True, help="model id from the trial's models:")
+    p.add_argument("--prepared", required=True, help="folder with cells.parquet and prepared.json")
+    p.add_argument("--scores", required=True, help="alignment scores CSV")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=_fit)
+
+    p = steps.add_parser("crosscheck", help="frequentist cross-checks (GEE, MixedLM, GLM) of one outcome")
+    p.add_argument("config", help="trial config")
+    p.add_argument("--outcome", required=True)
+    p.add_argument("--prepared", required=True, help="folder with rows.parquet and prepared.json")
+    p.add_argument("--scores", required=True, help="alignment scores CSV")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_crosscheck)
+
+    p = steps.add_parser("compare", help="PSIS-LOO comparison of one outcome's model variants")
+    p.add_argument("posteriors", nargs="+", help="posterior.nc files (named by their folder)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_compare)
+
+    p = steps.add_parser("collect", help="gather all estimates into one table")
+    p.add_argument("config", help="trial config")
+    p.add_argument("--bayes", nargs="+", required=True, help="per-fit estimates.csv files")
+    p.add_argument("--crosschecks", nargs="*", default=[], help="per-outcome crosscheck.csv files")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_collect)
     return parser
 
 

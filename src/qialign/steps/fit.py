@@ -1,0 +1,123 @@
+"""Fit one outcome x model and write its posterior, estimates, diagnostics and report tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from qialign.config import load_trial_config, models_for, sampler_for
+from qialign.errors import QialignError
+from qialign.provenance import provenance
+from qialign.steps.alignment import moderator_alignment
+
+ESTIMATE_COLUMNS = [
+    "trial",
+    "outcome",
+    "model",
+    "method",
+    "estimand",
+    "scale",
+    "estimate",
+    "lower",
+    "upper",
+    "interval",
+    "r_hat",
+    "ess_bulk",
+]
+
+
+def fit_seed(master: int, outcome: str, model: str) -> int:
+    """A seed per fit derived from the trial's master seed: stable across runs and machines."""
+    digest = hashlib.sha256(f"{master}/{outcome}/{model}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
+
+
+def model_config(cfg: dict, outcome: str, model_id: str) -> dict:
+    for model in models_for(cfg, outcome):
+        if model["id"] == model_id:
+            return model
+    raise QialignError(f"{cfg['id']}: model '{model_id}' is not fitted for outcome '{outcome}'")
+
+
+def fit_step(
+    config_path: str | Path, outcome: str, model_id: str, prepared_dir: Path, scores: Path, out_dir: Path
+) -> dict:
+    """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
+    ``counterfactual.csv``, ``ppc.csv`` and ``fit.json`` into ``out_dir``. Returns the fit record."""
+    from qialign.models import (
+        ModelSpec,
+        cluster_effects,
+        counterfactual,
+        estimates,
+        fit_model,
+        posterior_predictive_check,
+        save_posterior,
+    )
+    from qialign.models.diagnostics import diagnostics_table
+
+    cfg = load_trial_config(config_path)
+    model_cfg = model_config(cfg, outcome, model_id)
+    spec = ModelSpec.from_config(model_cfg, outcome, cfg["outcomes"][outcome], cfg)
+    cells = pd.read_parquet(prepared_dir / "cells.parquet")
+    prepared = json.loads((prepared_dir / "prepared.json").read_text())
+    notes: list[str] = []
+    alignment = None
+    if "alignment" in model_cfg["moderators"] and cfg["alignment"]["source"] != "none":
+        clusters = sorted(cells["cluster"].astype(str).unique())
+        alignment, notes = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
+    seed = fit_seed(cfg["seed"], outcome, model_id)
+    sampler = sampler_for(cfg, model_cfg)
+    print(
+        f"fitting {cfg['id']} / {outcome} / {model_id}: {len(cells)} cells, seed {seed}, {sampler}",
+        flush=True,
+    )
+    fit = fit_model(
+        cells, spec, alignment=alignment, sampler=sampler, diagnostics=cfg["diagnostics"], seed=seed
+    )
+    print(
+        f"done: reliable={fit.reliable} retried={fit.retried} timings={fit.timings} problems={fit.problems}",
+        flush=True,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = provenance(cfg, prepared["files"], seed)
+    save_posterior(fit, out_dir / "posterior.nc", attrs={**record, "outcome": outcome, "model": model_id})
+    est = estimates(fit, cfg["interval"])
+    est.insert(0, "method", "bayes")
+    est.insert(0, "model", model_id)
+    est.insert(0, "outcome", outcome)
+    est.insert(0, "trial", cfg["id"])
+    est[ESTIMATE_COLUMNS].to_csv(out_dir / "estimates.csv", index=False)
+    diagnostics_table(fit.diagnostics).to_csv(out_dir / "diagnostics.csv", index=False)
+    cluster_effects(fit, cfg["interval"]).to_csv(out_dir / "cluster_effects.csv", index=False)
+    counterfactual(fit, cfg["interval"]).to_csv(out_dir / "counterfactual.csv", index=False)
+    ppc = posterior_predictive_check(fit, seed=seed)
+    ppc["table"].to_csv(out_dir / "ppc.csv", index=False)
+    summary = {
+        "trial": cfg["id"],
+        "outcome": outcome,
+        "model": model_id,
+        "seed": seed,
+        "reliable": fit.reliable,
+        "retried": fit.retried,
+        "problems": fit.problems,
+        "notes": notes,
+        "timings": fit.timings,
+        "sampler": fit.sampler,
+        "divergences": fit.diagnostics["divergences"],
+        "ebfmi": fit.diagnostics["ebfmi"],
+        "r_hat_max": fit.diagnostics["r_hat_max"],
+        "ess_bulk_min": fit.diagnostics["ess_bulk_min"],
+        "ess_tail_min": fit.diagnostics["ess_tail_min"],
+        "attempts": fit.diagnostics["attempts"],
+        "ppc": {k: v for k, v in ppc.items() if k != "table"},
+        "alignment_propagation": cfg["alignment"]["propagation"] if alignment is not None else None,
+        "versions": record["versions"],
+        "git_commit": record["git_commit"],
+        "data": prepared["files"],
+    }
+    (out_dir / "fit.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
