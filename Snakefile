@@ -12,11 +12,11 @@ conda: "workflow/envs/qialign.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/analyse.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand("results/{trial}/validation.txt", trial=TRIALS),
-        [f"results/{t}/{o}/cells.parquet" for t in TRIALS for o in outcomes_of(t)],
-        expand("results/{trial}/alignment/scores.csv", trial=TRIALS),
+        expand("results/{trial}/estimates.csv", trial=TRIALS),
+        [f"results/{t}/{o}/loo.csv" for t in TRIALS for o in outcomes_of(t)],

@@ -56,3 +56,19 @@ def trial_inputs(wildcards):
 
 def outcomes_of(trial):
     return list(TRIAL_CFG[trial]["outcomes"])
+
+
+def model_ids(trial, outcome):
+    """Ids of the models fitted for one outcome (its own list, else all)."""
+    cfg = TRIAL_CFG[trial]
+    wanted = cfg["outcomes"][outcome].get("models")
+    ids = [m["id"] for m in cfg.get("models", [{"id": "main"}])]
+    return [i for i in ids if wanted is None or i in wanted]
+
+
+def fit_outputs(trial, name, outcome=None):
+    """One file per fit (outcome x model) of a trial, or of one outcome."""
+    outcomes = [outcome] if outcome else outcomes_of(trial)
+    return [
+        f"results/{trial}/{o}/{m}/{name}" for o in outcomes for m in model_ids(trial, o)
+    ]

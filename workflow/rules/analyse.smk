@@ -1,0 +1,87 @@
+rule fit:
+    input:
+        cells="results/{trial}/{outcome}/cells.parquet",
+        record="results/{trial}/{outcome}/prepared.json",
+        scores="results/{trial}/alignment/scores.csv",
+        config=lambda wc: trial_config_path(wc.trial),
+    output:
+        posterior="results/{trial}/{outcome}/{model}/posterior.nc",
+        estimates="results/{trial}/{outcome}/{model}/estimates.csv",
+        diagnostics="results/{trial}/{outcome}/{model}/diagnostics.csv",
+        effects="results/{trial}/{outcome}/{model}/cluster_effects.csv",
+        counterfactual="results/{trial}/{outcome}/{model}/counterfactual.csv",
+        ppc="results/{trial}/{outcome}/{model}/ppc.csv",
+        record="results/{trial}/{outcome}/{model}/fit.json",
+    log:
+        "results/{trial}/logs/fit_{outcome}_{model}.log",
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        code=source_hash("config.py", "models", "steps/fit.py", "steps/alignment.py"),
+    shell:
+        "qialign fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
+        "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
+        "--out-dir results/{wildcards.trial}/{wildcards.outcome}/{wildcards.model} > {log} 2>&1"
+
+
+rule crosscheck:
+    input:
+        rows="results/{trial}/{outcome}/rows.parquet",
+        record="results/{trial}/{outcome}/prepared.json",
+        scores="results/{trial}/alignment/scores.csv",
+        config=lambda wc: trial_config_path(wc.trial),
+    output:
+        "results/{trial}/{outcome}/crosscheck.csv",
+    log:
+        "results/{trial}/logs/crosscheck_{outcome}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code=source_hash("config.py", "frequentist", "steps/crosscheck.py"),
+    shell:
+        "qialign crosscheck {input.config} --outcome {wildcards.outcome} "
+        "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
+        "--out {output} > {log} 2>&1"
+
+
+rule compare:
+    input:
+        posteriors=lambda wc: fit_outputs(wc.trial, "posterior.nc", wc.outcome),
+    output:
+        "results/{trial}/{outcome}/loo.csv",
+    log:
+        "results/{trial}/logs/compare_{outcome}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        code=source_hash("steps/collect.py"),
+    shell:
+        "qialign compare {input.posteriors} --out {output} > {log} 2>&1"
+
+
+rule collect:
+    input:
+        config=lambda wc: trial_config_path(wc.trial),
+        bayes=lambda wc: fit_outputs(wc.trial, "estimates.csv"),
+        crosschecks=lambda wc: [
+            f"results/{wc.trial}/{o}/crosscheck.csv" for o in outcomes_of(wc.trial)
+        ],
+    output:
+        "results/{trial}/estimates.csv",
+    log:
+        "results/{trial}/logs/collect.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=source_hash("steps/collect.py", "steps/fit.py"),
+    shell:
+        "qialign collect {input.config} --bayes {input.bayes} "
+        "--crosschecks {input.crosschecks} --out {output} > {log} 2>&1"
