@@ -19,4 +19,5 @@ rule all:
     default_target: True
     input:
         expand("results/{trial}/estimates.csv", trial=TRIALS),
+        expand("reports/{trial}/report.html", trial=TRIALS),
         [f"results/{t}/{o}/loo.csv" for t in TRIALS for o in outcomes_of(t)],

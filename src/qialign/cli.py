@@ -76,6 +76,13 @@ def _compare(args: argparse.Namespace) -> None:
     print(compare_models(posteriors, Path(args.out)).to_string(index=False))
 
 
+def _report(args: argparse.Namespace) -> None:
+    from qialign.report import render_report
+
+    render_report(Path(args.results), Path(args.config), Path(args.out), [Path(p) for p in args.logs])
+    print(f"wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
@@ -133,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crosschecks", nargs="*", default=[], help="per-outcome crosscheck.csv files")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_collect)
+
+    p = steps.add_parser("report", help="render the trial's self-contained HTML report")
+    p.add_argument("config", help="trial config")
+    p.add_argument("--results", required=True, help="the trial's results folder, e.g. results/<trial>")
+    p.add_argument("--out", required=True, help="HTML file, e.g. reports/<trial>/report.html")
+    p.add_argument("--logs", nargs="*", default=[], help="step logs to link from the report")
+    p.set_defaults(func=_report)
     return parser
 
 

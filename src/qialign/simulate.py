@@ -29,6 +29,13 @@ import pandas as pd
 import yaml
 from scipy.special import expit, logit
 
+from qialign.errors import QialignError
+
+
+class SpecError(QialignError, ValueError):
+    """A simulation spec that cannot be simulated (printed by the CLI without a traceback)."""
+
+
 DESIGNS = ("stepped_wedge", "controlled_before_after", "interrupted_time_series")
 LINKS = {
     "gaussian": "identity",
@@ -149,7 +156,7 @@ def _merge(default: dict, given: dict | None, where: str = "") -> dict:
     out = copy.deepcopy(default)
     for key, value in (given or {}).items():
         if key not in default:
-            raise ValueError(f"unknown simulation spec key '{where}{key}'")
+            raise SpecError(f"unknown simulation spec key '{where}{key}'")
         if isinstance(default[key], dict) and key not in _REPLACED:
             out[key] = _merge(default[key], value, f"{where}{key}.")
         else:
@@ -161,28 +168,28 @@ def resolve_spec(spec: dict) -> dict:
     """Fill every default into ``spec`` and validate it; unknown keys are errors."""
     out = _merge(DEFAULT_SPEC, spec)
     if out["design"] not in DESIGNS:
-        raise ValueError(f"design must be one of {DESIGNS}, got {out['design']!r}")
+        raise SpecError(f"design must be one of {DESIGNS}, got {out['design']!r}")
     outcomes = {}
     for name, given in out["outcomes"].items():
         o = _merge(OUTCOME_DEFAULTS, given, f"outcomes.{name}.")
         family = o["family"]
         if family not in LINKS:
-            raise ValueError(f"outcomes.{name}.family must be one of {list(LINKS)}")
+            raise SpecError(f"outcomes.{name}.family must be one of {list(LINKS)}")
         if o["level"] not in ("patient", "cluster_period"):
-            raise ValueError(f"outcomes.{name}.level must be patient or cluster_period")
+            raise SpecError(f"outcomes.{name}.level must be patient or cluster_period")
         counts = family in ("poisson", "negative_binomial")
         if o["level"] == "cluster_period" and (not counts or any(o["betas"].values())):
-            raise ValueError(f"outcomes.{name}: cluster_period outcomes are counts without betas")
+            raise SpecError(f"outcomes.{name}: cluster_period outcomes are counts without betas")
         if o["baseline"] is None and o["intercept"] is None:
             o["baseline"] = BASELINES.get(family, 1.0)
         if o["trend"]["type"] not in ("none", "linear", "nonlinear", "vector"):
-            raise ValueError(f"outcomes.{name}.trend.type must be none|linear|nonlinear|vector")
+            raise SpecError(f"outcomes.{name}.trend.type must be none|linear|nonlinear|vector")
         if o["cluster_period_structure"] not in ("exchangeable", "ar1") or abs(o["rho"]) >= 1:
-            raise ValueError(f"outcomes.{name}: cluster_period_structure exchangeable|ar1, |rho|<1")
+            raise SpecError(f"outcomes.{name}: cluster_period_structure exchangeable|ar1, |rho|<1")
         if o["exposure_shape"] not in ("step", "ramp"):
-            raise ValueError(f"outcomes.{name}.exposure_shape must be step or ramp")
+            raise SpecError(f"outcomes.{name}.exposure_shape must be step or ramp")
         if o["fidelity_interaction"] and not out["fidelity"]["enabled"]:
-            raise ValueError(f"outcomes.{name}.fidelity_interaction needs fidelity.enabled")
+            raise SpecError(f"outcomes.{name}.fidelity_interaction needs fidelity.enabled")
         outcomes[name] = o
     out["outcomes"] = outcomes
     return out
@@ -193,7 +200,7 @@ def _start_periods(spec: dict, n: int, rng: np.random.Generator) -> list[int | N
     if sched["starts"] is not None:
         starts = [None if s is None else int(s) for s in sched["starts"]]
         if len(starts) != n:
-            raise ValueError(f"schedule.starts has {len(starts)} entries for {n} clusters")
+            raise SpecError(f"schedule.starts has {len(starts)} entries for {n} clusters")
     elif design == "stepped_wedge":
         starts = [sched["baseline"] + 1 + (i // sched["per_step"]) * sched["every"] for i in range(n)]
     else:
@@ -205,14 +212,14 @@ def _start_periods(spec: dict, n: int, rng: np.random.Generator) -> list[int | N
         starts = [starts[i] for i in rng.permutation(n)]
     given = [s for s in starts if s is not None]
     if any(not 2 <= s <= periods for s in given):
-        raise ValueError(f"start periods must lie in 2..{periods} (a baseline period first)")
+        raise SpecError(f"start periods must lie in 2..{periods} (a baseline period first)")
     rules = {
         "stepped_wedge": len(given) == n and len(set(given)) >= 2,
         "controlled_before_after": 0 < len(given) < n and len(set(given)) == 1,
         "interrupted_time_series": len(given) == n and len(set(given)) == 1,
     }
     if not rules[design]:
-        raise ValueError(f"start periods {starts} do not make a {design} design")
+        raise SpecError(f"start periods {starts} do not make a {design} design")
     return starts
 
 
@@ -330,7 +337,7 @@ def _trend(trend: dict, periods: int) -> np.ndarray:
     if kind == "vector":
         values = np.asarray(trend["values"], dtype=float)
         if values.shape != (periods,):
-            raise ValueError(f"trend.values needs {periods} values")
+            raise SpecError(f"trend.values needs {periods} values")
         return values
     f = np.zeros(periods) if kind == "none" else trend["slope"] * t
     if kind == "nonlinear":
@@ -559,7 +566,7 @@ def load_spec(spec_path: Path) -> dict:
     """Read a simulation spec (YAML mapping)."""
     spec = yaml.safe_load(Path(spec_path).read_text()) or {}
     if not isinstance(spec, dict):
-        raise ValueError(f"{spec_path}: a simulation spec must be a YAML mapping")
+        raise SpecError(f"{spec_path}: a simulation spec must be a YAML mapping")
     return spec
 
 

@@ -85,3 +85,33 @@ rule collect:
     shell:
         "qialign collect {input.config} --bayes {input.bayes} "
         "--crosschecks {input.crosschecks} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        config=lambda wc: trial_config_path(wc.trial),
+        estimates="results/{trial}/estimates.csv",
+        loo=lambda wc: [
+            f"results/{wc.trial}/{o}/loo.csv" for o in outcomes_of(wc.trial)
+        ],
+        fits=lambda wc: fit_outputs(wc.trial, "fit.json"),
+        scores="results/{trial}/alignment/scores.csv",
+        data="results/{trial}/data.json",
+    output:
+        report(
+            "reports/{trial}/report.html",
+            caption="../report/report.rst",
+            category="Trial reports",
+        ),
+    log:
+        "results/{trial}/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=source_hash("report"),
+        logs=lambda wc: trial_logs(wc.trial),
+    shell:
+        "qialign report {input.config} --results results/{wildcards.trial} --out {output} "
+        "--logs {params.logs} > {log} 2>&1"

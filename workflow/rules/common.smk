@@ -72,3 +72,17 @@ def fit_outputs(trial, name, outcome=None):
     return [
         f"results/{trial}/{o}/{m}/{name}" for o in outcomes for m in model_ids(trial, o)
     ]
+
+
+def trial_logs(trial):
+    """The log of every step of a trial, for links in its report."""
+    logs = [
+        f"results/{trial}/logs/{s}.log" for s in ("validate", "alignment", "collect")
+    ]
+    for o in outcomes_of(trial):
+        logs += [
+            f"results/{trial}/logs/{s}_{o}.log"
+            for s in ("prepare", "crosscheck", "compare")
+        ]
+        logs += [f"results/{trial}/logs/fit_{o}_{m}.log" for m in model_ids(trial, o)]
+    return logs

@@ -1,0 +1,473 @@
+"""The per-trial HTML report: sections, self-containment, numbers, suppression, robustness.
+
+The fixture is a small simulated trial run through the real ``validate``, ``prepare`` and
+``alignment`` steps; the model outputs (estimates, diagnostics, fit records, cluster effects,
+counterfactual, PPC, LOO, cross-check) are written from code with the writers' columns, so the test
+needs no sampling.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from qialign.report import SECTION_IDS, render_report
+from qialign.report.tables import count, interval_label, num, percent, with_interval
+from qialign.simulate import simulate_trial
+from qialign.steps.alignment import alignment_scores
+from qialign.steps.prepare import prepare_outcome, validate_trial
+
+TRIAL = "tiny"
+EST_COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
+
+
+def _sim_spec() -> dict:
+    return {
+        "design": "stepped_wedge",
+        "periods": 6,
+        "clusters_per_site": [2, 2],
+        "schedule": {"baseline": 1, "every": 1, "per_step": 1},
+        "patients": {"per_period": 9.0, "sd_log_cluster_size": 0.3},
+        "survey": {
+            "waves": 1,
+            "roles": {
+                "clinical": {"doctor": [3, 4], "nurse": [4, 6]},
+                "managerial": {"ward_manager": [1, 1]},  # one manager per cluster: counts < 5
+            },
+            "domains": {"safety": 3, "flow": 3},
+        },
+        "outcomes": {
+            "y": {"family": "bernoulli", "baseline": 0.3, "treatment_effect": -0.3},
+            "cnt": {"family": "negative_binomial", "level": "cluster_period", "baseline": 8.0},
+        },
+    }
+
+
+def _trial_config(data: Path, **over) -> dict:
+    cfg = {
+        "id": TRIAL,
+        "title": "Tiny test trial",
+        "synthetic": True,
+        "design": "stepped_wedge",
+        "data": {
+            "clusters": str(data / "clusters.csv"),
+            "patients": str(data / "patients.csv"),
+            "cluster_periods": str(data / "cluster_periods.csv"),
+            "survey": str(data / "survey.csv"),
+        },
+        "outcomes": {
+            "y": {"family": "bernoulli", "better": "lower", "label": "Bad outcome"},
+            "cnt": {
+                "family": "negative_binomial",
+                "exposure": "bed_days",
+                "better": "higher",
+                "models": ["main"],
+            },
+        },
+        "covariates": ["age"],
+        "alignment": {
+            "source": "survey",
+            "roles": {"clinical": ["doctor", "nurse"], "managerial": ["ward_manager"]},
+            "domains": {"safety": ["q1", "q2", "q3"], "flow": ["q4", "q5", "q6"]},
+            "method": "descriptive",
+        },
+        "models": [{"id": "main"}, {"id": "alt", "exposure": "eti", "random_treatment": True}],
+        "seed": 7,
+    }
+    cfg.update(over)
+    return cfg
+
+
+def _fake_estimates(family: str, gamma: bool, rng) -> pd.DataFrame:
+    link = {"bernoulli": "log-odds", "negative_binomial": "log-rate"}[family]
+    natural = {"bernoulli": "odds ratio", "negative_binomial": "rate ratio"}[family]
+    th, se = rng.normal(-0.2, 0.1), 0.15
+    rows = [
+        ["treatment_effect", link, th, th - 2 * se, th + 2 * se],
+        [
+            "treatment_effect_natural",
+            natural,
+            np.exp(th + se**2 / 2),
+            np.exp(th - 2 * se),
+            np.exp(th + 2 * se),
+        ],
+    ]
+    if gamma:
+        g = rng.normal(-0.3, 0.05)
+        rows += [
+            ["alignment_interaction", link, g, g - 0.2, g + 0.2],
+            ["effect_low_alignment", link, th - 1.2 * g, th - 1.2 * g - 0.4, th - 1.2 * g + 0.4],
+            ["effect_high_alignment", link, th + 1.1 * g, th + 1.1 * g - 0.4, th + 1.1 * g + 0.4],
+        ]
+    rows.append(["prob_beats_trend", "probability", 0.8731, np.nan, np.nan])
+    rows.append(["marginal_difference", "risk difference", -0.0213, -0.0511, 0.0087])
+    rows.append(["sd_cluster", link, 0.21, 0.02, 0.55])
+    rows.append(["icc", "latent", 0.031, 0.002, 0.09])
+    out = pd.DataFrame(rows, columns=EST_COLUMNS[:5])
+    out["interval"] = np.where(out["estimand"] == "prob_beats_trend", "", "eti95")
+    out["r_hat"] = np.where(out["estimand"] == "prob_beats_trend", np.nan, 1.002)
+    out["ess_bulk"] = np.where(out["estimand"] == "prob_beats_trend", np.nan, 1234.0)
+    return out
+
+
+def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reliable: bool, rng, gamma=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    est = _fake_estimates(family, gamma, rng)
+    est.to_csv(folder / "estimates.csv", index=False)
+    stat = "events" if family == "bernoulli" else "count"
+    cp = cells.groupby(["cluster", "period"], as_index=False).agg(
+        site=("site", "first"), treated=("treated", "max"), n=("n", "sum"), s=(stat, "sum")
+    )
+    cp["observed"] = cp["s"] / cp["n"]
+    base = cp["observed"].mean()
+    cf = cp[["cluster", "period", "treated", "n", "observed"]].copy()
+    for name, shift in (("actual", 0.0), ("without", 0.02), ("with", -0.02)):
+        m = base + shift * np.where(name == "actual", cp["treated"], 1)
+        cf[f"{name}_mean"], cf[f"{name}_lower"], cf[f"{name}_upper"] = m, m * 0.8, m * 1.2
+    cf["interval"] = "eti95"
+    cf.to_csv(folder / "counterfactual.csv", index=False)
+    ppc = cells[["cluster", "period", "treated", "n"]].copy()
+    ppc["observed_mean"] = cells[stat] / cells["n"]
+    ppc["predicted_mean"] = base
+    ppc["lower"], ppc["upper"] = 0.0, 1.0
+    ppc["inside"] = True
+    ppc.to_csv(folder / "ppc.csv", index=False)
+    clusters = sorted(cells["cluster"].astype(str).unique())
+    z = np.linspace(-1.2, 1.2, len(clusters))
+    th = est.set_index("estimand").loc["treatment_effect", "estimate"]
+    ce = pd.DataFrame(
+        {
+            "cluster": clusters,
+            "site": [cells.loc[cells["cluster"] == c, "site"].iloc[0] for c in clusters],
+            "alignment": 0.5 + 0.1 * z,
+            "alignment_z": z,
+            "scale": est["scale"].iloc[0],
+            "estimate": th - 0.3 * z,
+            "lower": th - 0.3 * z - 0.5,
+            "upper": th - 0.3 * z + 0.5,
+            "interval": "eti95",
+            "natural_scale": est["scale"].iloc[1],
+        }
+    )
+    for c in ("estimate", "lower", "upper"):
+        ce[f"natural_{c}"] = np.exp(ce[c])
+    ce.to_csv(folder / "cluster_effects.csv", index=False)
+    params = ["mu", "treatment_effect", "sd_cluster"] + (
+        [f"theta_e[{e}]" for e in range(1, 5)] if eti else []
+    )
+    diag = pd.DataFrame(
+        {
+            "parameter": params,
+            "mean": np.linspace(-0.3, 0.1, len(params)),
+            "sd": 0.1,
+            "eti95_lb": np.linspace(-0.6, -0.2, len(params)),
+            "eti95_ub": np.linspace(0.0, 0.4, len(params)),
+            "ess_bulk": 900.0 if reliable else 120.0,
+            "ess_tail": 800.0,
+            "r_hat": 1.001 if reliable else 1.04,
+            "mcse_mean": 0.003,
+            "mcse_sd": 0.002,
+        }
+    )
+    diag.to_csv(folder / "diagnostics.csv", index=False)
+    fit = {
+        "reliable": reliable,
+        "problems": [] if reliable else ["R-hat 1.040 > 1.01 (mu)", "bulk ESS 120 < 400 (mu)"],
+        "retried": not reliable,
+        "timings": {"compile_s": 3.2, "sample_s": 4.1},
+        "sampler": {"engine": "nutpie", "chains": 4, "draws": 1000, "tune": 1000, "target_accept": 0.9},
+        "seed": 1234,
+        "versions": {"python": "3.12", "qialign": "0.1.0", "pymc": "6.0"},
+        "divergences": 0,
+        "ebfmi": [0.9, 0.95],
+    }
+    (folder / "fit.json").write_text(json.dumps(fit))
+
+
+def _build(root: Path, **over) -> tuple[Path, Path, list[Path]]:
+    """A results folder for a small simulated trial; returns (results_dir, config_path, logs)."""
+    data = root / "data"
+    simulate_trial(_sim_spec(), 3).write(data)
+    cfg = _trial_config(data, **over)
+    config = root / "config" / f"{TRIAL}.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = root / "results" / TRIAL
+    validate_trial(config, res / "validation.txt", res / "data.json")
+    alignment_scores(config, res / "alignment" / "scores.csv")
+    rng = np.random.default_rng(1)
+    gamma = cfg["alignment"].get("source", "none") != "none"
+    for outcome, ocfg in cfg["outcomes"].items():
+        prepare_outcome(config, outcome, res / outcome)
+        cells = pd.read_parquet(res / outcome / "cells.parquet")
+        models = ocfg.get("models") or [m["id"] for m in cfg["models"]]
+        for i, model in enumerate(models):
+            mcfg = next(m for m in cfg["models"] if m["id"] == model)
+            _write_model(
+                res / outcome / model,
+                cells,
+                ocfg["family"],
+                eti=mcfg.get("exposure") == "eti",
+                reliable=(i == 0),
+                rng=rng,
+                gamma=gamma,
+            )
+        if len(models) > 1:
+            pd.DataFrame(
+                {
+                    "model": models,
+                    "rank": range(len(models)),
+                    "elpd_diff": [0.0, -1.5][: len(models)],
+                    "dse": [0.0, 1.1][: len(models)],
+                    "p": [6.1, 9.3][: len(models)],
+                    "elpd": [-100.2, -101.7][: len(models)],
+                    "se": [8.0, 8.1][: len(models)],
+                    "weight": [0.8, 0.2][: len(models)],
+                    "n_pareto_k_gt_0.7": [0, 2][: len(models)],
+                    "max_pareto_k": [0.41, 0.93][: len(models)],
+                }
+            ).to_csv(res / outcome / "loo.csv", index=False)
+        if outcome == "y":  # cnt has no cross-check: the page must say so
+            cc = []
+            for method in ("gee_exchangeable_kc", "glm_cluster_robust"):
+                cc += [
+                    [method, "treatment_effect", "log_odds", -0.25, 0.1, -0.45, -0.05, 3.0, ""],
+                    [
+                        method,
+                        "treatment_effect_natural",
+                        "odds_ratio",
+                        np.exp(-0.25),
+                        np.nan,
+                        np.exp(-0.45),
+                        np.exp(-0.05),
+                        3.0,
+                        "",
+                    ],
+                    [method, "alignment_interaction", "log_odds", -0.2, 0.1, -0.4, 0.0, 3.0, ""],
+                ]
+            pd.DataFrame(
+                cc, columns=["method", "estimand", "scale", "estimate", "se", "lower", "upper", "df", "note"]
+            ).to_csv(res / outcome / "crosscheck.csv", index=False)
+    logs = []
+    for step in ("validate", "alignment", "prepare_y"):
+        log = res / "logs" / f"{step}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"{step} ok\n")
+        logs.append(log)
+    return res, config, logs
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    res, config, logs = _build(root)
+    out = root / "reports" / TRIAL / "report.html"
+    render_report(res, config, out, logs=logs)
+    return {
+        "html": out.read_text(encoding="utf-8"),
+        "out": out,
+        "results": res,
+        "config": config,
+        "root": root,
+    }
+
+
+def _section(html: str, sid: str) -> str:
+    m = re.search(rf'<section[^>]*id="{sid}".*?</section>', html, re.S)
+    assert m, f"section {sid} missing"
+    return m.group(0)
+
+
+def _esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_every_section_present(report):
+    html = report["html"]
+    for sid in SECTION_IDS:
+        assert re.search(rf'<section[^>]*id="{sid}"', html), sid
+    assert html.count("<section") == len(SECTION_IDS)
+
+
+def test_self_contained(report):
+    html = report["html"]
+    assert "http://" not in html and "https://" not in html
+    assert "<link" not in html
+    assert not re.search(r"<script[^>]*\bsrc=", html)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(//|https?:)""", html)
+    assert "url(" not in html  # no CSS-fetched resources
+
+
+def test_images_are_valid_png_data_uris(report):
+    from PIL import Image
+
+    srcs = re.findall(r'<img[^>]*\bsrc="([^"]*)"', report["html"])
+    assert len(srcs) >= 8
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        raw = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(io.BytesIO(raw)) as im:
+            im.verify()
+            assert im.size[0] > 100 and im.size[1] > 50
+
+
+def test_summary_numbers_equal_estimates(report):
+    summary = _section(report["html"], "summary")
+    res = report["results"]
+    for outcome in ("y", "cnt"):
+        est = pd.read_csv(res / outcome / "main" / "estimates.csv").set_index("estimand")
+        nat = est.loc["treatment_effect_natural"]
+        text = f"{nat['scale']} " + with_interval(
+            nat["estimate"], nat["lower"], nat["upper"], interval_label(nat["interval"])
+        )
+        assert _esc(text) in summary, text
+        assert "95% CrI" in text
+        assert _esc(percent(est.loc["prob_beats_trend", "estimate"])) in summary
+        for name in ("alignment_interaction", "effect_low_alignment", "effect_high_alignment"):
+            r = est.loc[name]
+            assert _esc(with_interval(r["estimate"], r["lower"], r["upper"], "95% CrI")) in summary, name
+    # frequentist cross-check quoted for y only
+    assert "Kauermann-Carroll" in summary
+
+
+def test_small_counts_suppressed(report):
+    html = report["html"]
+    scores = pd.read_csv(report["results"] / "alignment" / "scores.csv")
+    assert (scores["n_managerial"] < 5).all()
+    table = _section(html, "alignment")
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)
+    body = [r for r in rows if "<td" in r and any(f"<td>{c}</td>" in r for c in scores["cluster"])]
+    assert len(body) == len(scores)
+    for r in body:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", r)
+        assert cells[5] == "&lt;5", cells  # managerial respondents
+    # the clusters file has 4 rows: its row count is suppressed too
+    prov = _section(html, "provenance")
+    assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>&lt;5</td>", prov)
+    # no table cell anywhere shows a bare count 1..4 in a count column of the data-flow table
+    flow = _section(html, "data-flow")
+    for v in re.findall(r'<td class="n">([^<]*)</td>', flow):
+        assert v not in {"1", "2", "3", "4"}
+
+
+def test_synthetic_banner_and_badges(report):
+    html = report["html"]
+    assert 'class="synthetic-banner"' in html
+    assert html.count('class="badge-synthetic"') >= len(SECTION_IDS)
+
+
+def test_attention_lists_unreliable_fits_and_pareto(report):
+    box = _section(report["html"], "attention")
+    assert "y / alt" in box and "fit unreliable" in box and "R-hat 1.040" in box
+    assert "Pareto k &gt; 0.7" in box
+    assert "y / main" not in box
+
+
+def test_absent_parts_said(report):
+    html = report["html"]
+    assert "No frequentist cross-check for this outcome" in _section(html, "effects")
+    assert "One model variant only: no LOO comparison." in _section(html, "model-checks")
+    assert "Effect by exposure time" in _section(html, "effects")  # alt has eti
+    assert "immediate step" in _section(html, "effects")  # cnt's only model is a step
+
+
+def test_log_links_relative(report):
+    logs = _section(report["html"], "logs")
+    assert "href='../../results/tiny/logs/validate.log'" in logs
+
+
+def test_methods_text_from_config(report):
+    methods = _section(report["html"], "methods")
+    assert "Model main" in methods and "Model alt" in methods
+    assert "Normal(0, 1)" in methods  # effect prior default
+    assert "exposure-time indicators" in methods
+    prov = _section(report["html"], "provenance")
+    assert "sha256" not in prov.lower() or "SHA-256" in prov
+    data = json.loads((report["results"] / "data.json").read_text())
+    for f in data["files"].values():
+        assert f["sha256"] in prov
+    assert _esc(report["config"].read_text().splitlines()[0]) in prov
+
+
+def test_robust_to_absent_parts(tmp_path):
+    """No alignment, one model, no model outputs for one outcome, not synthetic: still renders."""
+    res, config, _ = _build(tmp_path, alignment={"source": "none"}, models=[{"id": "main"}], synthetic=False)
+    shutil.rmtree(res / "cnt" / "main")
+    (res / "y" / "crosscheck.csv").unlink()
+    out = tmp_path / "out" / "report.html"
+    render_report(res, config, out)
+    html = out.read_text()
+    for sid in SECTION_IDS:
+        assert f'id="{sid}"' in html
+    assert 'class="synthetic-banner"' not in html and 'class="badge-synthetic"' not in html
+    assert "SYNTHETIC DATA" not in html
+    box = _section(html, "attention")
+    assert "alignment" in box and "cnt / main" in box
+    assert "No step logs were given" in html
+
+
+def test_formatting_helpers():
+    assert count(0) == "0" and count(3) == "<5" and count(5) == "5" and count(12345) == "12,345"
+    assert count(2, below=3) == "<3" and count(np.nan) == "–"
+    assert with_interval(0.971, 0.8, 1.17) == "0.97 (95% CrI 0.80 to 1.17)"
+    assert with_interval(-0.0123, -0.031, 0.0061) == "−0.012 (95% CrI −0.031 to 0.006)"
+    assert num(-0.0001, 2) == "0.00"
+    assert percent(0.8731) == "87%" and percent(0.999) == ">99%"
+    assert interval_label("hdi90") == "90% HDI" and interval_label("eti95") == "95% CrI"
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(report, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    url = report["out"].resolve().as_uri()
+    common = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    n_img = len(re.findall(r"<img\b", report["html"]))
+    m = re.search(r'data-images-ok="(\d+)/(\d+)"', dom.stdout)
+    assert m, "the page's load script did not run"
+    assert int(m.group(2)) == n_img and m.group(1) == m.group(2), m.group(0)
+    for sid in SECTION_IDS:
+        assert f'id="{sid}"' in dom.stdout
+    shot = tmp_path / "report.png"
+    run = subprocess.run(
+        [*common, "--window-size=1280,2400", f"--screenshot={shot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    raw = shot.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 50_000
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        colours = im.convert("RGB").resize((64, 120)).getcolors(64 * 120)
+        assert colours is None or len(colours) > 20  # not a blank page
