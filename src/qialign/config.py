@@ -65,6 +65,14 @@ def _check_cross_references(cfg: dict, source: str) -> None:
                 problems.append(f"- outcomes/{name}/models: '{mid}' is not a model id ({', '.join(ids)})")
         if "exposure" in out and out["family"] not in ("poisson", "negative_binomial"):
             problems.append(f"- outcomes/{name}/exposure: only count families take an exposure")
+    for name in cfg["covariate_bins"]:
+        if name not in cfg["covariates"]:
+            problems.append(
+                f"- covariate_bins/{name}: not one of the covariates ({', '.join(cfg['covariates'])})"
+            )
+    for name, cuts in cfg["covariate_bins"].items():
+        if list(cuts) != sorted(set(cuts)):
+            problems.append(f"- covariate_bins/{name}: cut points must be strictly increasing, got {cuts}")
     if not {"patients", "cluster_periods"} & set(cfg["data"]):
         problems.append("- data: give a patients table, a cluster_periods table, or both")
     al = cfg["alignment"]

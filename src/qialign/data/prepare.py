@@ -334,6 +334,21 @@ def outcome_covariates(trial: TrialData, outcome: str) -> list[str]:
     return [c for c in trial.cfg.get("covariates", []) if c in have]
 
 
+def bin_covariate(values: pd.Series, cuts: list[float]) -> pd.Series:
+    """Categories from ascending cut points: '<c1', 'c1-<c2', ..., '>=ck' (missing stays missing).
+
+    Binned covariates aggregate into few covariate patterns per cell, which keeps fits fast.
+    """
+    edges = [-np.inf, *cuts, np.inf]
+    labels = (
+        [f"<{cuts[0]:g}"]
+        + [f"{a:g}-<{b:g}" for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        + [f">={cuts[-1]:g}"]
+    )
+    binned = pd.cut(values, edges, right=False, labels=labels).astype(object)
+    return binned.where(values.notna(), None)
+
+
 def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
     cfg = trial.cfg
     if outcome not in cfg["outcomes"]:
@@ -349,6 +364,10 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
     for c in covs:
         rows[c] = num(df[c]) if c in df.columns else rows["cluster"].map(num(cl[c])).to_numpy()
     missing = pd.Series(False, index=df.index)
+    covariate_na = rows[covs].isna() if covs else None
+    for c, cuts in cfg.get("covariate_bins", {}).items():
+        if c in covs:
+            rows[c] = bin_covariate(rows[c], cuts)
     if table == "patients":
         rows["y"] = num(df[outcome])
         trials = spec.get("trials") if family == "binomial" else None
@@ -373,7 +392,7 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
             rows["sd"] = sd.where(~(sd.isna() & (rows["n"] == 1)), 0.0)
             missing |= rows["sd"].isna()
     missing |= rows["y"].isna()
-    cov_na = rows[covs].isna() & ~missing.to_numpy()[:, None] if covs else pd.DataFrame()
+    cov_na = covariate_na & ~missing.to_numpy()[:, None] if covs else pd.DataFrame()
     cov_missing = cov_na.any(axis=1) if covs else pd.Series(False, index=df.index)
     keep = ~missing & ~cov_missing
     out = rows[keep].reset_index(drop=True)
