@@ -60,9 +60,12 @@ def fit_step(
 
     cfg = load_trial_config(config_path)
     model_cfg = model_config(cfg, outcome, model_id)
-    spec = ModelSpec.from_config(model_cfg, outcome, cfg["outcomes"][outcome], cfg)
     cells = pd.read_parquet(prepared_dir / "cells.parquet")
     prepared = json.loads((prepared_dir / "prepared.json").read_text())
+    # only the covariates the outcome's table has (a ward-month outcome has no patient covariates)
+    spec = ModelSpec.from_config(
+        model_cfg, outcome, cfg["outcomes"][outcome], {**cfg, "covariates": prepared["covariates"]}
+    )
     notes: list[str] = []
     alignment = None
     if "alignment" in model_cfg["moderators"] and cfg["alignment"]["source"] != "none":

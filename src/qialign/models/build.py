@@ -1,0 +1,203 @@
+"""The PyMC graph of DESIGN §4 on cluster-period cells.
+
+    eta_c = mu + f(t_c) + Z_c beta + tx_c + u_site + v_cluster + w_cluster,period
+    tx_c  = X_c h(e_c) (theta_e + gamma A_j + phi_f F_c + delta_j)
+
+All random effects are non-centred (effect = sd * z, z ~ N(0, 1)). Site and cluster intercepts
+use sum-to-zero z (ZeroSumNormal): K iid N(0, s^2) effects minus their mean are exactly
+ZeroSumNormal(s), and mu absorbs the mean, so the model is the usual random-intercept model with
+a decorrelated intercept (much better mixing with few sites or clusters). With thousands of
+patients per cluster-period the data pin each effect down and the non-centred form gives
+divergences; ``parametrization: centred`` (or auto, >= 500 per cluster-period) then samples
+v ~ ZeroSumNormal(sd_cluster) and w ~ N(0, sd_cluster_period) directly. Likelihood per cell c:
+
+- binomial/bernoulli: events_c ~ Binomial(n_c, logit^-1 eta_c)  (bernoulli rows: n = 1)
+- poisson: count_c ~ Poisson(exposure_c exp(eta_c))  (sum of Poissons with a common rate)
+- negative_binomial (NB2, Var = m + m^2 / phi): count_c ~ NB(mean exposure_c exp(eta_c),
+  shape n_c phi). Exact for a cell of n iid NB rows of equal exposure (sum of NB with a common
+  p = phi / (phi + m) is NB with shapes added); an approximation when exposures differ in a cell.
+- gaussian/lognormal (on y* = standardised y or log y), from sufficient statistics:
+  sum_i log N(y_i | m, s) = -n/2 log(2 pi s^2) - (sumsq - 2 m sum + n m^2) / (2 s^2),
+  written as a CustomDist observed on the cell sums so that log_likelihood / LOO are per cell.
+
+Trend: categorical period effects are ZeroSumNormal(trend_sd); linear / spline coefficients
+Normal(0, trend_sd) on bases centred over periods; rw1 f_t = f_{t-1} + sd_trend z_t, centred.
+Priors (``priors``): Normal(0, sd) on the link scale for effects; the intercept is
+Normal(mu0, intercept_sd) with mu0 the empirical link-scale mean; half-normal SDs; NB
+phi ~ Exponential(phi_rate); AR(1) rho ~ Beta(2, 2) on (0, 1) (positive decay).
+AR(1) cluster-period effects are stationary: w_j = sd L(rho) z_j with L the Cholesky factor of
+the AR(1) correlation, L[t, s] = rho^(t-s) c_s (t >= s), c_0 = 1, c_s = sqrt(1 - rho^2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from qialign.models.design import Design
+from qialign.models.spec import ModelSpec
+
+MAX_STORED_CELLS = 20_000
+
+
+def _ss_normal_logp(value, m, s, n, sumsq):
+    """Log-density of n iid N(m, s) draws given their sum (value) and sum of squares."""
+    return -0.5 * n * pt.log(2 * np.pi * s**2) - (sumsq - 2 * m * value + n * m**2) / (2 * s**2)
+
+
+def _ss_normal_random(m, s, n, sumsq, rng=None, size=None):
+    """Replicated cell sums: sum of n draws of N(m, s) is N(n m, sqrt(n) s)."""
+    return rng.normal(n * m, np.sqrt(n) * s, size=size)
+
+
+def stores_predictions(spec: ModelSpec, design: Design) -> bool:
+    if spec.store_predictions is None:
+        return design.n_cells <= MAX_STORED_CELLS
+    return bool(spec.store_predictions)
+
+
+def centred(spec: ModelSpec, design: Design) -> bool:
+    """Centred cluster and cluster-period effects? (auto: >= 500 patients per cluster-period)."""
+    if spec.parametrization == "auto":
+        return design.n.sum() / len(design.cp_keys) >= 500
+    return spec.parametrization == "centred"
+
+
+def build_model(design: Design, spec: ModelSpec) -> pm.Model:
+    """Build the PyMC model; data arrays are ``pm.Data`` so compiled graphs are reusable."""
+    d, pr = design, spec.priors
+    coords = {
+        "cell": np.arange(d.n_cells),
+        "cluster": d.clusters,
+        "period": d.periods,
+        "cluster_period": np.arange(len(d.cp_keys)),
+    }
+    if d.trend_P is not None:
+        coords["trend_term"] = d.trend_names
+    if d.Z.shape[1]:
+        coords["covariate"] = d.cov_names
+    multi_site = spec.site_effect and len(d.sites) > 1
+    if multi_site:
+        coords["site"] = d.sites
+    if spec.exposure == "eti":
+        coords["exposure_time"] = d.eti_levels
+
+    with pm.Model(coords=coords) as model:
+        cidx = pm.Data("cluster_idx", d.cluster_idx, dims="cell")
+        pidx = pm.Data("period_idx", d.period_idx, dims="cell")
+        h = pm.Data("h", d.h, dims="cell")
+        n = pm.Data("n", d.n, dims="cell")
+
+        mu = pm.Normal("mu", d.mu0, pr["intercept_sd"])
+        eta = mu
+
+        # secular trend f(t), identified up to a constant; reported relative to period 1
+        T = len(d.periods)
+        if spec.trend == "rw1":
+            sd_rw = pm.HalfNormal("sd_trend", pr["trend_sd"])
+            z_rw = pm.Normal("z_trend", 0, 1, shape=T - 1)
+            f = pt.concatenate([pt.zeros(1), pt.cumsum(sd_rw * z_rw)])
+            f = f - pt.mean(f)
+        elif spec.trend == "period":
+            f = pm.ZeroSumNormal("b_trend", sigma=pr["trend_sd"], dims="period")
+        else:
+            b_t = pm.Normal("b_trend", 0, pr["trend_sd"], dims="trend_term")
+            f = pt.dot(pt.as_tensor(d.trend_P), b_t)
+        if T > 1:
+            pm.Deterministic("trend", f - f[0], dims="period")
+            eta = eta + f[pidx]
+
+        if d.Z.shape[1]:
+            Z = pm.Data("Z", d.Z, dims=("cell", "covariate"))
+            beta = pm.Normal("beta", 0, pr["beta_sd"], dims="covariate")
+            pm.Deterministic("beta_raw", beta / d.cov_scale, dims="covariate")
+            eta = eta + pt.dot(Z, beta)
+
+        # treatment
+        if spec.exposure == "eti":
+            theta_e = pm.Normal("theta_e", 0, pr["effect_sd"], dims="exposure_time")
+            theta = pm.Deterministic("treatment_effect", pt.mean(theta_e))
+            eff = theta_e[pm.Data("eti_idx", d.eti_idx, dims="cell")]
+        else:
+            theta = pm.Normal("treatment_effect", 0, pr["effect_sd"])
+            eff = theta
+        ce = theta * pt.ones(len(d.clusters))
+        if d.A is not None:
+            A = pm.Data("alignment_z", d.A, dims="cluster")
+            gamma = pm.Normal("alignment_interaction", 0, pr["interaction_sd"])
+            eff = eff + gamma * A[cidx]
+            ce = ce + gamma * A
+        if d.F is not None:
+            F = pm.Data("fidelity_z", d.F, dims="cell")
+            phi_f = pm.Normal("fidelity_interaction", 0, pr["interaction_sd"])
+            eff = eff + phi_f * F
+        if spec.random_treatment:
+            sd_tx = pm.HalfNormal("sd_treatment", pr["sd_treatment"])
+            z_tx = pm.Normal("z_treatment", 0, 1, dims="cluster")
+            delta = sd_tx * z_tx
+            eff = eff + delta[cidx]
+            ce = ce + delta
+        pm.Deterministic("cluster_effect", ce, dims="cluster")
+        tx = h * eff
+        eta = eta + tx
+
+        # random effects
+        if multi_site:
+            sd_s = pm.HalfNormal("sd_site", pr["sd_site"])
+            z_s = pm.ZeroSumNormal("z_site", sigma=1.0, dims="site")
+            eta = eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims="cell")]
+        sd_c = pm.HalfNormal("sd_cluster", pr["sd_cluster"])
+        cp_idx = pm.Data("cp_idx", d.cp_idx, dims="cell")
+        if centred(spec, d):
+            v = pm.ZeroSumNormal("v_cluster", sigma=sd_c, dims="cluster")
+        else:
+            v = sd_c * pm.ZeroSumNormal("z_cluster", sigma=1.0, dims="cluster")
+        eta = eta + v[cidx]
+        if spec.cluster_period == "exchangeable":
+            sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
+            if centred(spec, d):
+                w = pm.Normal("w_cluster_period", 0, sd_cp, dims="cluster_period")
+            else:
+                w = sd_cp * pm.Normal("z_cluster_period", 0, 1, dims="cluster_period")
+            eta = eta + w[cp_idx]
+        elif spec.cluster_period == "ar1":
+            T = len(d.periods)
+            sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
+            rho = pm.Beta("rho", 2.0, 2.0)
+            lag = np.subtract.outer(np.arange(T), np.arange(T))
+            c = pt.concatenate([pt.ones(1), pt.sqrt(1 - rho**2) * pt.ones(T - 1)])
+            L = pt.where(lag >= 0, rho ** np.maximum(lag, 0) * c[None, :], 0.0)
+            z_w = pm.Normal("z_cluster_period", 0, 1, dims=("cluster", "period"))
+            w = sd_cp * pt.dot(z_w, L.T)  # (cluster, period)
+            eta = eta + w[cidx, pidx]
+
+        if stores_predictions(spec, d):
+            pm.Deterministic("eta", eta, dims="cell")
+            pm.Deterministic("tx", tx, dims="cell")
+
+        fam = spec.family
+        if fam in ("bernoulli", "binomial"):
+            pm.Binomial("y", n=n, logit_p=eta, observed=d.y["events"], dims="cell")
+        elif fam == "poisson":
+            off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
+            pm.Poisson("y", mu=pt.exp(eta + off), observed=d.y["count"], dims="cell")
+        elif fam == "negative_binomial":
+            off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
+            phi = pm.Exponential("phi", pr["phi_rate"])
+            pm.NegativeBinomial("y", mu=pt.exp(eta + off), alpha=n * phi, observed=d.y["count"], dims="cell")
+        else:
+            sigma = pm.HalfNormal("sigma", pr["sigma"])
+            sumsq = pm.Data("sumsq", d.y["sumsq"], dims="cell")
+            pm.CustomDist(
+                "y",
+                eta,
+                sigma,
+                n,
+                sumsq,
+                logp=_ss_normal_logp,
+                random=_ss_normal_random,
+                observed=d.y["sum"],
+                dims="cell",
+            )
+    return model

@@ -1,0 +1,258 @@
+"""Design matrices and data arrays for one model, from cluster-period cells.
+
+Cells: one row per cluster x period x covariate pattern with ``cluster, site, period, treated,
+exposure_time``, optional ``fidelity``, covariates, ``n`` and the family's sufficient statistics
+(binomial ``events``; gaussian/lognormal ``sum``, ``sumsq`` of y or log y; counts ``count``,
+``exposure``). A row-level table is the same with n = 1.
+
+Transformations (all reversible, recorded in the Design so estimates are reported on raw scales):
+
+- gaussian/lognormal: y* = (y - c) / s with c, s the patient-level mean and SD from cell sums;
+  the cell statistics become sum* = (sum - n c)/s and sumsq* = (sumsq - 2 c sum + n c^2)/s^2.
+- covariates: numeric columns z = (x - mean)/sd with patient-weighted (n) mean and SD; other
+  columns become 0/1 indicators (first level reference), standardised the same way; a coefficient
+  per raw unit is beta / sd.
+- alignment A_j: standardised over the analysed clusters, unweighted mean 0, SD 1 (ddof = 1).
+- fidelity F_jt: standardised over the treated cluster-periods (unweighted, ddof = 1), 0 in control.
+- trend: categorical period effects are sum-to-zero (ZeroSumNormal), linear/spline bases are
+  centred over periods; the reported trend is f(t) - f(first period).
+- exposure h(e): step 1; ramp min(e / L, 1); eti one effect per exposure time e = 1..E.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.interpolate import BSpline
+from scipy.special import logit
+
+from qialign.errors import QialignError
+from qialign.models.spec import ModelSpec
+
+REQUIRED = ("cluster", "period", "treated", "exposure_time", "n")
+FAMILY_COLUMNS = {
+    "bernoulli": ("events",),
+    "binomial": ("events",),
+    "gaussian": ("sum", "sumsq"),
+    "lognormal": ("sum", "sumsq"),
+    "poisson": ("count", "exposure"),
+    "negative_binomial": ("count", "exposure"),
+}
+
+
+@dataclass
+class Design:
+    """Arrays the PyMC graph is built from (one entry per cell unless named otherwise)."""
+
+    cells: pd.DataFrame
+    family: str
+    n: np.ndarray
+    clusters: list[str]
+    cluster_idx: np.ndarray
+    sites: list[str]
+    site_idx: np.ndarray
+    cluster_site: np.ndarray  # site index of each cluster
+    periods: np.ndarray  # sorted unique period values
+    period_idx: np.ndarray
+    cp_keys: pd.DataFrame  # unique observed cluster-periods (cluster, period, cp)
+    cp_idx: np.ndarray
+    treated: np.ndarray
+    h: np.ndarray  # exposure weight, 0 in control
+    eti_levels: np.ndarray  # exposure times present (eti)
+    eti_idx: np.ndarray  # index into eti_levels (0 in control)
+    trend_P: np.ndarray | None  # linear/spline basis per period (periods x k)
+    trend_names: list[str]
+    Z: np.ndarray  # standardised covariates (cells x p)
+    cov_names: list[str]
+    cov_center: np.ndarray
+    cov_scale: np.ndarray
+    A: np.ndarray | None  # standardised alignment per cluster
+    align_raw: pd.Series | None
+    align_center: float = np.nan
+    align_scale: float = np.nan
+    F: np.ndarray | None = None  # standardised fidelity per cell
+    fid_center: float = np.nan
+    fid_scale: float = np.nan
+    y: dict = field(default_factory=dict)  # family data (events | sum,sumsq | count,exposure)
+    y_center: float = 0.0
+    y_scale: float = 1.0
+    mu0: float = 0.0  # empirical link-scale mean; the intercept prior is centred here
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.n)
+
+
+def _standardise_y(cells: pd.DataFrame) -> tuple[dict, float, float]:
+    n, s, ss = (cells[c].to_numpy(float) for c in ("n", "sum", "sumsq"))
+    N = n.sum()
+    c = s.sum() / N
+    var = (ss.sum() - N * c**2) / max(N - 1.0, 1.0)
+    sd = float(np.sqrt(var)) if var > 0 else 1.0
+    y = {"sum": (s - n * c) / sd, "sumsq": (ss - 2 * c * s + n * c**2) / sd**2}
+    return y, float(c), sd
+
+
+def _trend_basis(spec: ModelSpec, periods: np.ndarray):
+    """Per-period basis (periods x k), centred over periods, or None (period / rw1 trends).
+
+    Centring decorrelates the intercept from the trend; the reported trend f(t) - f(t_1) is
+    relative to the first period whatever the parametrisation.
+    """
+    T = len(periods)
+    if spec.trend in ("period", "rw1"):
+        return None, [str(p) for p in periods]
+    if spec.trend == "linear":
+        sd = periods.std(ddof=1) if T > 1 else 1.0
+        return ((periods - periods.mean()) / sd)[:, None], ["period_sd"]
+    df = max(1, min(spec.spline_df, T - 1))
+    k = min(3, df)
+    n_interior = df + 1 - (k + 1)
+    x = periods.astype(float)
+    inner = np.quantile(x, np.linspace(0, 1, n_interior + 2)[1:-1]) if n_interior > 0 else []
+    t = np.r_[[x.min()] * (k + 1), inner, [x.max()] * (k + 1)]
+    B = BSpline.design_matrix(x, t, k).toarray()[:, 1:]  # B-spline basis minus the first
+    return B - B.mean(axis=0), [f"spline[{i}]" for i in range(B.shape[1])]
+
+
+def _covariates(cells: pd.DataFrame, names: list[str], w: np.ndarray):
+    cols, labels = [], []
+    for name in names:
+        if name not in cells:
+            raise QialignError(f"covariate '{name}' is not a column of the analysed cells")
+        x = cells[name]
+        if pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+            cols.append(x.to_numpy(float))
+            labels.append(name)
+        else:
+            levels = sorted(pd.unique(x.astype(str)))
+            for lev in levels[1:]:
+                cols.append((x.astype(str) == lev).to_numpy(float))
+                labels.append(f"{name}[{lev}]")
+    if not cols:
+        return np.zeros((len(cells), 0)), [], np.zeros(0), np.ones(0)
+    X = np.column_stack(cols)
+    center = np.average(X, axis=0, weights=w)
+    var = np.average((X - center) ** 2, axis=0, weights=w) * w.sum() / max(w.sum() - 1, 1)
+    scale = np.where(var > 0, np.sqrt(var), 1.0)
+    return (X - center) / scale, labels, center, scale
+
+
+def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | None = None) -> Design:
+    """Validate the cells and compute every array the model needs."""
+    missing = [c for c in (*REQUIRED, *FAMILY_COLUMNS[spec.family]) if c not in cells]
+    if missing:
+        raise QialignError(
+            f"outcome {spec.outcome} ({spec.family}): cells lack column(s) {', '.join(missing)}"
+        )
+    cells = cells.reset_index(drop=True).copy()
+    if "site" not in cells:
+        cells["site"] = "all"
+    cells["cluster"] = cells["cluster"].astype(str)
+    cells["site"] = cells["site"].astype(str)
+    n = cells["n"].to_numpy(float)
+    if (n <= 0).any():
+        raise QialignError(f"outcome {spec.outcome}: cells with n <= 0")
+
+    clusters = sorted(pd.unique(cells["cluster"]))
+    cluster_idx = pd.Categorical(cells["cluster"], categories=clusters).codes.astype(int)
+    sites = sorted(pd.unique(cells["site"]))
+    site_idx = pd.Categorical(cells["site"], categories=sites).codes.astype(int)
+    cluster_site = cells.groupby("cluster")["site"].first().reindex(clusters).map(sites.index).to_numpy(int)
+    periods = np.sort(pd.unique(cells["period"].astype(int)))
+    period_idx = np.searchsorted(periods, cells["period"].astype(int).to_numpy())
+    cp = cells[["cluster", "period"]].drop_duplicates().sort_values(["cluster", "period"])
+    cp = cp.reset_index(drop=True)
+    cp["cp"] = np.arange(len(cp))
+    cp_idx = cells[["cluster", "period"]].merge(cp, how="left", on=["cluster", "period"])["cp"]
+
+    treated = cells["treated"].to_numpy(int)
+    e = cells["exposure_time"].to_numpy(int) * treated
+    if spec.exposure == "ramp":
+        h = np.minimum(e / spec.ramp_periods, 1.0) * treated
+    else:
+        h = treated.astype(float)
+    eti_levels = np.sort(np.unique(e[treated == 1])) if treated.any() else np.array([1])
+    eti_idx = np.where(treated == 1, np.searchsorted(eti_levels, e), 0)
+    if not treated.any():
+        raise QialignError(f"outcome {spec.outcome}: no treated cells, no effect to estimate")
+
+    trend_P, trend_names = _trend_basis(spec, periods)
+    Z, cov_names, cov_center, cov_scale = _covariates(cells, spec.covariates, n)
+
+    A = align_raw = None
+    a_c = a_s = np.nan
+    if "alignment" in spec.moderators and alignment is not None:
+        al = alignment.copy()
+        al.index = al.index.astype(str)
+        align_raw = al.reindex(clusters).astype(float)
+        if align_raw.isna().any():
+            bad = ", ".join(align_raw.index[align_raw.isna()])
+            raise QialignError(f"alignment missing for analysed cluster(s): {bad}")
+        a_c, a_s = float(align_raw.mean()), float(align_raw.std(ddof=1))
+        if not a_s > 0:
+            raise QialignError("alignment is constant over clusters; cannot standardise it")
+        A = ((align_raw - a_c) / a_s).to_numpy(float)
+
+    F = None
+    f_c = f_s = np.nan
+    if "fidelity" in spec.moderators and "fidelity" in cells:
+        f = cells["fidelity"].to_numpy(float)
+        tcp = cells.loc[treated == 1].drop_duplicates(["cluster", "period"])["fidelity"]
+        if tcp.notna().all() and tcp.std(ddof=1) > 0:
+            f_c, f_s = float(tcp.mean()), float(tcp.std(ddof=1))
+            F = np.where(treated == 1, (f - f_c) / f_s, 0.0)
+
+    y: dict = {}
+    y_c, y_s = 0.0, 1.0
+    if spec.family in ("bernoulli", "binomial"):
+        y["events"] = cells["events"].to_numpy(float)
+        p = np.clip(y["events"].sum() / n.sum(), 1e-3, 1 - 1e-3)
+        mu0 = float(logit(p))
+    elif spec.family in ("gaussian", "lognormal"):
+        y, y_c, y_s = _standardise_y(cells)
+        mu0 = 0.0
+    else:
+        y["count"] = cells["count"].to_numpy(float)
+        y["exposure"] = cells["exposure"].to_numpy(float)
+        if (y["exposure"] <= 0).any():
+            raise QialignError(f"outcome {spec.outcome}: exposure must be > 0 in every cell")
+        mu0 = float(np.log(max(y["count"].sum(), 0.5) / y["exposure"].sum()))
+
+    return Design(
+        cells=cells,
+        family=spec.family,
+        n=n,
+        clusters=clusters,
+        cluster_idx=cluster_idx,
+        sites=sites,
+        site_idx=site_idx,
+        cluster_site=cluster_site,
+        periods=periods,
+        period_idx=period_idx,
+        cp_keys=cp,
+        cp_idx=cp_idx.to_numpy(int),
+        treated=treated,
+        h=h,
+        eti_levels=eti_levels,
+        eti_idx=eti_idx,
+        trend_P=trend_P,
+        trend_names=trend_names,
+        Z=Z,
+        cov_names=cov_names,
+        cov_center=cov_center,
+        cov_scale=cov_scale,
+        A=A,
+        align_raw=align_raw,
+        align_center=a_c,
+        align_scale=a_s,
+        F=F,
+        fid_center=f_c,
+        fid_scale=f_s,
+        y=y,
+        y_center=y_c,
+        y_scale=y_s,
+        mu0=mu0,
+    )

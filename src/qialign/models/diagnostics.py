@@ -1,0 +1,84 @@
+"""Convergence diagnostics against the trial's thresholds (config ``diagnostics``).
+
+Checked on the reported parameters (not the raw non-centred z's): rank-normalised split R-hat
+(max <= r_hat_max), bulk and tail ESS (min >= ess_bulk_min, ess_tail_min), divergent transitions
+(<= divergences_max) and E-BFMI per chain (min >= ebfmi_min), all via ArviZ 1 (``az.summary`` with
+``round_to="none"``, ``az.bfmi``). MCSE of the mean and SD are reported alongside.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from qialign.models.spec import DIAGNOSTIC_DEFAULTS
+
+REPORTED = (
+    "mu",
+    "b_trend",
+    "sd_trend",
+    "beta",
+    "treatment_effect",
+    "theta_e",
+    "alignment_interaction",
+    "fidelity_interaction",
+    "sd_site",
+    "sd_cluster",
+    "sd_cluster_period",
+    "rho",
+    "sd_treatment",
+    "sigma",
+    "phi",
+)
+
+
+def reported_vars(idata) -> list[str]:
+    post = idata["posterior"]
+    return [v for v in REPORTED if v in post.data_vars]
+
+
+def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], dict]:
+    """Return (ok, problems, details); details hold the per-parameter summary table."""
+    th = {**DIAGNOSTIC_DEFAULTS, **(thresholds or {})}
+    summ = az.summary(idata, var_names=reported_vars(idata), ci_prob=0.95, round_to="none")
+    summ = pd.DataFrame(summ)
+    div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
+    try:
+        bfmi = np.atleast_1d(np.asarray(az.bfmi(idata)["energy"]))
+    except (KeyError, ValueError):  # energy missing (e.g. other samplers)
+        bfmi = np.array([np.nan])
+    n_draws = int(idata["posterior"].sizes["draw"] * idata["posterior"].sizes["chain"])
+    details = {
+        "summary": summ,
+        "divergences": div,
+        "divergence_rate": div / n_draws,
+        "ebfmi": bfmi.tolist(),
+        "r_hat_max": float(summ["r_hat"].max()),
+        "ess_bulk_min": float(summ["ess_bulk"].min()),
+        "ess_tail_min": float(summ["ess_tail"].min()),
+        "mcse_mean_max": float(summ["mcse_mean"].max()),
+        "thresholds": th,
+    }
+    problems = []
+    if not details["r_hat_max"] <= th["r_hat_max"]:
+        worst = summ["r_hat"].idxmax()
+        problems.append(f"R-hat {details['r_hat_max']:.3f} > {th['r_hat_max']} ({worst})")
+    if not details["ess_bulk_min"] >= th["ess_bulk_min"]:
+        worst = summ["ess_bulk"].idxmin()
+        problems.append(f"bulk ESS {details['ess_bulk_min']:.0f} < {th['ess_bulk_min']} ({worst})")
+    if not details["ess_tail_min"] >= th["ess_tail_min"]:
+        worst = summ["ess_tail"].idxmin()
+        problems.append(f"tail ESS {details['ess_tail_min']:.0f} < {th['ess_tail_min']} ({worst})")
+    if div > th["divergences_max"]:
+        problems.append(f"{div} divergent transition(s) > {th['divergences_max']}")
+    if np.nanmin(bfmi) < th["ebfmi_min"]:
+        problems.append(f"E-BFMI {np.nanmin(bfmi):.2f} < {th['ebfmi_min']}")
+    return not problems, problems, details
+
+
+def diagnostics_table(details: dict) -> pd.DataFrame:
+    """Per-parameter table (mean, sd, ESS, R-hat, MCSE) for the results folder."""
+    out = details["summary"].copy()
+    out.index.name = "parameter"
+    return out.reset_index()

@@ -1,0 +1,282 @@
+"""Estimands from a fitted model (DESIGN §4-5): one row each, posterior mean and interval.
+
+Columns: ``estimand, scale, estimate, lower, upper, interval, r_hat, ess_bulk``; ``interval`` is
+e.g. ``eti95`` (equal-tailed) or ``hdi95`` (config ``interval``). R-hat (rank-normalised) and bulk
+ESS are computed on each estimand's own draws.
+
+- treatment_effect theta: effect at mean alignment (and mean fidelity) on the link scale (log-odds,
+  log-rate, difference in mean log y, or mean difference in y's units for gaussian). With eti
+  exposure it is the unweighted mean of theta_e over the exposure times present.
+- treatment_effect_natural: exp(theta) (odds ratio, rate ratio, ratio of geometric means) or
+  theta itself for gaussian (difference).
+- alignment_interaction gamma: change in theta per SD of alignment; effect_low/high_alignment:
+  theta + gamma z at the 10th / 90th percentile of the clusters' standardised alignment z_j.
+- fidelity_interaction: change in theta per SD of fidelity (over treated cluster-periods).
+- prob_beats_trend: P(theta < 0) when ``better: lower``, else P(theta > 0); no interval.
+- marginal_difference: standardisation over the analysed population: for every analysed cell c,
+  the expected outcome with the intervention on, g^-1(eta_c - tx_c + theta + gamma A_j + delta_j)
+  (full, steady-state effect at mean fidelity), minus off, g^-1(eta_c - tx_c), averaged with weight
+  n_c (per patient). Scales: risk difference (binomial), mean difference in y units (gaussian;
+  lognormal with E[y] = exp(m + s^2 / 2)), difference in expected count per patient (counts).
+- variance components on the link scale (gaussian / lognormal in y or log-y units): sd_site,
+  sd_cluster, sd_cluster_period, sd_treatment, sigma, phi (NB shape), rho (AR(1)).
+- icc = (s_site^2 + s_cluster^2 + s_cp^2) / (that + s_1^2) on the latent scale, with level-1
+  variance s_1^2 = pi^2 / 3 (logit), sigma^2 (gaussian / lognormal), log(1 + 1/lambda) (Poisson)
+  or log(1 + 1/lambda + 1/phi) (NB), lambda = exp(mu) x mean exposure per patient (Nakagawa et al.
+  2017's lognormal approximation). cac (cluster autocorrelation, lag 1) =
+  (s_site^2 + s_cluster^2 + rho s_cp^2) / (s_site^2 + s_cluster^2 + s_cp^2), rho = 0 exchangeable.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import expit
+
+from qialign.models.spec import INTERVAL_DEFAULTS
+
+COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
+LINK_SCALE = {
+    "bernoulli": "log-odds",
+    "binomial": "log-odds",
+    "poisson": "log-rate",
+    "negative_binomial": "log-rate",
+    "lognormal": "log-mean",
+    "gaussian": "mean",
+}
+NATURAL_SCALE = {
+    "bernoulli": "odds ratio",
+    "binomial": "odds ratio",
+    "poisson": "rate ratio",
+    "negative_binomial": "rate ratio",
+    "lognormal": "ratio of geometric means",
+    "gaussian": "difference",
+}
+MARGINAL_SCALE = {
+    "bernoulli": "risk difference",
+    "binomial": "risk difference",
+    "poisson": "count per patient difference",
+    "negative_binomial": "count per patient difference",
+    "lognormal": "mean difference",
+    "gaussian": "mean difference",
+}
+
+
+def _interval(iv: dict | None) -> tuple[float, str]:
+    iv = {**INTERVAL_DEFAULTS, **(iv or {})}
+    return float(iv["prob"]), str(iv["kind"])
+
+
+def _label(prob: float, kind: str) -> str:
+    return f"{kind}{100 * prob:g}"
+
+
+def _da(x) -> xr.DataArray:
+    x = np.asarray(x, float)
+    dims = ["chain", "draw", *[f"dim_{i}" for i in range(x.ndim - 2)]]
+    return xr.DataArray(x, dims=dims)
+
+
+def _bounds(x, prob: float, kind: str) -> np.ndarray:
+    """Interval over (chain, draw) for draws of shape (chain, draw[, k]) -> (2[, k])."""
+    da = _da(x)
+    fn = az.hdi if kind == "hdi" else az.eti
+    out = fn(da, prob=prob, dim=["chain", "draw"])
+    return np.moveaxis(np.asarray(out), -1, 0)
+
+
+def _row(name, scale, draws, prob, kind, interval=True) -> dict:
+    draws = np.asarray(draws, float)
+    if not interval:
+        return dict(
+            zip(COLUMNS, [name, scale, float(draws.mean()), np.nan, np.nan, "", np.nan, np.nan], strict=True)
+        )
+    da = _da(draws)
+    lo, hi = _bounds(draws, prob, kind)
+    ok = np.isfinite(draws).all() and draws.std() > 0
+    return {
+        "estimand": name,
+        "scale": scale,
+        "estimate": float(draws.mean()),
+        "lower": float(lo),
+        "upper": float(hi),
+        "interval": _label(prob, kind) if interval else "",
+        "r_hat": float(az.rhat(da)) if ok and interval else np.nan,
+        "ess_bulk": float(az.ess(da)) if ok and interval else np.nan,
+    }
+
+
+def _post(fit):
+    return fit.idata["posterior"]
+
+
+def _y_scale(fit) -> float:
+    return float(fit.design.y_scale) if fit.spec.family in ("gaussian", "lognormal") else 1.0
+
+
+def _inv_link_mean(fit, x: np.ndarray, cells_axis_n: np.ndarray) -> np.ndarray:
+    """Expected per-patient outcome of each cell for link-scale predictor draws x (.., cell)."""
+    fam, d = fit.spec.family, fit.design
+    if fam in ("bernoulli", "binomial"):
+        return expit(x)
+    if fam in ("poisson", "negative_binomial"):
+        return np.exp(x) * d.y["exposure"] / d.n
+    if fam == "gaussian":
+        return d.y_center + d.y_scale * x
+    sigma = np.asarray(_post(fit)["sigma"])[..., None] * d.y_scale
+    return np.exp(d.y_center + d.y_scale * x + 0.5 * sigma**2)
+
+
+def _off_on(fit):
+    post, d = _post(fit), fit.design
+    if "eta" not in post.data_vars:
+        return None
+    eta, tx = np.asarray(post["eta"]), np.asarray(post["tx"])
+    ce = np.asarray(post["cluster_effect"])[..., d.cluster_idx]
+    off = eta - tx
+    return eta, off, off + ce
+
+
+def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
+    """Table of the named estimands (see module docstring)."""
+    prob, kind = _interval(interval)
+    post, spec, d = _post(fit), fit.spec, fit.design
+    fam, ys = spec.family, _y_scale(fit)
+    link = LINK_SCALE[fam]
+    rows = []
+    theta = np.asarray(post["treatment_effect"]) * ys
+    rows.append(_row("treatment_effect", link, theta, prob, kind))
+    nat = theta if fam == "gaussian" else np.exp(theta)
+    rows.append(_row("treatment_effect_natural", NATURAL_SCALE[fam], nat, prob, kind))
+    if "alignment_interaction" in post:
+        gamma = np.asarray(post["alignment_interaction"]) * ys
+        rows.append(_row("alignment_interaction", link, gamma, prob, kind))
+        q10, q90 = np.quantile(d.A, [0.1, 0.9])
+        rows.append(_row("effect_low_alignment", link, theta + gamma * q10, prob, kind))
+        rows.append(_row("effect_high_alignment", link, theta + gamma * q90, prob, kind))
+    if "fidelity_interaction" in post:
+        fid = np.asarray(post["fidelity_interaction"]) * ys
+        rows.append(_row("fidelity_interaction", link, fid, prob, kind))
+    beats = (theta < 0) if spec.better == "lower" else (theta > 0)
+    rows.append(_row("prob_beats_trend", "probability", beats, prob, kind, interval=False))
+
+    oo = _off_on(fit)
+    if oo is not None:
+        _, off, on = oo
+        w = d.n / d.n.sum()
+        diff = ((_inv_link_mean(fit, on, d.n) - _inv_link_mean(fit, off, d.n)) * w).sum(-1)
+        rows.append(_row("marginal_difference", MARGINAL_SCALE[fam], diff, prob, kind))
+
+    comps = {}
+    for name in ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment", "sigma"):
+        if name in post:
+            comps[name] = np.asarray(post[name])
+            rows.append(_row(name, link if name != "sigma" else "sd", comps[name] * ys, prob, kind))
+    for name in ("phi", "rho"):
+        if name in post:
+            rows.append(_row(name, "shape" if name == "phi" else "correlation", post[name], prob, kind))
+
+    zero = np.zeros_like(theta)
+    s2_site = comps.get("sd_site", zero) ** 2
+    s2_cl = comps.get("sd_cluster", zero) ** 2
+    s2_cp = comps.get("sd_cluster_period", zero) ** 2
+    if fam in ("bernoulli", "binomial"):
+        s2_1 = np.full_like(theta, np.pi**2 / 3)
+    elif fam in ("gaussian", "lognormal"):
+        s2_1 = comps["sigma"] ** 2
+    else:
+        lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / d.n.sum()
+        extra = 1 / np.asarray(post["phi"]) if fam == "negative_binomial" else 0.0
+        s2_1 = np.log1p(1 / lam + extra)
+    between = s2_site + s2_cl + s2_cp
+    rows.append(_row("icc", "latent", between / (between + s2_1), prob, kind))
+    rho = np.asarray(post["rho"]) if "rho" in post else 0.0
+    if "sd_cluster_period" in comps:
+        rows.append(_row("cac", "latent", (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
+    else:
+        rows.append({**_row("cac", "latent", np.ones_like(theta), prob, kind), "r_hat": np.nan})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:
+    """Per-cluster effect theta + gamma z_j + delta_j (link and natural scale) with intervals."""
+    prob, kind = _interval(interval)
+    d, fam, ys = fit.design, fit.spec.family, _y_scale(fit)
+    ce = np.asarray(_post(fit)["cluster_effect"]) * ys
+    lo, hi = _bounds(ce, prob, kind)
+    site = [d.sites[i] for i in d.cluster_site]
+    out = pd.DataFrame(
+        {
+            "cluster": d.clusters,
+            "site": site,
+            "alignment": d.align_raw.to_numpy() if d.align_raw is not None else np.nan,
+            "alignment_z": d.A if d.A is not None else np.nan,
+            "scale": LINK_SCALE[fam],
+            "estimate": ce.mean(axis=(0, 1)),
+            "lower": lo,
+            "upper": hi,
+            "interval": _label(prob, kind),
+        }
+    )
+    nat = ce if fam == "gaussian" else np.exp(ce)
+    nlo, nhi = _bounds(nat, prob, kind)
+    out["natural_scale"] = NATURAL_SCALE[fam]
+    out["natural_estimate"], out["natural_lower"], out["natural_upper"] = (
+        nat.mean(axis=(0, 1)),
+        nlo,
+        nhi,
+    )
+    return out
+
+
+def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
+    """Expected outcome per cluster-period: as assigned, without and with the intervention.
+
+    Each cluster-period averages its cells' expected per-patient outcome with weight n
+    (probability for binomial, count per patient for counts, mean y for gaussian, geometric mean
+    exp(E log y) for lognormal, compared with the observed geometric mean).
+    """
+    prob, kind = _interval(interval)
+    oo = _off_on(fit)
+    if oo is None:
+        raise ValueError("counterfactual needs stored cell predictions (store_predictions)")
+    d, fam = fit.design, fit.spec.family
+    ncp = len(d.cp_keys)
+
+    def per_cp(x):
+        if fam == "lognormal":
+            m = d.y_center + d.y_scale * x
+        else:
+            m = _inv_link_mean(fit, x, d.n)
+        num = np.zeros((*m.shape[:-1], ncp))
+        np.add.at(num, (..., d.cp_idx), m * d.n)
+        den = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
+        out = num / den
+        return np.exp(out) if fam == "lognormal" else out
+
+    c = d.cells
+    n_cp = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
+    if fam in ("bernoulli", "binomial"):
+        obs = np.bincount(d.cp_idx, weights=c["events"], minlength=ncp) / n_cp
+    elif fam in ("poisson", "negative_binomial"):
+        obs = np.bincount(d.cp_idx, weights=c["count"], minlength=ncp) / n_cp
+    else:
+        obs = np.bincount(d.cp_idx, weights=c["sum"], minlength=ncp) / n_cp
+        obs = np.exp(obs) if fam == "lognormal" else obs
+    treated = np.bincount(d.cp_idx, weights=d.treated, minlength=ncp) > 0
+    out = d.cp_keys[["cluster", "period"]].copy()
+    out["treated"] = treated.astype(int)
+    out["n"] = n_cp
+    out["observed"] = obs
+    for label, x in zip(("actual", "without", "with"), oo, strict=True):
+        m = per_cp(x)
+        lo, hi = _bounds(m, prob, kind)
+        out[f"{label}_mean"], out[f"{label}_lower"], out[f"{label}_upper"] = (
+            m.mean(axis=(0, 1)),
+            lo,
+            hi,
+        )
+    out["interval"] = _label(prob, kind)
+    return out

@@ -1,0 +1,131 @@
+"""ModelSpec: one fitted model = one ``models:`` entry of a trial config x one outcome.
+
+Defaults come from the trial JSON schema (``$defs/model``, ``$defs/priors``, ``$defs/sampler``), so a
+spec built from a short config equals one built from a config validated with defaults filled.
+Sampler settings merge schema defaults <- trial ``sampler`` <- the model's own ``sampler``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cache
+
+from qialign.errors import QialignError
+
+FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negative_binomial")
+LINK = {
+    "gaussian": "identity",
+    "lognormal": "identity",  # identity on log y
+    "bernoulli": "logit",
+    "binomial": "logit",
+    "poisson": "log",
+    "negative_binomial": "log",
+}
+DIAGNOSTIC_DEFAULTS = {
+    "r_hat_max": 1.01,
+    "ess_bulk_min": 400,
+    "ess_tail_min": 400,
+    "divergences_max": 0,
+    "ebfmi_min": 0.3,
+    "retry": True,
+}
+INTERVAL_DEFAULTS = {"prob": 0.95, "kind": "eti"}
+
+
+@cache
+def _schema_defaults() -> dict:
+    from qialign.config import trial_schema
+
+    defs = trial_schema()["$defs"]
+
+    def props(name):
+        return {k: v["default"] for k, v in defs[name]["properties"].items() if "default" in v}
+
+    return {"model": props("model"), "priors": props("priors"), "sampler": props("sampler")}
+
+
+def default_priors() -> dict:
+    """Prior scales from the schema (``$defs/priors``)."""
+    return dict(_schema_defaults()["priors"])
+
+
+def default_sampler() -> dict:
+    """Sampler settings from the schema (``$defs/sampler``)."""
+    return dict(_schema_defaults()["sampler"])
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to build one outcome model.
+
+    Linear predictor (DESIGN §4), link g by family::
+
+        g(E[y]) = mu + f(t) + Z beta + X h(e) (theta + gamma A + phi_f F + delta_j)
+                  + u_site + v_cluster + w_cluster,period
+    """
+
+    id: str
+    outcome: str
+    family: str
+    better: str = "lower"
+    trend: str = "period"
+    spline_df: int = 4
+    exposure: str = "step"
+    ramp_periods: int = 2
+    site_effect: bool = True
+    cluster_period: str = "exchangeable"
+    random_treatment: bool = False
+    parametrization: str = "auto"
+    covariates: list[str] = field(default_factory=list)
+    moderators: list[str] = field(default_factory=lambda: ["alignment"])
+    priors: dict = field(default_factory=default_priors)
+    sampler: dict = field(default_factory=default_sampler)
+    label: str = ""
+    #: store per-cell linear predictors in the posterior (needed by marginal_difference,
+    #: counterfactual, posterior predictive checks and LOO); None = when cells <= 20,000.
+    store_predictions: bool | None = None
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise QialignError(f"model {self.id}: unknown family '{self.family}'")
+        if self.trend not in ("period", "linear", "spline", "rw1"):
+            raise QialignError(f"model {self.id}: unknown trend '{self.trend}'")
+        if self.exposure not in ("step", "ramp", "eti"):
+            raise QialignError(f"model {self.id}: unknown exposure '{self.exposure}'")
+        if self.cluster_period not in ("none", "exchangeable", "ar1"):
+            raise QialignError(f"model {self.id}: unknown cluster_period '{self.cluster_period}'")
+        self.priors = {**default_priors(), **(self.priors or {})}
+        self.sampler = {**default_sampler(), **(self.sampler or {})}
+
+    @property
+    def link(self) -> str:
+        return LINK[self.family]
+
+    @classmethod
+    def from_config(cls, model_cfg: dict, outcome: str, outcome_cfg: dict, trial_cfg: dict) -> ModelSpec:
+        """Build from one ``models:`` entry, the outcome's entry and the (validated) trial config."""
+        d = {**_schema_defaults()["model"], **model_cfg}
+        covs = list(trial_cfg.get("covariates", [])) if d.get("covariates", True) else []
+        sampler = {**default_sampler(), **trial_cfg.get("sampler", {}), **d.get("sampler", {})}
+        return cls(
+            id=d["id"],
+            outcome=outcome,
+            family=outcome_cfg["family"],
+            better=outcome_cfg.get("better", "lower"),
+            trend=d["trend"],
+            spline_df=int(d["spline_df"]),
+            exposure=d["exposure"],
+            ramp_periods=int(d["ramp_periods"]),
+            site_effect=bool(d["site_effect"]),
+            cluster_period=d["cluster_period"],
+            random_treatment=bool(d["random_treatment"]),
+            parametrization=d.get("parametrization", "auto"),
+            covariates=covs,
+            moderators=list(d["moderators"]),
+            priors={**default_priors(), **d.get("priors", {})},
+            sampler=sampler,
+            label=d.get("label", ""),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
