@@ -7,9 +7,6 @@ min_version("9.19")
 configfile: "config/config.yaml"
 
 
-conda: "workflow/envs/qialign.yaml"
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/analyse.smk"

@@ -14,6 +14,8 @@ rule fit:
         record="results/{trial}/{outcome}/{model}/fit.json",
     log:
         "results/{trial}/logs/fit_{outcome}_{model}.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 2
     resources:
         mem_mb=6000,
@@ -36,6 +38,8 @@ rule crosscheck:
         "results/{trial}/{outcome}/crosscheck.csv",
     log:
         "results/{trial}/logs/crosscheck_{outcome}.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -55,6 +59,8 @@ rule compare:
         "results/{trial}/{outcome}/loo.csv",
     log:
         "results/{trial}/logs/compare_{outcome}.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -76,6 +82,8 @@ rule collect:
         "results/{trial}/estimates.csv",
     log:
         "results/{trial}/logs/collect.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -105,6 +113,8 @@ rule report:
         ),
     log:
         "results/{trial}/logs/report.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=2000,

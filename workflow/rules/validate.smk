@@ -6,6 +6,8 @@ rule validate:
         data="results/{trial}/data.json",
     log:
         "results/{trial}/logs/validate.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,6 +31,8 @@ rule prepare:
         record="results/{trial}/{outcome}/prepared.json",
     log:
         "results/{trial}/logs/prepare_{outcome}.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -49,6 +53,8 @@ rule alignment:
         "results/{trial}/alignment/scores.csv",
     log:
         "results/{trial}/logs/alignment.log",
+    conda:
+        "../envs/qialign.yaml"
     threads: 1
     resources:
         mem_mb=2000,
