@@ -355,3 +355,11 @@ def test_gaussian_cells_weighted_by_n():
         *(f"gee_exchangeable_{k}" for k in ("robust", "kc", "md", "fg")),
     }
     assert agg.estimate.notna().all()
+
+
+def test_gee_df_falls_back_when_periods_exhaust_the_clusters():
+    from qialign.frequentist.crosscheck import gee_df
+
+    assert gee_df(8, 12) == (8, "")
+    df, why = gee_df(-12, 7)
+    assert df == 5 and "clusters - 2 = 5" in why

@@ -41,6 +41,17 @@ def _estimand_name(term: str) -> str:
     return "alignment_interaction" if m == "alignment_z" else f"{m}_interaction"
 
 
+def gee_df(clusters_minus_p: int, clusters: int) -> tuple[int, str]:
+    """t degrees of freedom for the corrected sandwiches: clusters - p (Li, Turner & Preisser 2018).
+
+    With few clusters and categorical periods p can reach the number of clusters (7 wards, 16 period
+    effects); then clusters - 2 is used instead (intercept and treatment at cluster level) and noted.
+    """
+    if clusters_minus_p >= 1:
+        return clusters_minus_p, ""
+    return clusters - 2, f"clusters - p = {clusters_minus_p} < 1: t on clusters - 2 = {clusters - 2} df"
+
+
 def _rows(method, family, terms, est, se, df, note, interval):
     """Link-scale rows for ``terms`` plus the natural-scale treatment row."""
     link_scale, natural_scale = FAMILIES[family][1:]
@@ -124,8 +135,11 @@ def cross_check(
             weights=des.weights,
             tol=tol,
         )
+        df, why = gee_df(g.df, len(np.unique(des.cluster)))
         for k in wanted:
-            rows += _rows(f"gee_{corstr}_{k}", family, terms, g.params, g.se(k), g.df, note(g.note), interval)
+            rows += _rows(
+                f"gee_{corstr}_{k}", family, terms, g.params, g.se(k), df, note(g.note, why), interval
+            )
     if "glm_cluster_robust" in methods:
         r = fit_glm_cluster_robust(
             des.y, des.X, des.cluster, family=des.working_family, offset=des.offset, weights=des.weights
