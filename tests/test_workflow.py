@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -178,3 +179,15 @@ def test_model_code_edit_reruns_fits(project):
     assert any("results/tiny_a/y_bin/hh/posterior.nc" in line for line in outputs)
     # the data code is untouched: tiny_a's prepared tables are not re-made (tiny_b's config was edited)
     assert not any("results/tiny_a/y_bin/cells.parquet" in line for line in outputs)
+
+
+def test_report_pages_and_snakemake_report(project):
+    work = project["work"]
+    page = (work / "reports" / "tiny_a" / "report.html").read_text()
+    for section in ("summary", "design", "effects", "alignment", "model-checks", "provenance"):
+        assert f'id="{section}"' in page
+    assert "SYNTHETIC" in page
+    bundle = _snakemake(work, "--report", "snakemake_report.zip")
+    assert bundle.returncode == 0, bundle.stderr[-3000:]
+    names = zipfile.ZipFile(work / "snakemake_report.zip").namelist()
+    assert any(name.endswith("report.html") and "tiny_a" in name for name in names)
