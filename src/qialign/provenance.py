@@ -1,24 +1,16 @@
-"""What produced a result: package versions, git commit, data hashes, seed and config."""
+"""What produced a result: package versions, git commit, data hashes, seed and config.
+
+Data hashes come from :func:`qialign.data.io.sha256_file` when the tables are read.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PACKAGES = ("qialign", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "scipy", "statsmodels")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -60,8 +52,3 @@ def provenance(cfg: dict, files: dict, seed: int) -> dict:
         "versions": package_versions(),
         "git_commit": git_commit(),
     }
-
-
-def as_attrs(record: dict) -> dict[str, str]:
-    """netCDF-friendly attributes: every value a JSON string."""
-    return {key: json.dumps(value, sort_keys=True, default=str) for key, value in record.items()}
