@@ -50,7 +50,9 @@ rule alignment:
         trial_inputs,
         summary="results/{trial}/validation.txt",
     output:
-        "results/{trial}/alignment/scores.csv",
+        scores="results/{trial}/alignment/scores.csv",
+        change="results/{trial}/alignment/change.csv",
+        draws="results/{trial}/alignment/alignment_draws.csv",
     log:
         "results/{trial}/logs/alignment.log",
     conda:
@@ -63,4 +65,4 @@ rule alignment:
         config=lambda wc: trial_config_path(wc.trial),
         code=source_hash("config.py", "alignment", "steps/alignment.py"),
     shell:
-        "qialign alignment {params.config} --out {output} > {log} 2>&1"
+        "qialign alignment {params.config} --out {output.scores} > {log} 2>&1"

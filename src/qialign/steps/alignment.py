@@ -1,4 +1,11 @@
-"""Cluster alignment scores for a trial, from its survey or its clusters table."""
+"""Cluster alignment scores for a trial, from its survey or its clusters table.
+
+Writes, next to ``scores.csv``: ``change.csv`` (alignment change from the first survey wave to each later
+one, per cluster, with an interval; empty with a header when there is one wave or no survey) and, for
+``method: latent``, ``alignment_draws.csv`` (long: draw, wave, cluster, alignment; a fixed number of
+evenly thinned joint posterior draws of the raw alignment, for ``draws`` / ``joint`` propagation; a
+header only for the other methods).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qialign.alignment import descriptive_scores, standardise_over_clusters
+from qialign.alignment import (
+    alignment_change,
+    descriptive_scores,
+    latent_scores,
+    standardise_over_clusters,
+)
 from qialign.config import load_trial_config
 from qialign.data import load_trial
 from qialign.errors import QialignError
@@ -21,10 +33,22 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     al = cfg["alignment"]
     trial = load_trial(cfg)
     clusters = trial.clusters["cluster"].astype(str).tolist()
+    prob = float(cfg.get("interval", {}).get("prob", 0.95))
+    draws = None
     if al["source"] == "survey":
-        if al["method"] != "descriptive":
-            raise QialignError(f"alignment.method '{al['method']}' is not available yet; use descriptive")
-        scores = descriptive_scores(trial.survey, al, clusters, seed=cfg["seed"])
+        if al["method"] == "latent":
+            fit = latent_scores(
+                trial.survey, al, clusters, seed=cfg["seed"], sampler=al.get("latent"), prob=prob
+            )
+            scores, draws = fit.scores, fit.draws
+            d, t = fit.diagnostics, fit.timings
+            print(
+                f"latent alignment: compile {t['compile_s']:.1f} s, sampling {t['sample_s']:.1f} s; "
+                f"r_hat max {d.get('r_hat_max', float('nan')):.3f}, bulk ESS min "
+                f"{d.get('ess_bulk_min', float('nan')):.0f}, {d['divergences']} divergence(s)"
+            )
+        else:
+            scores = descriptive_scores(trial.survey, al, clusters, seed=cfg["seed"], prob=prob)
     elif al["source"] == "given":
         if "alignment" not in trial.clusters:
             raise QialignError(
@@ -45,6 +69,12 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out, index=False)
+    change = alignment_change(scores, draws, prob=prob)
+    change.to_csv(out.parent / "change.csv", index=False)
+    # always written (header only unless latent), so that a rule can declare it as an output
+    if draws is None:
+        draws = pd.DataFrame(columns=["draw", "wave", "cluster", "alignment"])
+    draws.to_csv(out.parent / "alignment_draws.csv", index=False)
     return scores
 
 
