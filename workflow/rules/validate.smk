@@ -57,7 +57,7 @@ rule alignment:
         "results/{trial}/logs/alignment.log",
     conda:
         "../envs/qialign.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=30,
