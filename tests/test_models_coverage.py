@@ -30,5 +30,6 @@ def test_interval_coverage(family):
         est = estimates(fit, {"prob": 0.9}).set_index("estimand")
         for name, key in [("treatment_effect", "theta"), ("alignment_interaction", "gamma")]:
             hits[name] += est.loc[name, "lower"] <= truth[key] <= est.loc[name, "upper"]
+    print(f"{family}: 90% intervals covering the truth in {N_TRIALS} trials: {hits}")
     assert binom.cdf(13, N_TRIALS, 0.9) < 0.01
     assert all(h >= 14 for h in hits.values()), hits

@@ -68,3 +68,23 @@ def test_logp_cells_equals_rows(family, cluster_period):
     assert abs(diffs[0] - diffs[1]) < 1e-6 * (1 + abs(diffs[0]))
     if family in ("gaussian", "lognormal"):
         assert abs(diffs[0]) < 1e-6
+
+
+def test_auto_parametrisation_per_term():
+    """auto: centre a term when information per level x prior SD^2 >= 10 (no sampling)."""
+    from qialign.models.build import centred_terms
+
+    small, *_ = simulate("binomial", n_clusters=6, n_periods=5, n_per_cp=60, seed=3)
+    big = small.assign(n=small["n"] * 100, events=small["events"] * 100)  # same rates, 6,000 / cp
+    auto = spec_for("binomial")
+    # 60 per ward-month at p ~ 0.4: ~14 x 0.3^2 ~ 1.3 per cluster-period, ~70 x 0.25 per cluster
+    assert centred_terms(auto, build_design(small, auto)) == {"cluster": True, "cluster_period": False}
+    assert centred_terms(auto, build_design(big, auto)) == {"cluster": True, "cluster_period": True}
+    tight = spec_for("binomial", priors={"sd_cluster": 0.05})
+    assert not centred_terms(tight, build_design(small, tight))["cluster"]
+    for p in ("centred", "noncentred"):
+        s = spec_for("binomial", parametrization=p)
+        assert set(centred_terms(s, build_design(big, s)).values()) == {p == "centred"}
+    # the graph follows the decision: centred terms are free variables, non-centred are z's
+    names = {v.name for v in build_model(build_design(small, auto), auto).free_RVs}
+    assert {"v_cluster", "z_cluster_period"} <= names and not {"z_cluster", "w_cluster_period"} & names

@@ -3,13 +3,15 @@
     eta_c = mu + f(t_c) + Z_c beta + tx_c + u_site + v_cluster + w_cluster,period
     tx_c  = X_c h(e_c) (theta_e + gamma A_j + phi_f F_c + delta_j)
 
-All random effects are non-centred (effect = sd * z, z ~ N(0, 1)). Site and cluster intercepts
-use sum-to-zero z (ZeroSumNormal): K iid N(0, s^2) effects minus their mean are exactly
+Random effects are non-centred (effect = sd * z, z ~ N(0, 1)) unless said otherwise. Site and
+cluster intercepts use sum-to-zero z (ZeroSumNormal): K iid N(0, s^2) effects minus their mean are exactly
 ZeroSumNormal(s), and mu absorbs the mean, so the model is the usual random-intercept model with
-a decorrelated intercept (much better mixing with few sites or clusters). With thousands of
-patients per cluster-period the data pin each effect down and the non-centred form gives
-divergences; ``parametrization: centred`` (or auto, >= 500 per cluster-period) then samples
-v ~ ZeroSumNormal(sd_cluster) and w ~ N(0, sd_cluster_period) directly. Likelihood per cell c:
+a decorrelated intercept (much better mixing with few sites or clusters). When the data pin an
+effect down the non-centred form gives divergences and low ESS instead; ``parametrization:
+centred`` samples v ~ ZeroSumNormal(sd_cluster) and w ~ N(0, sd_cluster_period) directly, and
+``auto`` decides per term (``centred_terms``: information per level x prior SD^2 >= 10), so the
+default trial (~100 patients per ward-month) gets centred cluster and non-centred
+cluster-period effects. Likelihood per cell c:
 
 - binomial/bernoulli: events_c ~ Binomial(n_c, logit^-1 eta_c)  (bernoulli rows: n = 1)
 - poisson: count_c ~ Poisson(exposure_c exp(eta_c))  (sum of Poissons with a common rate)
@@ -57,15 +59,58 @@ def stores_predictions(spec: ModelSpec, design: Design) -> bool:
     return bool(spec.store_predictions)
 
 
+#: auto parametrisation: centre a random-effect term when the data information per level, times
+#: the prior scale squared, is at least this (the likelihood then dominates the prior and the
+#: non-centred form turns into a funnel of its own).
+CENTRE_THRESHOLD = 10.0
+
+
+def unit_information(design: Design) -> np.ndarray:
+    """Approximate Fisher information per cell for a shift of the linear predictor.
+
+    binomial n p (1 - p) at the overall rate; poisson/NB the expected count (its mean, an upper
+    bound for NB); gaussian/lognormal n (y standardised, residual SD <= 1).
+    """
+    d = design
+    if d.family in ("bernoulli", "binomial"):
+        p = float(np.clip(d.y["events"].sum() / d.n.sum(), 1e-3, 1 - 1e-3))
+        return d.n * p * (1 - p)
+    if d.family in ("poisson", "negative_binomial"):
+        rate = max(d.y["count"].sum(), 0.5) / d.y["exposure"].sum()
+        return d.y["exposure"] * rate
+    return d.n.astype(float)
+
+
+def centred_terms(spec: ModelSpec, design: Design) -> dict[str, bool]:
+    """Centred (True) or non-centred parametrisation per random-effect term.
+
+    ``parametrization: centred / noncentred`` applies to both terms; ``auto`` decides per term
+    from the median information per level (cluster, cluster-period) times the prior SD squared:
+    centred when >= CENTRE_THRESHOLD. With ~100 patients per ward-month at p ~ 0.3 this keeps
+    cluster-period effects non-centred (21 x 0.3^2 ~ 2) but centres cluster effects
+    (1,600 x 0.21 x 0.5^2 ~ 80); with thousands of patients per cell both are centred.
+    """
+    if spec.parametrization != "auto":
+        c = spec.parametrization == "centred"
+        return {"cluster": c, "cluster_period": c}
+    info = unit_information(design)
+    per_cluster = np.bincount(design.cluster_idx, weights=info)
+    per_cp = np.bincount(design.cp_idx, weights=info)
+    pr = spec.priors
+    return {
+        "cluster": float(np.median(per_cluster)) * pr["sd_cluster"] ** 2 >= CENTRE_THRESHOLD,
+        "cluster_period": float(np.median(per_cp)) * pr["sd_cluster_period"] ** 2 >= CENTRE_THRESHOLD,
+    }
+
+
 def centred(spec: ModelSpec, design: Design) -> bool:
-    """Centred cluster and cluster-period effects? (auto: >= 500 patients per cluster-period)."""
-    if spec.parametrization == "auto":
-        return design.n.sum() / len(design.cp_keys) >= 500
-    return spec.parametrization == "centred"
+    """Are the cluster-period effects centred? (see ``centred_terms``)."""
+    return centred_terms(spec, design)["cluster_period"]
 
 
 def build_model(design: Design, spec: ModelSpec) -> pm.Model:
-    """Build the PyMC model; data arrays are ``pm.Data`` so compiled graphs are reusable."""
+    """Build the PyMC model. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's sampler); nutpie
+    compiles a frozen copy (see ``fit._sample_nutpie``)."""
     d, pr = design, spec.priors
     coords = {
         "cell": np.arange(d.n_cells),
@@ -147,16 +192,17 @@ def build_model(design: Design, spec: ModelSpec) -> pm.Model:
             sd_s = pm.HalfNormal("sd_site", pr["sd_site"])
             z_s = pm.ZeroSumNormal("z_site", sigma=1.0, dims="site")
             eta = eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims="cell")]
+        centring = centred_terms(spec, d)
         sd_c = pm.HalfNormal("sd_cluster", pr["sd_cluster"])
         cp_idx = pm.Data("cp_idx", d.cp_idx, dims="cell")
-        if centred(spec, d):
+        if centring["cluster"]:
             v = pm.ZeroSumNormal("v_cluster", sigma=sd_c, dims="cluster")
         else:
             v = sd_c * pm.ZeroSumNormal("z_cluster", sigma=1.0, dims="cluster")
         eta = eta + v[cidx]
         if spec.cluster_period == "exchangeable":
             sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
-            if centred(spec, d):
+            if centring["cluster_period"]:
                 w = pm.Normal("w_cluster_period", 0, sd_cp, dims="cluster_period")
             else:
                 w = sd_cp * pm.Normal("z_cluster_period", 0, 1, dims="cluster_period")
