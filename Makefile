@@ -18,14 +18,18 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	  exit 1; fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
+# Byte-compile the package once so that every step's process does not recompile it on import
+# (PYTHONDONTWRITEBYTECODE may be set); stale .pyc files are ignored by Python.
 run: $(VENV)/.installed
+	$(BIN)/python -m compileall -q src
 	$(BIN)/snakemake --cores $(CORES)
 
 test: $(VENV)/.installed
+	$(BIN)/python -m compileall -q src
 	$(BIN)/pytest -m "not slow"
 
 test-slow: $(VENV)/.installed

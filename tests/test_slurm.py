@@ -181,5 +181,5 @@ def test_rule_resources_reach_the_scheduler(slurm_run):
         seen[job["rule"]] = (job["threads"], mem_mb, runtime)
     # and they are the rules' declared values (workflow/rules/*.smk), not the profile's defaults
     assert seen["validate"] == (THREADS_OVERRIDE["validate"], 2000, 10)
-    assert seen["alignment"] == (1, 2000, 30)
+    assert seen["alignment"] == (2, 2000, 30)
     assert seen["prepare"] == (1, 4000, 10)
