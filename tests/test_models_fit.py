@@ -94,13 +94,13 @@ def test_estimand_table(binfit):
         "fidelity_interaction",
         "prob_beats_trend",
         "marginal_difference",
-        "sd_site",
         "sd_cluster",
         "sd_cluster_period",
         "sd_treatment",
         "icc",
         "cac",
     } <= names
+    assert "sd_site" not in names  # two sites: no site variance is estimated (MIN_SITES = 3)
     e = est.set_index("estimand")
     assert (e.loc[e.interval != "", "interval"] == "hdi80").all()
     assert np.isnan(e.loc["prob_beats_trend", "lower"]) and 0 <= e.loc["prob_beats_trend", "estimate"] <= 1

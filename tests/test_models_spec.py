@@ -77,14 +77,15 @@ def test_auto_parametrisation_per_term():
     small, *_ = simulate("binomial", n_clusters=6, n_periods=5, n_per_cp=60, seed=3)
     big = small.assign(n=small["n"] * 100, events=small["events"] * 100)  # same rates, 6,000 / cp
     auto = spec_for("binomial")
-    # 60 per ward-month at p ~ 0.4: ~14 x 0.3^2 ~ 1.3 per cluster-period, ~70 x 0.25 per cluster
-    assert centred_terms(auto, build_design(small, auto)) == {"cluster": True, "cluster_period": False}
-    assert centred_terms(auto, build_design(big, auto)) == {"cluster": True, "cluster_period": True}
+    # 60 per ward-month at p ~ 0.4: ~14 x 0.3^2 ~ 1.3 per cluster-period, ~70 x 0.25 ~ 18 per cluster;
+    # x100 patients: cluster 1,800 (centred), cluster-period 130 (still non-centred)
+    assert centred_terms(auto, build_design(small, auto)) == {"cluster": False, "cluster_period": False}
+    assert centred_terms(auto, build_design(big, auto)) == {"cluster": True, "cluster_period": False}
     tight = spec_for("binomial", priors={"sd_cluster": 0.05})
-    assert not centred_terms(tight, build_design(small, tight))["cluster"]
+    assert not centred_terms(tight, build_design(big, tight))["cluster"]
     for p in ("centred", "noncentred"):
         s = spec_for("binomial", parametrization=p)
         assert set(centred_terms(s, build_design(big, s)).values()) == {p == "centred"}
     # the graph follows the decision: centred terms are free variables, non-centred are z's
-    names = {v.name for v in build_model(build_design(small, auto), auto).free_RVs}
+    names = {v.name for v in build_model(build_design(big, auto), auto).free_RVs}
     assert {"v_cluster", "z_cluster_period"} <= names and not {"z_cluster", "w_cluster_period"} & names

@@ -1391,7 +1391,7 @@ def methods(ctx: Context) -> Section:
                     else ""
                 )
                 + (
-                    "u<sub>k</sub> ~ N(0, σ<sub>site</sub>²) site intercepts (when more than one site); "
+                    "u<sub>k</sub> ~ N(0, σ<sub>site</sub>²) site intercepts (fitted with at least three sites; with fewer, the cluster intercepts absorb site differences); "
                     if spec.site_effect
                     else ""
                 )
