@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prepared", required=True, help="folder with cells.parquet and prepared.json")
     p.add_argument("--scores", required=True, help="alignment scores CSV")
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--threads", type=int, help="chains sampled in parallel (caps sampler.cores)")
     p.set_defaults(func=_fit)
 
     p = steps.add_parser("crosscheck", help="frequentist cross-checks (GEE, MixedLM, GLM) of one outcome")

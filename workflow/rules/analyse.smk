@@ -16,7 +16,7 @@ rule fit:
         "results/{trial}/logs/fit_{outcome}_{model}.log",
     conda:
         "../envs/qialign.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=60,
@@ -25,7 +25,8 @@ rule fit:
     shell:
         "qialign fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
-        "--out-dir results/{wildcards.trial}/{wildcards.outcome}/{wildcards.model} > {log} 2>&1"
+        "--out-dir results/{wildcards.trial}/{wildcards.outcome}/{wildcards.model} --threads {threads} "
+        "> {log} 2>&1"
 
 
 rule crosscheck:

@@ -43,7 +43,13 @@ def model_config(cfg: dict, outcome: str, model_id: str) -> dict:
 
 
 def fit_step(
-    config_path: str | Path, outcome: str, model_id: str, prepared_dir: Path, scores: Path, out_dir: Path
+    config_path: str | Path,
+    outcome: str,
+    model_id: str,
+    prepared_dir: Path,
+    scores: Path,
+    out_dir: Path,
+    threads: int | None = None,
 ) -> dict:
     """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
     ``counterfactual.csv``, ``ppc.csv`` and ``fit.json`` into ``out_dir``. Returns the fit record."""
@@ -73,6 +79,8 @@ def fit_step(
         alignment, notes = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
     seed = fit_seed(cfg["seed"], outcome, model_id)
     sampler = sampler_for(cfg, model_cfg)
+    if threads:  # the scheduler's allocation wins: chains beyond it run in turn
+        sampler["cores"] = min(sampler["cores"], threads)
     print(
         f"fitting {cfg['id']} / {outcome} / {model_id}: {len(cells)} cells, seed {seed}, {sampler}",
         flush=True,
