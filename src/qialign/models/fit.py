@@ -158,6 +158,11 @@ def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
     return idata
 
 
+def progress(message: str) -> None:
+    """One progress line in the step's log (flushed, so a long fit can be followed with tail -f)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def fit_model(
     cells: pd.DataFrame,
     spec: ModelSpec,
@@ -180,13 +185,21 @@ def fit_model(
 
     def run(settings, sd):
         nonlocal compiled
+        progress(
+            f"{engine}: {settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws), "
+            f"target_accept {settings['target_accept']:.2f}, {len(cells)} cells"
+            + (", compiling first" if compiled is None and engine == "nutpie" else "")
+        )
         if engine == "pymc":
-            return _sample_pymc(model, settings, sd)
-        idata, c, t, compiled = _sample_nutpie(model, settings, sd, compiled)
+            idata, c, t = _sample_pymc(model, settings, sd)
+        else:
+            idata, c, t, compiled = _sample_nutpie(model, settings, sd, compiled)
+        progress(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
         return idata, c, t
 
     idata, compile_s, sample_s = run(s, seed)
     ok, problems, details = diagnose(idata, th)
+    progress("diagnostics pass" if ok else f"diagnostics fail: {'; '.join(problems)}")
     attempts = [{"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems}]
     retried = False
     if not ok and th.get("retry", True):
@@ -200,6 +213,11 @@ def fit_model(
         compile_s += c2
         sample_s += t2
         ok, problems, details = diagnose(idata, th)
+        progress(
+            "retry: diagnostics pass"
+            if ok
+            else f"retry: still failing, marked unreliable: {'; '.join(problems)}"
+        )
         attempts.append({"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems})
     details["attempts"] = attempts
     idata = _finish_idata(idata, model, design, spec)
