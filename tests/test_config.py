@@ -70,6 +70,7 @@ def test_every_problem_is_listed():
             "only count families take an exposure",
         ),
         ({"alignment": {"source": "survey"}}, "alignment/roles: required"),
+        ({"alignment": {"propagation": "draws"}}, "alignment/propagation: 'draws' is not available yet"),
     ],
 )
 def test_cross_reference_problems(change, expected):
@@ -100,9 +101,7 @@ def test_load_errors_name_the_file(tmp_path):
 
 def test_every_top_level_key_is_described():
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    missing = [
-        k for k, v in schema["properties"].items() if "description" not in v and "$ref" not in v
-    ]
+    missing = [k for k, v in schema["properties"].items() if "description" not in v and "$ref" not in v]
     assert missing == []
 
 
@@ -131,8 +130,6 @@ def test_config_readme_documents_every_key():
     paths = _leaf_paths(schema, schema, "")
     assert len(paths) > 60
     undocumented = [
-        p
-        for p in paths
-        if p.split(".")[-1] not in readme or ("." not in p and f"`{p}" not in readme)
+        p for p in paths if p.split(".")[-1] not in readme or ("." not in p and f"`{p}" not in readme)
     ]
     assert undocumented == []

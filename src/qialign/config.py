@@ -76,6 +76,11 @@ def _check_cross_references(cfg: dict, source: str) -> None:
     if not {"patients", "cluster_periods"} & set(cfg["data"]):
         problems.append("- data: give a patients table, a cluster_periods table, or both")
     al = cfg["alignment"]
+    if al["propagation"] != "plugin":
+        problems.append(
+            f"- alignment/propagation: '{al['propagation']}' is not available yet; use plugin "
+            "(the posterior mean of each cluster's alignment)"
+        )
     if al["source"] == "survey":
         for key in ("roles", "domains"):
             if key not in al:
