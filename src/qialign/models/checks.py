@@ -17,7 +17,7 @@ from scipy.special import expit
 
 from qialign.models.build import build_model
 from qialign.models.design import build_design
-from qialign.models.estimands import NATURAL_SCALE
+from qialign.scales import NATURAL_SCALE
 
 
 def _thin(x: np.ndarray, max_draws: int) -> np.ndarray:

@@ -36,32 +36,9 @@ import xarray as xr
 from scipy.special import expit
 
 from qialign.models.spec import INTERVAL_DEFAULTS
+from qialign.scales import LINK_SCALE, MARGINAL_SCALE, NATURAL_SCALE
 
 COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
-LINK_SCALE = {
-    "bernoulli": "log-odds",
-    "binomial": "log-odds",
-    "poisson": "log-rate",
-    "negative_binomial": "log-rate",
-    "lognormal": "log-mean",
-    "gaussian": "mean",
-}
-NATURAL_SCALE = {
-    "bernoulli": "odds ratio",
-    "binomial": "odds ratio",
-    "poisson": "rate ratio",
-    "negative_binomial": "rate ratio",
-    "lognormal": "ratio of geometric means",
-    "gaussian": "difference",
-}
-MARGINAL_SCALE = {
-    "bernoulli": "risk difference",
-    "binomial": "risk difference",
-    "poisson": "count per patient difference",
-    "negative_binomial": "count per patient difference",
-    "lognormal": "mean difference",
-    "gaussian": "mean difference",
-}
 
 
 def _interval(iv: dict | None) -> tuple[float, str]:

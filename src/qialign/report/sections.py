@@ -34,6 +34,7 @@ from qialign.report.tables import (
     triple,
     with_interval,
 )
+from qialign.scales import NATURAL_SCALE
 
 LINK_PHRASE = {
     "log-odds": "log odds ratio",
@@ -221,14 +222,7 @@ def _natural_name(family: str, est: pd.DataFrame | None) -> str:
     nat = _row(est, "treatment_effect_natural")
     if nat is not None and isinstance(nat.get("scale"), str):
         return nat["scale"]
-    return {
-        "bernoulli": "odds ratio",
-        "binomial": "odds ratio",
-        "poisson": "rate ratio",
-        "negative_binomial": "rate ratio",
-        "lognormal": "ratio of geometric means",
-        "gaussian": "difference",
-    }[family]
+    return NATURAL_SCALE[family]
 
 
 def _verdict(p: float, better: str) -> str:
