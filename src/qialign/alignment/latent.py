@@ -246,23 +246,13 @@ def latent_scores(
 
     import nutpie
 
+    from qialign.models.fit import nutpie_sample
+
     t0 = time.perf_counter()
     model = build_latent_model(data)
     compiled = nutpie.compile_pymc_model(model)
     t1 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = nutpie.sample(
-            compiled,
-            draws=int(s["draws"]),
-            tune=int(s["tune"]),
-            chains=int(s["chains"]),
-            cores=int(s["cores"]),
-            seed=int(seed),
-            target_accept=float(s["target_accept"]),
-            progress_bar=False,
-            save_warmup=False,
-        )
+    idata = nutpie_sample(compiled, s, seed)
     t2 = time.perf_counter()
     post = idata["posterior"]
     align = _stacked(post, "alignment")  # (S, W, J)

@@ -43,6 +43,26 @@ class FitResult:
     sampler: dict = field(default_factory=dict)
 
 
+def nutpie_sample(compiled, s: dict, seed: int):
+    """Sample a compiled nutpie model with sampler settings ``s`` (draws, tune, chains, cores,
+    target_accept); warmup is not kept. Shared by the outcome models and the latent alignment model."""
+    import nutpie
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nutpie.sample(
+            compiled,
+            draws=int(s["draws"]),
+            tune=int(s["tune"]),
+            chains=int(s["chains"]),
+            cores=int(s.get("cores", 2)),
+            seed=int(seed),
+            target_accept=float(s["target_accept"]),
+            progress_bar=False,
+            save_warmup=False,
+        )
+
+
 def _sample_nutpie(model, s: dict, seed: int, compiled=None):
     import nutpie
 
@@ -56,19 +76,7 @@ def _sample_nutpie(model, s: dict, seed: int, compiled=None):
         # logp graph itself comes from PyTensor's numba cache when the same cells are fitted again.
         compiled = nutpie.compile_pymc_model(model, freeze_model=True)
     t1 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = nutpie.sample(
-            compiled,
-            draws=int(s["draws"]),
-            tune=int(s["tune"]),
-            chains=int(s["chains"]),
-            cores=int(s.get("cores", 2)),
-            seed=int(seed),
-            target_accept=float(s["target_accept"]),
-            progress_bar=False,
-            save_warmup=False,
-        )
+    idata = nutpie_sample(compiled, s, seed)
     t2 = time.perf_counter()
     return idata, t1 - t0, t2 - t1, compiled
 
