@@ -115,7 +115,7 @@ def compile_probe(source: str, freeze: bool = True) -> dict:
     t0 = time.perf_counter()
     model = build_model(build_design(cells, spec, align), spec)
     t1 = time.perf_counter()
-    nutpie.compile_pymc_model(model, freeze_model=freeze)  # fit._sample_nutpie freezes
+    nutpie.compile_pymc_model(model, freeze_model=freeze)  # fit.compile_nutpie freezes
     t2 = time.perf_counter()
     return {"cells": len(cells), "import_s": t_import, "build_s": t1 - t0, "compile_s": t2 - t1}
 

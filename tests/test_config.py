@@ -70,12 +70,39 @@ def test_every_problem_is_listed():
             "only count families take an exposure",
         ),
         ({"alignment": {"source": "survey"}}, "alignment/roles: required"),
-        ({"alignment": {"propagation": "draws"}}, "alignment/propagation: 'draws' is not available yet"),
+        ({"alignment": {"propagation": "draws"}}, "alignment/propagation: 'draws' needs posterior draws"),
+        (
+            {"alignment": {"source": "given", "propagation": "joint"}},
+            "alignment/propagation: 'joint' needs posterior draws",
+        ),
     ],
 )
 def test_cross_reference_problems(change, expected):
     with pytest.raises(QialignError, match=expected):
         validate_trial_config({**MINIMAL, **change})
+
+
+def test_draws_and_joint_need_a_latent_survey_score():
+    al = {"source": "survey", "method": "latent", "roles": {"clinical": ["d"], "managerial": ["m"]}}
+    al["domains"] = {"a": ["q1"]}
+    for mode in ("plugin", "draws", "joint"):
+        cfg = validate_trial_config(
+            {
+                **MINIMAL,
+                "data": {**MINIMAL["data"], "survey": "s.csv"},
+                "alignment": {**al, "propagation": mode},
+            }
+        )
+        assert cfg["alignment"]["propagation"] == mode
+        assert cfg["alignment"]["draws"] == 20
+    with pytest.raises(QialignError, match="'draws' needs posterior draws"):
+        validate_trial_config(
+            {
+                **MINIMAL,
+                "data": {**MINIMAL["data"], "survey": "s.csv"},
+                "alignment": {**al, "method": "descriptive", "propagation": "draws"},
+            }
+        )
 
 
 def test_models_for_outcome_subset():

@@ -61,8 +61,20 @@ def _snakemake(workdir: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def _trial_config(workdir: Path, trial_id: str, data: Path, outcomes: tuple[str, ...]) -> Path:
+# the second trial scores alignment with the latent model and carries its uncertainty (draws)
+LATENT_DRAWS = {
+    "method": "latent",
+    "propagation": "draws",
+    "draws": 3,
+    "latent": {"chains": 2, "draws": 100, "tune": 100, "keep": 20},
+}
+
+
+def _trial_config(
+    workdir: Path, trial_id: str, data: Path, outcomes: tuple[str, ...], alignment: dict | None = None
+) -> Path:
     cfg = {"id": trial_id, **TRIAL}
+    cfg["alignment"] = {**TRIAL["alignment"], **(alignment or {})}
     cfg["outcomes"] = {name: TRIAL["outcomes"][name] for name in outcomes}
     cfg["data"] = {
         name: str(data / f"{name}.csv") for name in ("clusters", "patients", "cluster_periods", "survey")
@@ -87,7 +99,7 @@ def project(tmp_path_factory) -> dict:
     )  # fmt: skip
     assert sim.returncode == 0, sim.stderr
     _trial_config(work, "tiny_a", data, ("y_bin", "incidents"))
-    _trial_config(work, "tiny_b", data, ("incidents",))  # a second, cheaper trial
+    _trial_config(work, "tiny_b", data, ("incidents",), LATENT_DRAWS)  # a second, cheaper trial
     (work / "config" / "config.yaml").write_text("trials: [tiny_a, tiny_b]\n")
 
     # start, wait until a fit is sampling, interrupt the whole run, then resume
@@ -147,6 +159,26 @@ def test_outputs_and_numbers(project):
     assert attrs["versions"]["pymc"].startswith("6.")
     fit = json.loads((work / "results" / "tiny_a" / "y_bin" / "hh" / "fit.json").read_text())
     assert fit["timings"]["sample_s"] > 0
+
+
+def test_latent_alignment_draws_propagation(project):
+    """tiny_b: latent scores, 3 alignment draws refitted and pooled, said so in estimates and report."""
+    work = project["work"]
+    draws = pd.read_csv(work / "results" / "tiny_b" / "alignment" / "alignment_draws.csv")
+    assert draws["draw"].nunique() == 20 and draws["cluster"].nunique() == 6
+    est = pd.read_csv(work / "results" / "tiny_b" / "estimates.csv")
+    bayes = est[est["method"].str.startswith("bayes")]
+    assert set(bayes["method"]) == {"bayes_draws"}
+    assert "alignment_interaction" in set(bayes["estimand"])
+    fit = json.loads((work / "results" / "tiny_b" / "incidents" / "hh" / "fit.json").read_text())
+    assert fit["alignment_propagation"] == "draws" and fit["alignment_refits"] == 3
+    from qialign.models import load_posterior
+
+    idata, _ = load_posterior(work / "results" / "tiny_b" / "incidents" / "hh" / "posterior.nc")
+    assert idata["posterior"].sizes["chain"] == 3 * 2
+    assert "alignment_z" in idata["posterior"]
+    page = (work / "reports" / "tiny_b" / "report.html").read_text()
+    assert "Propagation <strong>draws</strong>" in page
 
 
 def test_second_run_does_nothing(project):

@@ -76,10 +76,10 @@ def _check_cross_references(cfg: dict, source: str) -> None:
     if not {"patients", "cluster_periods"} & set(cfg["data"]):
         problems.append("- data: give a patients table, a cluster_periods table, or both")
     al = cfg["alignment"]
-    if al["propagation"] != "plugin":
+    if al["propagation"] != "plugin" and not (al["source"] == "survey" and al.get("method") == "latent"):
         problems.append(
-            f"- alignment/propagation: '{al['propagation']}' is not available yet; use plugin "
-            "(the posterior mean of each cluster's alignment)"
+            f"- alignment/propagation: '{al['propagation']}' needs posterior draws of alignment, i.e. "
+            "alignment.source: survey with method: latent; use plugin otherwise"
         )
     if al["source"] == "survey":
         for key in ("roles", "domains"):

@@ -3,6 +3,8 @@ rule fit:
         cells="results/{trial}/{outcome}/cells.parquet",
         record="results/{trial}/{outcome}/prepared.json",
         scores="results/{trial}/alignment/scores.csv",
+        draws="results/{trial}/alignment/alignment_draws.csv",
+        survey=lambda wc: joint_survey(wc.trial),
         config=lambda wc: trial_config_path(wc.trial),
     output:
         posterior="results/{trial}/{outcome}/{model}/posterior.nc",

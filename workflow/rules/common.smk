@@ -54,6 +54,12 @@ def trial_inputs(wildcards):
     return [trial_config_path(wildcards.trial), *cfg["data"].values()]
 
 
+def joint_survey(trial):
+    """The survey file, an input of the fits only when alignment.propagation is joint."""
+    cfg = TRIAL_CFG[trial]
+    return [cfg["data"]["survey"]] if cfg["alignment"]["propagation"] == "joint" else []
+
+
 def outcomes_of(trial):
     return list(TRIAL_CFG[trial]["outcomes"])
 

@@ -120,70 +120,85 @@ def survey_long(survey: pd.DataFrame, cfg: dict, clusters: list[str]) -> SurveyD
     )
 
 
+def latent_coords(data: SurveyData) -> dict:
+    """PyMC coordinates of the measurement model (``cluster`` must match a host model's)."""
+    return {
+        "wave": data.waves,
+        "cluster": data.clusters,
+        "role": list(ROLES),
+        "domain": data.domains,
+        "item": data.items,
+        "cut": list(range(1, data.n_categories)),
+        "respondent": list(range(len(data.respondents))),
+    }
+
+
 def build_latent_model(data: SurveyData):
     """The PyMC graded-response model of ``data`` (see the module docstring)."""
+    import pymc as pm
+
+    with pm.Model(coords=latent_coords(data)) as model:
+        add_latent_terms(data)
+    return model
+
+
+def add_latent_terms(data: SurveyData):
+    """Add the measurement model to the active PyMC model; return its alignment (wave, cluster).
+
+    Used alone (``build_latent_model``) or inside an outcome model for ``propagation: joint``.
+    """
     import pymc as pm
     import pytensor.tensor as pt
     from pymc.distributions.transforms import ordered
 
     n_w, n_j, _, n_d = data.shape
     k = data.n_categories
-    coords = {
-        "wave": data.waves,
-        "cluster": data.clusters,
-        "role": list(ROLES),
-        "domain": data.domains,
-        "item": data.items,
-        "cut": list(range(1, k)),
-        "respondent": list(range(len(data.respondents))),
-    }
-    with pm.Model(coords=coords) as model:
-        # hierarchical log-discriminations: their common level is left to the clinical prior (the unit)
-        mu_a = pm.Normal("mu_log_discrimination", 0.0, 1.0)
-        sd_a = pm.HalfNormal("sd_log_discrimination", 0.5)
-        z_a = pm.Normal("z_discrimination", 0.0, 1.0, dims="item")
-        disc = pm.Deterministic("discrimination", pt.exp(mu_a + sd_a * z_a), dims="item")
-        # thresholds = a common scale x standardised ordered cutpoints, so that the latent unit is set
-        # by the clinical prior alone (independent cutpoint priors would stretch it: a volume effect)
-        init = np.tile(np.linspace(-1.5, 1.5, k - 1), (len(data.items), 1))
-        raw = pm.Normal("z_threshold", 0.0, 1.0, dims=("item", "cut"), transform=ordered, initval=init)
-        tau_scale = pm.HalfNormal("threshold_scale", 2.5)
-        tau = pm.Deterministic("threshold", tau_scale * raw, dims=("item", "cut"))
-        sigma_b = pm.HalfNormal("sigma_respondent", 1.0)
-        z_b = pm.Normal("z_respondent", 0.0, 1.0, dims="respondent")
+    # hierarchical log-discriminations: their common level is left to the clinical prior (the unit)
+    mu_a = pm.Normal("mu_log_discrimination", 0.0, 1.0)
+    sd_a = pm.HalfNormal("sd_log_discrimination", 0.5)
+    z_a = pm.Normal("z_discrimination", 0.0, 1.0, dims="item")
+    disc = pm.Deterministic("discrimination", pt.exp(mu_a + sd_a * z_a), dims="item")
+    # thresholds = a common scale x standardised ordered cutpoints, so that the latent unit is set
+    # by the clinical prior alone (independent cutpoint priors would stretch it: a volume effect)
+    init = np.tile(np.linspace(-1.5, 1.5, k - 1), (len(data.items), 1))
+    raw = pm.Normal("z_threshold", 0.0, 1.0, dims=("item", "cut"), transform=ordered, initval=init)
+    tau_scale = pm.HalfNormal("threshold_scale", 2.5)
+    tau = pm.Deterministic("threshold", tau_scale * raw, dims=("item", "cut"))
+    sigma_b = pm.HalfNormal("sigma_respondent", 1.0)
+    z_b = pm.Normal("z_respondent", 0.0, 1.0, dims="respondent")
 
-        z_clin = pm.Normal("z_clinical", 0.0, 1.0, dims=("wave", "cluster", "domain"))
-        mean_gap = pm.Normal("mean_gap", 0.0, 0.5, dims="domain")
-        mu_s = pm.Normal("mu_log_gap_scale", -0.5, 0.5)
-        tau_s = pm.HalfNormal("sd_log_gap_scale", 0.5)
-        u_s = pm.Normal("z_gap_scale", 0.0, 1.0, dims="cluster")
-        gap_scale = pm.Deterministic("gap_scale", pt.exp(mu_s + tau_s * u_s), dims="cluster")
-        z_gap = pm.Normal("z_gap", 0.0, 1.0, dims=("wave", "cluster", "domain"))
-        clin_steps, gap_first = z_clin, mean_gap[None, :] + gap_scale[:, None] * z_gap[0]
-        gap_steps = gap_first[None]
-        if n_w > 1:
-            shift = pm.HalfNormal("sd_wave_shift", 0.5, dims="role")
-            clin_steps = pt.concatenate([z_clin[:1], shift[0] * z_clin[1:]], axis=0)
-            gap_steps = pt.concatenate([gap_first[None], shift[1] * z_gap[1:]], axis=0)
-        clinical = pm.Deterministic(
-            "clinical", pt.cumsum(clin_steps, axis=0), dims=("wave", "cluster", "domain")
-        )
-        gap = pm.Deterministic("gap", pt.cumsum(gap_steps, axis=0), dims=("wave", "cluster", "domain"))
-        pm.Deterministic("alignment", -pt.sqrt(pt.mean(gap**2, axis=-1) + 1e-9), dims=("wave", "cluster"))
-        eta = pt.stack([clinical, clinical + gap], axis=2).reshape((n_w * n_j * 2 * n_d,))
-        theta = eta[data.cell] + sigma_b * z_b[data.respondent]
-        a = disc[data.item]
-        # graded response, P(Y = k) = F(x - c_k-1) - F(x - c_k) with c_-1 = -inf, c_K-1 = +inf, written
-        # as log F(hi) + log F(-lo) + log(1 - exp(lo - hi)), hi = a (theta - tau_k-1), lo = a (theta - tau_k)
-        big = np.full((len(data.items), 1), 1e3)
-        cut = pt.concatenate([-big, tau, big], axis=1)
-        hi = a * (theta - cut[data.item, data.y])
-        lo = a * (theta - cut[data.item, data.y + 1])
-        pm.Potential(
-            "loglik",
-            pt.sum(-pt.softplus(-hi) - pt.softplus(lo) + pt.log1mexp(lo - hi)),
-        )
-    return model
+    z_clin = pm.Normal("z_clinical", 0.0, 1.0, dims=("wave", "cluster", "domain"))
+    mean_gap = pm.Normal("mean_gap", 0.0, 0.5, dims="domain")
+    mu_s = pm.Normal("mu_log_gap_scale", -0.5, 0.5)
+    tau_s = pm.HalfNormal("sd_log_gap_scale", 0.5)
+    u_s = pm.Normal("z_gap_scale", 0.0, 1.0, dims="cluster")
+    gap_scale = pm.Deterministic("gap_scale", pt.exp(mu_s + tau_s * u_s), dims="cluster")
+    z_gap = pm.Normal("z_gap", 0.0, 1.0, dims=("wave", "cluster", "domain"))
+    clin_steps, gap_first = z_clin, mean_gap[None, :] + gap_scale[:, None] * z_gap[0]
+    gap_steps = gap_first[None]
+    if n_w > 1:
+        shift = pm.HalfNormal("sd_wave_shift", 0.5, dims="role")
+        clin_steps = pt.concatenate([z_clin[:1], shift[0] * z_clin[1:]], axis=0)
+        gap_steps = pt.concatenate([gap_first[None], shift[1] * z_gap[1:]], axis=0)
+    clinical = pm.Deterministic("clinical", pt.cumsum(clin_steps, axis=0), dims=("wave", "cluster", "domain"))
+    gap = pm.Deterministic("gap", pt.cumsum(gap_steps, axis=0), dims=("wave", "cluster", "domain"))
+    alignment = pm.Deterministic(
+        "alignment", -pt.sqrt(pt.mean(gap**2, axis=-1) + 1e-9), dims=("wave", "cluster")
+    )
+    eta = pt.stack([clinical, clinical + gap], axis=2).reshape((n_w * n_j * 2 * n_d,))
+    theta = eta[data.cell] + sigma_b * z_b[data.respondent]
+    a = disc[data.item]
+    # graded response, P(Y = k) = F(x - c_k-1) - F(x - c_k) with c_-1 = -inf, c_K-1 = +inf, written
+    # as log F(hi) + log F(-lo) + log(1 - exp(lo - hi)), hi = a (theta - tau_k-1), lo = a (theta - tau_k)
+    big = np.full((len(data.items), 1), 1e3)
+    cut = pt.concatenate([-big, tau, big], axis=1)
+    hi = a * (theta - cut[data.item, data.y])
+    lo = a * (theta - cut[data.item, data.y + 1])
+    pm.Potential(
+        "loglik",
+        pt.sum(-pt.softplus(-hi) - pt.softplus(lo) + pt.log1mexp(lo - hi)),
+    )
+    return alignment
 
 
 def _interval(x: np.ndarray, prob: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

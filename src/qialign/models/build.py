@@ -115,9 +115,16 @@ def centred(spec: ModelSpec, design: Design) -> bool:
     return centred_terms(spec, design)["cluster_period"]
 
 
-def build_model(design: Design, spec: ModelSpec) -> pm.Model:
+def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
     """Build the PyMC model. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's sampler); nutpie
-    compiles a frozen copy (see ``fit._sample_nutpie``)."""
+    compiles a frozen copy (see ``fit.compile_nutpie``).
+
+    ``latent = (survey, wave)`` (a ``qialign.alignment.latent.SurveyData`` whose clusters are the
+    design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
+    graded-response model lives in the same graph and A_j is its alignment at that wave,
+    standardised over clusters within each draw, (a_j - mean a) / sd a, so the survey and the
+    outcome inform alignment together.
+    """
     d, pr = design, spec.priors
     coords = {
         "cell": np.arange(d.n_cells),
@@ -134,6 +141,12 @@ def build_model(design: Design, spec: ModelSpec) -> pm.Model:
         coords["site"] = d.sites
     if spec.exposure == "eti":
         coords["exposure_time"] = d.eti_levels
+    if latent is not None and d.A is not None:
+        from qialign.alignment.latent import latent_coords
+
+        if list(latent[0].clusters) != list(d.clusters):
+            raise ValueError("joint alignment: the survey's clusters must be the design's, in order")
+        coords.update(latent_coords(latent[0]))
 
     with pm.Model(coords=coords) as model:
         cidx = pm.Data("cluster_idx", d.cluster_idx, dims="cell")
@@ -175,8 +188,17 @@ def build_model(design: Design, spec: ModelSpec) -> pm.Model:
             theta = pm.Normal("treatment_effect", 0, pr["effect_sd"])
             eff = theta
         ce = theta * pt.ones(len(d.clusters))
-        if d.A is not None:
+        if d.A is not None and latent is not None:
+            from qialign.alignment.latent import add_latent_terms
+
+            a = add_latent_terms(latent[0])[latent[1]]
+            a_c = a - pt.mean(a)
+            A = pm.Deterministic(
+                "alignment_z", a_c / pt.sqrt(pt.sum(a_c**2) / (len(d.clusters) - 1)), dims="cluster"
+            )
+        elif d.A is not None:
             A = pm.Data("alignment_z", d.A, dims="cluster")
+        if d.A is not None:
             gamma = pm.Normal("alignment_interaction", 0, pr["interaction_sd"])
             eff = eff + gamma * A[cidx]
             ce = ce + gamma * A

@@ -30,6 +30,7 @@ REPORTED = (
     "sd_treatment",
     "sigma",
     "phi",
+    "alignment",  # the survey's latent alignment in a joint model (propagation: joint)
 )
 
 

@@ -29,6 +29,8 @@ ESS are computed on each estimand's own draws.
 
 from __future__ import annotations
 
+from functools import partial
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -64,15 +66,24 @@ def _bounds(x, prob: float, kind: str) -> np.ndarray:
     return np.moveaxis(np.asarray(out), -1, 0)
 
 
-def _row(name, scale, draws, prob, kind, interval=True) -> dict:
+def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
+    """(R-hat, bulk ESS) of (chain, draw[, ...]) draws. With ``refits`` > 1 (propagation: draws) the
+    chains are refit-major groups whose posteriors differ by design: the worst within-refit R-hat
+    and the summed ESS."""
+    groups = np.split(draws, refits, axis=0) if refits > 1 else [draws]
+    rhat = max(float(az.rhat(_da(g))) for g in groups)
+    return rhat, float(sum(float(az.ess(_da(g))) for g in groups))
+
+
+def _row(name, scale, draws, prob, kind, interval=True, refits: int = 1) -> dict:
     draws = np.asarray(draws, float)
     if not interval:
         return dict(
             zip(COLUMNS, [name, scale, float(draws.mean()), np.nan, np.nan, "", np.nan, np.nan], strict=True)
         )
-    da = _da(draws)
     lo, hi = _bounds(draws, prob, kind)
     ok = np.isfinite(draws).all() and draws.std() > 0
+    r_hat, ess = _convergence(draws, refits) if ok else (np.nan, np.nan)
     return {
         "estimand": name,
         "scale": scale,
@@ -80,8 +91,8 @@ def _row(name, scale, draws, prob, kind, interval=True) -> dict:
         "lower": float(lo),
         "upper": float(hi),
         "interval": _label(prob, kind) if interval else "",
-        "r_hat": float(az.rhat(da)) if ok and interval else np.nan,
-        "ess_bulk": float(az.ess(da)) if ok and interval else np.nan,
+        "r_hat": r_hat,
+        "ess_bulk": ess,
     }
 
 
@@ -120,40 +131,44 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     """Table of the named estimands (see module docstring)."""
     prob, kind = _interval(interval)
     post, spec, d = _post(fit), fit.spec, fit.design
+    row = partial(_row, refits=int(fit.diagnostics.get("refits", 1)))
     fam, ys = spec.family, _y_scale(fit)
     link = LINK_SCALE[fam]
     rows = []
     theta = np.asarray(post["treatment_effect"]) * ys
-    rows.append(_row("treatment_effect", link, theta, prob, kind))
+    rows.append(row("treatment_effect", link, theta, prob, kind))
     nat = theta if fam == "gaussian" else np.exp(theta)
-    rows.append(_row("treatment_effect_natural", NATURAL_SCALE[fam], nat, prob, kind))
+    rows.append(row("treatment_effect_natural", NATURAL_SCALE[fam], nat, prob, kind))
     if "alignment_interaction" in post:
         gamma = np.asarray(post["alignment_interaction"]) * ys
-        rows.append(_row("alignment_interaction", link, gamma, prob, kind))
-        q10, q90 = np.quantile(d.A, [0.1, 0.9])
-        rows.append(_row("effect_low_alignment", link, theta + gamma * q10, prob, kind))
-        rows.append(_row("effect_high_alignment", link, theta + gamma * q90, prob, kind))
+        rows.append(row("alignment_interaction", link, gamma, prob, kind))
+        # 10th / 90th percentile of cluster alignment; per draw when alignment is uncertain
+        # (propagation draws / joint store the standardised alignment each draw used)
+        A = np.asarray(post["alignment_z"]) if "alignment_z" in post else d.A
+        q10, q90 = np.quantile(A, [0.1, 0.9], axis=-1)
+        rows.append(row("effect_low_alignment", link, theta + gamma * q10, prob, kind))
+        rows.append(row("effect_high_alignment", link, theta + gamma * q90, prob, kind))
     if "fidelity_interaction" in post:
         fid = np.asarray(post["fidelity_interaction"]) * ys
-        rows.append(_row("fidelity_interaction", link, fid, prob, kind))
+        rows.append(row("fidelity_interaction", link, fid, prob, kind))
     beats = (theta < 0) if spec.better == "lower" else (theta > 0)
-    rows.append(_row("prob_beats_trend", "probability", beats, prob, kind, interval=False))
+    rows.append(row("prob_beats_trend", "probability", beats, prob, kind, interval=False))
 
     oo = _off_on(fit)
     if oo is not None:
         _, off, on = oo
         w = d.n / d.n.sum()
         diff = ((_inv_link_mean(fit, on, d.n) - _inv_link_mean(fit, off, d.n)) * w).sum(-1)
-        rows.append(_row("marginal_difference", MARGINAL_SCALE[fam], diff, prob, kind))
+        rows.append(row("marginal_difference", MARGINAL_SCALE[fam], diff, prob, kind))
 
     comps = {}
     for name in ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment", "sigma"):
         if name in post:
             comps[name] = np.asarray(post[name])
-            rows.append(_row(name, link if name != "sigma" else "sd", comps[name] * ys, prob, kind))
+            rows.append(row(name, link if name != "sigma" else "sd", comps[name] * ys, prob, kind))
     for name in ("phi", "rho"):
         if name in post:
-            rows.append(_row(name, "shape" if name == "phi" else "correlation", post[name], prob, kind))
+            rows.append(row(name, "shape" if name == "phi" else "correlation", post[name], prob, kind))
 
     zero = np.zeros_like(theta)
     s2_site = comps.get("sd_site", zero) ** 2
@@ -168,12 +183,12 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         extra = 1 / np.asarray(post["phi"]) if fam == "negative_binomial" else 0.0
         s2_1 = np.log1p(1 / lam + extra)
     between = s2_site + s2_cl + s2_cp
-    rows.append(_row("icc", "latent", between / (between + s2_1), prob, kind))
+    rows.append(row("icc", "latent", between / (between + s2_1), prob, kind))
     rho = np.asarray(post["rho"]) if "rho" in post else 0.0
     if "sd_cluster_period" in comps:
-        rows.append(_row("cac", "latent", (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
+        rows.append(row("cac", "latent", (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
     else:
-        rows.append({**_row("cac", "latent", np.ones_like(theta), prob, kind), "r_hat": np.nan})
+        rows.append({**row("cac", "latent", np.ones_like(theta), prob, kind), "r_hat": np.nan})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -189,7 +204,11 @@ def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:
             "cluster": d.clusters,
             "site": site,
             "alignment": d.align_raw.to_numpy() if d.align_raw is not None else np.nan,
-            "alignment_z": d.A if d.A is not None else np.nan,
+            "alignment_z": (
+                np.asarray(_post(fit)["alignment_z"]).mean(axis=(0, 1))
+                if "alignment_z" in _post(fit)
+                else (d.A if d.A is not None else np.nan)
+            ),
             "scale": LINK_SCALE[fam],
             "estimate": ce.mean(axis=(0, 1)),
             "lower": lo,

@@ -63,22 +63,24 @@ def nutpie_sample(compiled, s: dict, seed: int):
         )
 
 
-def _sample_nutpie(model, s: dict, seed: int, compiled=None):
-    import nutpie
+def compile_nutpie(model, mutable: tuple[str, ...] = ()):
+    """Compile for nutpie. Data are frozen into the graph except ``mutable`` ones, which stay
+    settable with ``compiled.with_data`` (``propagation: draws`` swaps alignment without
+    recompiling).
 
-    t0 = time.perf_counter()
-    if compiled is None:
-        # freeze_model: the pm.Data arrays become constants of the graph. nutpie 0.16 wraps the
-        # compiled logp in a numba cfunc that is recompiled in every process (its closure holds a
-        # dispatcher whose pickle carries a random uuid, so ``cache=True`` never hits), and every
-        # shared variable adds an extraction routine to that wrapper: with the ~10 data arrays of
-        # this model the wrapper took about twice as long to compile as with none. The frozen
-        # logp graph itself comes from PyTensor's numba cache when the same cells are fitted again.
-        compiled = nutpie.compile_pymc_model(model, freeze_model=True)
-    t1 = time.perf_counter()
-    idata = nutpie_sample(compiled, s, seed)
-    t2 = time.perf_counter()
-    return idata, t1 - t0, t2 - t1, compiled
+    Why freeze: nutpie 0.16 wraps the compiled logp in a numba cfunc that is recompiled in every
+    process (its closure holds a dispatcher whose pickle carries a random uuid, so ``cache=True``
+    never hits), and every shared variable adds an extraction routine to that wrapper: with the ~10
+    data arrays of this model the wrapper took about twice as long to compile as with none. The
+    frozen logp graph itself comes from PyTensor's numba cache when the same cells are fitted again.
+    """
+    import nutpie
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    if not mutable:
+        return nutpie.compile_pymc_model(model, freeze_model=True)
+    frozen = [v.name for v in model.data_vars if v.name not in mutable]
+    return nutpie.compile_pymc_model(freeze_dims_and_data(model, data=frozen), freeze_model=False)
 
 
 def _sample_pymc(model, s: dict, seed: int):
@@ -171,43 +173,16 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def fit_model(
-    cells: pd.DataFrame,
-    spec: ModelSpec,
-    *,
-    alignment: pd.Series | None = None,
-    sampler: dict | None = None,
-    diagnostics: dict | None = None,
-    seed: int = 0,
-) -> FitResult:
-    """Build, sample, diagnose (with one retry) and return a FitResult.
+def _standardise(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean()) / a.std(ddof=1)
 
-    ``sampler`` overrides ``spec.sampler`` key by key; ``diagnostics`` are the thresholds.
-    """
-    s = {**spec.sampler, **(sampler or {})}
-    th = {**DIAGNOSTIC_DEFAULTS, **(diagnostics or {})}
-    design = build_design(cells, spec, alignment)
-    model = build_model(design, spec)
-    compiled = None
-    engine = s.get("engine", "nutpie")
 
-    def run(settings, sd):
-        nonlocal compiled
-        progress(
-            f"{engine}: {settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws), "
-            f"target_accept {settings['target_accept']:.2f}, {len(cells)} cells"
-            + (", compiling first" if compiled is None and engine == "nutpie" else "")
-        )
-        if engine == "pymc":
-            idata, c, t = _sample_pymc(model, settings, sd)
-        else:
-            idata, c, t, compiled = _sample_nutpie(model, settings, sd, compiled)
-        progress(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
-        return idata, c, t
-
-    idata, compile_s, sample_s = run(s, seed)
+def _sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") -> dict:
+    """``sample(settings, seed) -> (idata, compile_s, sample_s)``, diagnosed, retried once if asked:
+    target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning, seed + 1."""
+    idata, compile_s, sample_s = sample(s, seed)
     ok, problems, details = diagnose(idata, th)
-    progress("diagnostics pass" if ok else f"diagnostics fail: {'; '.join(problems)}")
+    progress(f"{label}diagnostics pass" if ok else f"{label}diagnostics fail: {'; '.join(problems)}")
     attempts = [{"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems}]
     retried = False
     if not ok and th.get("retry", True):
@@ -217,27 +192,174 @@ def fit_model(
             "target_accept": min(0.99, max(0.95, float(s["target_accept"]) + 0.05)),
             "tune": 2 * int(s["tune"]),
         }
-        idata, c2, t2 = run(s, seed + 1)
+        idata, c2, t2 = sample(s, seed + 1)
         compile_s += c2
         sample_s += t2
         ok, problems, details = diagnose(idata, th)
         progress(
-            "retry: diagnostics pass"
+            f"{label}retry: diagnostics pass"
             if ok
-            else f"retry: still failing, marked unreliable: {'; '.join(problems)}"
+            else f"{label}retry: still failing, marked unreliable: {'; '.join(problems)}"
         )
         attempts.append({"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems})
     details["attempts"] = attempts
-    idata = _finish_idata(idata, model, design, spec)
+    return {
+        "idata": idata,
+        "ok": ok,
+        "problems": list(problems),
+        "details": details,
+        "retried": retried,
+        "timings": {"compile_s": compile_s, "sample_s": sample_s},
+        "sampler": s,
+    }
+
+
+def _pool(runs: list[dict], A: np.ndarray, clusters: list[str], th: dict) -> dict:
+    """Pool the refits of ``propagation: draws`` into one posterior (refit k's chains follow refit
+    k-1's) and one set of diagnostics.
+
+    The pooled posterior is the equal-weight mixture over alignment draws (the method of
+    composition). Each refit is checked on its own (R-hat within a refit; between refits the
+    posteriors differ by design); the pooled bulk/tail ESS of a parameter is the sum over refits,
+    divergences are summed, E-BFMI is per chain of every refit. The alignment each draw used is
+    stored as ``alignment_z`` (chain, draw, cluster).
+    """
+    posts, stats = [], []
+    offset = 0
+    for k, run in enumerate(runs):
+        post = run["idata"]["posterior"].to_dataset()
+        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+        post["alignment_z"] = (
+            ("chain", "draw", "cluster"),
+            np.broadcast_to(A[k], (n_chain, n_draw, len(A[k]))),
+        )
+        chains = np.arange(offset, offset + n_chain)
+        posts.append(post.assign_coords(chain=chains, cluster=clusters))
+        stats.append(run["idata"]["sample_stats"].to_dataset().assign_coords(chain=chains))
+        offset += n_chain
+    idata = xr.DataTree.from_dict(
+        {"posterior": xr.concat(posts, dim="chain"), "sample_stats": xr.concat(stats, dim="chain")}
+    )
+    summ = pd.DataFrame(az_summary(idata))
+    per = [run["details"]["summary"] for run in runs]
+    summ["r_hat"] = pd.concat([t["r_hat"] for t in per], axis=1).max(axis=1)
+    for col in ("ess_bulk", "ess_tail"):
+        summ[col] = pd.concat([t[col] for t in per], axis=1).sum(axis=1)
+    summ["mcse_mean"] = summ["sd"] / np.sqrt(summ["ess_bulk"])
+    div = sum(run["details"]["divergences"] for run in runs)
+    bfmi = [b for run in runs for b in run["details"]["ebfmi"]]
+    n_draws = idata["posterior"].sizes["chain"] * idata["posterior"].sizes["draw"]
+    details = {
+        "summary": summ,
+        "divergences": div,
+        "divergence_rate": div / n_draws,
+        "ebfmi": bfmi,
+        "r_hat_max": float(summ["r_hat"].max()),
+        "ess_bulk_min": float(summ["ess_bulk"].min()),
+        "ess_tail_min": float(summ["ess_tail"].min()),
+        "mcse_mean_max": float(summ["mcse_mean"].max()),
+        "thresholds": th,
+        "attempts": [a for run in runs for a in run["details"]["attempts"]],
+        "refits": len(runs),
+    }
+    problems = [f"alignment draw {k}: {p}" for k, run in enumerate(runs) for p in run["problems"]]
+    if div > th["divergences_max"]:
+        problems.append(f"{div} divergent transition(s) over {len(runs)} refits > {th['divergences_max']}")
+    if not details["ess_bulk_min"] >= th["ess_bulk_min"]:
+        problems.append(f"pooled bulk ESS {details['ess_bulk_min']:.0f} < {th['ess_bulk_min']}")
+    return {
+        "idata": idata,
+        "ok": not problems,
+        "problems": problems,
+        "details": details,
+        "retried": any(run["retried"] for run in runs),
+        "timings": {k: sum(run["timings"][k] for run in runs) for k in ("compile_s", "sample_s")},
+        "sampler": runs[0]["sampler"],
+    }
+
+
+def az_summary(idata) -> pd.DataFrame:
+    import arviz as az
+
+    from qialign.models.diagnostics import reported_vars
+
+    return az.summary(idata, var_names=reported_vars(idata), ci_prob=0.95, round_to="none")
+
+
+def fit_model(
+    cells: pd.DataFrame,
+    spec: ModelSpec,
+    *,
+    alignment: pd.Series | None = None,
+    alignment_draws: np.ndarray | None = None,
+    latent=None,
+    sampler: dict | None = None,
+    diagnostics: dict | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Build, sample, diagnose (with one retry) and return a FitResult.
+
+    ``sampler`` overrides ``spec.sampler`` key by key; ``diagnostics`` are the thresholds.
+    Alignment enters as ``alignment`` (raw score per cluster; ``propagation: plugin``), plus either
+    ``alignment_draws`` (K x clusters raw posterior draws, columns in sorted cluster order:
+    ``draws``, K refits each standardising its own draw, posteriors pooled) or ``latent`` =
+    (SurveyData, wave index) (``joint``: one graph with the survey's measurement model).
+    """
+    s = {**spec.sampler, **(sampler or {})}
+    th = {**DIAGNOSTIC_DEFAULTS, **(diagnostics or {})}
+    design = build_design(cells, spec, alignment)
+    use_draws = alignment_draws is not None and design.A is not None
+    model = build_model(design, spec, latent=latent if design.A is not None else None)
+    compiled = None
+    engine = s.get("engine", "nutpie")
+    mutable = ("alignment_z",) if use_draws else ()
+
+    def sample(settings, sd, A=None):
+        nonlocal compiled
+        progress(
+            f"{engine}: {settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} draws), "
+            f"target_accept {settings['target_accept']:.2f}, {len(cells)} cells"
+            + (", compiling first" if compiled is None and engine == "nutpie" else "")
+        )
+        if engine == "pymc":
+            if A is not None:
+                model.set_data("alignment_z", A)
+            idata, c, t = _sample_pymc(model, settings, sd)
+        else:
+            t0 = time.perf_counter()
+            if compiled is None:
+                compiled = compile_nutpie(model, mutable)
+            t1 = time.perf_counter()
+            idata = nutpie_sample(compiled if A is None else compiled.with_data(alignment_z=A), settings, sd)
+            c, t = t1 - t0, time.perf_counter() - t1
+        progress(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
+        return idata, c, t
+
+    if use_draws:
+        K = len(alignment_draws)
+        A = np.array([_standardise(np.asarray(a, float)) for a in alignment_draws])
+        per = {**s, "draws": max(100, -(-int(s["draws"]) // K))}
+        th_k = {**th, "ess_bulk_min": th["ess_bulk_min"] / K, "ess_tail_min": th["ess_tail_min"] / K}
+        th_k["divergences_max"] = th["divergences_max"]
+        runs = [
+            _sample_with_retry(
+                lambda st, sd, a=A[k]: sample(st, sd, a), per, th_k, seed + 7919 * k, f"draw {k + 1}/{K}: "
+            )
+            for k in range(K)
+        ]
+        result = _pool(runs, A, design.clusters, th)
+    else:
+        result = _sample_with_retry(sample, s, th, seed)
+    idata = _finish_idata(result["idata"], model, design, spec)
     return FitResult(
         idata=idata,
-        diagnostics=details,
-        reliable=ok,
-        problems=list(problems),
-        timings={"compile_s": compile_s, "sample_s": sample_s},
-        retried=retried,
+        diagnostics=result["details"],
+        reliable=result["ok"],
+        problems=result["problems"],
+        timings=result["timings"],
+        retried=result["retried"],
         spec=spec,
         design=design,
         model=model,
-        sampler=s,
+        sampler=result["sampler"],
     )

@@ -457,6 +457,17 @@ def summary(ctx: Context) -> Section:
     return Section("summary", "Summary", blocks, lead)
 
 
+PROPAGATION_TEXT = {
+    "plugin": "Propagation <strong>plugin</strong>: each cluster's posterior-mean alignment is used as if "
+    "known, so the measurement error of the survey is not carried into γ (rows <code>bayes</code>).",
+    "draws": "Propagation <strong>draws</strong>: the outcome model is refitted over posterior draws of "
+    "alignment and the posteriors pooled (method of composition), carrying the survey's measurement error "
+    "into γ; the survey does not learn from the outcome (rows <code>bayes_draws</code>).",
+    "joint": "Propagation <strong>joint</strong>: the survey's measurement model and the outcome model are "
+    "one graph, so alignment and γ are estimated together (rows <code>bayes_joint</code>).",
+}
+
+
 def _freq_label(method: str) -> str:
     if method in FREQ_LABEL:
         return FREQ_LABEL[method]
@@ -968,7 +979,8 @@ def alignment(ctx: Context) -> Section:
         P(
             f"Source: <strong>{escape(al['source'])}</strong>, method <strong>{escape(method)}</strong>; "
             f"wave {wave} moderates the effect. Alignment enters the models standardised over clusters "
-            "(mean 0, SD 1), so γ is per SD of alignment."
+            "(mean 0, SD 1), so γ is per SD of alignment. "
+            + PROPAGATION_TEXT.get(al.get("propagation", "plugin"), "")
         )
     )
     domains = list(al.get("domains", {}))

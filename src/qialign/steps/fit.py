@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qialign.config import load_trial_config, models_for, sampler_for
@@ -42,6 +43,32 @@ def model_config(cfg: dict, outcome: str, model_id: str) -> dict:
     raise QialignError(f"{cfg['id']}: model '{model_id}' is not fitted for outcome '{outcome}'")
 
 
+def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> dict:
+    """``fit_model`` keywords for the trial's ``alignment.propagation``: nothing for plugin;
+    ``alignment_draws`` (``alignment.draws`` evenly spaced rows of the latent posterior draws,
+    clusters in ``clusters`` order) for draws; ``latent`` = (survey, wave index) for joint."""
+    from qialign.alignment.latent import draws_matrix, survey_long
+
+    al = cfg["alignment"]
+    if al["propagation"] == "draws":
+        all_draws = draws_matrix(pd.read_csv(draws_csv), al["wave"], clusters)
+        if len(all_draws) < 2 or np.isnan(all_draws).any():
+            raise QialignError(
+                f"{draws_csv}: no complete alignment draws for wave {al['wave']} and clusters "
+                f"{', '.join(clusters)} (propagation: draws needs method: latent)"
+            )
+        pick = np.unique(np.linspace(0, len(all_draws) - 1, min(int(al["draws"]), len(all_draws))).round())
+        return {"alignment_draws": all_draws[pick.astype(int)]}
+    if al["propagation"] == "joint":
+        from qialign.data import load_trial
+
+        survey = survey_long(load_trial(cfg).survey, al, clusters)
+        if al["wave"] not in survey.waves:
+            raise QialignError(f"{cfg['data']['survey']}: no survey wave {al['wave']} (alignment.wave)")
+        return {"latent": (survey, survey.waves.index(al["wave"]))}
+    return {}
+
+
 def fit_step(
     config_path: str | Path,
     outcome: str,
@@ -74,9 +101,12 @@ def fit_step(
     )
     notes: list[str] = []
     alignment = None
+    propagation: dict = {}
     if "alignment" in model_cfg["moderators"] and cfg["alignment"]["source"] != "none":
         clusters = sorted(cells["cluster"].astype(str).unique())
         alignment, notes = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
+        if alignment is not None:
+            propagation = alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
     seed = fit_seed(cfg["seed"], outcome, model_id)
     sampler = sampler_for(cfg, model_cfg)
     if threads:  # the scheduler's allocation wins: chains beyond it run in turn
@@ -86,7 +116,13 @@ def fit_step(
         flush=True,
     )
     fit = fit_model(
-        cells, spec, alignment=alignment, sampler=sampler, diagnostics=cfg["diagnostics"], seed=seed
+        cells,
+        spec,
+        alignment=alignment,
+        sampler=sampler,
+        diagnostics=cfg["diagnostics"],
+        seed=seed,
+        **propagation,
     )
     print(
         f"done: reliable={fit.reliable} retried={fit.retried} timings={fit.timings} problems={fit.problems}",
@@ -97,7 +133,8 @@ def fit_step(
     record = provenance(cfg, prepared["files"], seed)
     save_posterior(fit, out_dir / "posterior.nc", attrs={**record, "outcome": outcome, "model": model_id})
     est = estimates(fit, cfg["interval"])
-    est.insert(0, "method", "bayes")
+    mode = cfg["alignment"]["propagation"] if alignment is not None else "plugin"
+    est.insert(0, "method", "bayes" if mode == "plugin" else f"bayes_{mode}")
     est.insert(0, "model", model_id)
     est.insert(0, "outcome", outcome)
     est.insert(0, "trial", cfg["id"])
@@ -125,7 +162,8 @@ def fit_step(
         "ess_tail_min": fit.diagnostics["ess_tail_min"],
         "attempts": fit.diagnostics["attempts"],
         "ppc": {k: v for k, v in ppc.items() if k != "table"},
-        "alignment_propagation": cfg["alignment"]["propagation"] if alignment is not None else None,
+        "alignment_propagation": mode if alignment is not None else None,
+        "alignment_refits": fit.diagnostics.get("refits"),
         "versions": record["versions"],
         "git_commit": record["git_commit"],
         "data": prepared["files"],
