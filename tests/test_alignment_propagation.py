@@ -96,7 +96,7 @@ def _cells(sim) -> pd.DataFrame:
 
 
 def test_joint_logp_is_survey_plus_outcome():
-    """log p_joint(x) = log p_survey(x_latent) + log p_outcome(x_outcome | A = z(alignment(x_latent)))."""
+    """log p_joint(x) = log p_survey(x_lat) + log p_outcome(x_out | A = z(alignment(x_lat)))."""
     from qialign.models.build import build_model
     from qialign.models.design import build_design
 
@@ -114,7 +114,8 @@ def test_joint_logp_is_survey_plus_outcome():
     fn = latent.compile_fn(alignment, inputs=latent.value_vars, point_fn=True, on_unused_input="ignore")
     a = np.asarray(fn(lat_point))[0]
     z = (a - a.mean()) / a.std(ddof=1)
-    plug_design = build_design(cells, SPEC, pd.Series(z, index=clusters))
+    plug_design = build_design(cells, SPEC, plug)
+    plug_design.A = z  # the outcome model with A fixed at the joint's A
     outcome = build_model(plug_design, SPEC)
     out_point = {k: point[k] for k in outcome.initial_point()}
     total = joint.compile_logp()(point)
@@ -168,6 +169,9 @@ def _small_survey_trial(seed: int):
 
 @pytest.mark.slow
 def test_carrying_measurement_error_widens_and_covers_better():
+    """draws (the survey's uncertainty, no feedback) is wider than plugin; joint (the outcome also
+    informs alignment) recovers gamma and covers it far more often than plugin. Both plugin and
+    draws are attenuated (regression dilution: a noisy moderator; draws more, it adds noise)."""
     from qialign.alignment.latent import draws_matrix, latent_scores
 
     sampler = {"chains": 2, "draws": 500, "tune": 500}
@@ -185,7 +189,9 @@ def test_carrying_measurement_error_widens_and_covers_better():
             "joint": {"latent": (survey_long(sim.survey, cfg, clusters), 0)},
         }
         for mode, kw in modes.items():
-            fit = fit_model(cells, SPEC, alignment=plug, sampler=sampler, seed=i, **kw)
+            fit = fit_model(
+                cells, SPEC, alignment=plug, sampler=sampler, diagnostics={"retry": False}, seed=i, **kw
+            )
             r = estimates(fit, {"prob": 0.9}).set_index("estimand").loc["alignment_interaction"]
             rows.append(
                 {
@@ -204,9 +210,6 @@ def test_carrying_measurement_error_widens_and_covers_better():
         width=("width", "mean"), coverage=("covered", "mean"), bias=("estimate", lambda x: x.mean() - GAMMA)
     )
     print(f"\n{N_SIM} simulated trials, true gamma {GAMMA}:\n{summary}")
-    assert summary.loc["draws", "width"] > summary.loc["plugin", "width"]
-    assert summary.loc["joint", "width"] > summary.loc["plugin", "width"]
-    assert (
-        max(summary.loc["draws", "coverage"], summary.loc["joint", "coverage"])
-        > summary.loc["plugin", "coverage"]
-    )
+    assert summary.loc["draws", "width"] > 1.2 * summary.loc["plugin", "width"]
+    assert summary.loc["joint", "coverage"] > summary.loc["plugin", "coverage"]
+    assert summary.loc["joint", "coverage"] >= 0.75

@@ -76,6 +76,16 @@ def _compare(args: argparse.Namespace) -> None:
     print(compare_models(posteriors, Path(args.out)).to_string(index=False))
 
 
+def _power(args: argparse.Namespace) -> None:
+    from qialign.steps.power import power_step
+
+    table = power_step(args.config, Path(args.prepared_root), Path(args.out))
+    print(f"wrote {len(table)} power row(s) to {args.out}")
+    if not table.empty:
+        cols = ["design", "clusters", "icc", "cac", "estimand", "effect", "se", "power", "mde"]
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
 def _report(args: argparse.Namespace) -> None:
     from qialign.report import render_report
 
@@ -129,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, help="alignment scores CSV")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_crosscheck)
+
+    p = steps.add_parser("power", help="analytic power (GLS) of the trial's schedule, for planning")
+    p.add_argument("config", help="trial config (its power: block)")
+    p.add_argument("--prepared-root", required=True, help="results/<trial>: holds <outcome>/cells.parquet")
+    p.add_argument("--out", required=True, help="e.g. results/<trial>/power.csv")
+    p.set_defaults(func=_power)
 
     p = steps.add_parser("compare", help="PSIS-LOO comparison of one outcome's model variants")
     p.add_argument("posteriors", nargs="+", help="posterior.nc files (named by their folder)")

@@ -98,10 +98,32 @@ rule collect:
         "--crosschecks {input.crosschecks} --out {output} > {log} 2>&1"
 
 
+rule power:
+    input:
+        cells=lambda wc: power_cells(wc.trial),
+        config=lambda wc: trial_config_path(wc.trial),
+    output:
+        "results/{trial}/power.csv",
+    log:
+        "results/{trial}/logs/power.log",
+    conda:
+        "../envs/qialign.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        code=source_hash("config.py", "power", "steps/power.py"),
+    shell:
+        "qialign power {input.config} --prepared-root results/{wildcards.trial} --out {output} "
+        "> {log} 2>&1"
+
+
 rule report:
     input:
         config=lambda wc: trial_config_path(wc.trial),
         estimates="results/{trial}/estimates.csv",
+        power="results/{trial}/power.csv",
         loo=lambda wc: [
             f"results/{wc.trial}/{o}/loo.csv" for o in outcomes_of(wc.trial)
         ],

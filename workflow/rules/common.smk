@@ -54,6 +54,14 @@ def trial_inputs(wildcards):
     return [trial_config_path(wildcards.trial), *cfg["data"].values()]
 
 
+def power_cells(trial):
+    """The cells of the outcome the analytic power is computed for (none if no outcome fits)."""
+    from qialign.steps.power import power_outcome
+
+    outcome = power_outcome(TRIAL_CFG[trial])
+    return [f"results/{trial}/{outcome}/cells.parquet"] if outcome else []
+
+
 def joint_survey(trial):
     """The survey file, an input of the fits only when alignment.propagation is joint."""
     cfg = TRIAL_CFG[trial]

@@ -121,9 +121,9 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
 
     ``latent = (survey, wave)`` (a ``qialign.alignment.latent.SurveyData`` whose clusters are the
     design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
-    graded-response model lives in the same graph and A_j is its alignment at that wave,
+    graded-response model lives in the same graph and A_j is its alignment a_j at that wave,
     standardised over clusters within each draw, (a_j - mean a) / sd a, so the survey and the
-    outcome inform alignment together.
+    outcome inform alignment together (``fit.plugin_start`` on where the chains start).
     """
     d, pr = design, spec.priors
     coords = {

@@ -378,3 +378,17 @@ def ppc(table: pd.DataFrame, xlabel: str, with_intervals: bool) -> str:
     ax.set_ylabel(f"predicted {xlabel}")
     ax.legend(fontsize=8)
     return to_data_uri(fig)
+
+
+@styled
+def power_curves(curves: pd.DataFrame, xlabel: str) -> str:
+    """Power against effect size, one line per label (columns label, effect, power)."""
+    fig, ax = _fig(6.0, 3.4)
+    for label, g in curves.groupby("label", sort=False):
+        ax.plot(g["effect"], g["power"], lw=1.8, label=str(label))
+    ax.axhline(0.8, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("power")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    return to_data_uri(fig)

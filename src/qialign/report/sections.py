@@ -1446,6 +1446,73 @@ def methods(ctx: Context) -> Section:
     return Section("methods", "Methods", blocks)
 
 
+def planning(ctx: Context) -> Section:
+    """Analytic power of the trial's own schedule (power.csv), for planning the next trial."""
+    from qialign.power import power
+
+    table = ctx.csv("power.csv")
+    title = "Power and planning"
+    if table is None or table.empty:
+        return Section(
+            "planning", title, [NOTE("No analytic power table (no binary or continuous outcome).")]
+        )
+    outcome = str(table["outcome"].iloc[0])
+    scale = "risk difference" if ctx.family(outcome) in ("bernoulli", "binomial") else "mean difference"
+    alpha, target = float(table["alpha"].iloc[0]), float(table["target"].iloc[0])
+    blocks = [
+        P(
+            f"Power of this trial's own schedule of clusters, periods and patients per cluster-period (outcome "
+            f"<strong>{escape(ctx.label(outcome))}</strong>, {scale}), and of the schedule repeated, by "
+            "generalised least squares on cluster-period means with categorical period effects (Hussey & Hughes "
+            "2007; block-exchangeable correlation with within-period ICC and cluster autocorrelation CAC, "
+            f"Hooper et al. 2016). Two-sided level {alpha:g}; MDE is the smallest effect detected with "
+            f"power {target:g}. The interaction is per SD of alignment, alignment balanced within sequences. "
+            "The GLS engine reproduces the SteppedPower vignette's published values (tests)."
+        )
+    ]
+    t = Table(
+        ["Design", "Clusters", "ICC", "CAC", "Estimand", "SE", "MDE", "Effect", "Power"],
+        [],
+        numeric={1, 2, 3, 5, 6, 7, 8},
+    )
+    for r in table.to_dict("records"):
+        t.rows.append(
+            [
+                str(r["design"]),
+                str(int(r["clusters"])),
+                num(r["icc"], 3),
+                num(r["cac"], 2),
+                str(r["estimand"]),
+                num(r["se"], 4),
+                num(r["mde"], 4),
+                DASH if is_missing(r["effect"]) else num(r["effect"], 4),
+                DASH if is_missing(r["power"]) else num(r["power"], 3),
+            ]
+        )
+    tr = table[table["estimand"] == "treatment"].drop_duplicates(["design", "icc", "cac"])
+    grid = np.linspace(0, 1.5 * tr["mde"].max(), 60)
+    curves = pd.DataFrame(
+        [
+            {
+                "label": f"{r['design']}, ICC {r['icc']:g}, CAC {r['cac']:g}",
+                "effect": e,
+                "power": power(e, r["se"], alpha),
+            }
+            for r in tr.to_dict("records")
+            for e in grid
+        ]
+    )
+    blocks.append(
+        FIG(
+            figures.power_curves(curves, f"treatment effect ({scale})"),
+            "Power of the treatment effect against its size; dashed: 0.8.",
+            "Power curves",
+        )
+    )
+    blocks.append(TAB(t))
+    return Section("planning", title, blocks)
+
+
 def _interval_code(cfg: dict) -> str:
     iv = cfg.get("interval", {})
     return f"{iv.get('kind', 'eti')}{100 * float(iv.get('prob', 0.95)):g}"
@@ -1534,6 +1601,7 @@ SECTIONS = [
     effects,
     alignment,
     model_checks,
+    planning,
     methods,
     provenance,
     logs,
@@ -1547,6 +1615,7 @@ SECTION_IDS = [
     "effects",
     "alignment",
     "model-checks",
+    "planning",
     "methods",
     "provenance",
     "logs",
