@@ -410,3 +410,59 @@ def _curves(data, X, params, off, seasonal, effect_terms, counts, controlled) ->
     if off is not None:
         out["exposure"] = data["_e"].to_numpy()
     return out
+
+
+def its_cross_check(
+    rows: pd.DataFrame,
+    family: str,
+    *,
+    harmonics: int = 0,
+    period: float = 12,
+    slope_change: bool = False,
+    interval: float = 0.95,
+) -> pd.DataFrame:
+    """Cross-check rows (``qialign.frequentist.COLUMNS``) of an interrupted time series.
+
+    The prepared rows (``period, treated, y`` and ``exposure`` for counts) are summed per period
+    over the series (counts) or averaged (gaussian), then fitted by :func:`segmented_regression`
+    with the Bayesian model's trend terms: quasi-Poisson (counts, log exposure offset) or OLS
+    (gaussian), model-based and Newey-West SEs. ``treatment_effect`` is the level change at the
+    start, ``slope_change`` the change in slope per period after it.
+    """
+    from qialign.frequentist.crosscheck import COLUMNS
+
+    counts = family in ("poisson", "negative_binomial")
+    if not counts and family != "gaussian":
+        note = f"segmented regression covers count and gaussian outcomes, not {family}"
+        return pd.DataFrame([["its_segmented", "treatment_effect", "", *[np.nan] * 5, note]], columns=COLUMNS)
+    agg = {"y": "sum", "exposure": "sum"} if counts else {"y": "mean"}
+    series = rows.groupby("period", as_index=False).agg({**agg, "treated": "max"})
+    start = float(series.loc[series["treated"] == 1, "period"].min())
+    method = "its_quasipoisson" if counts else "its_ols"
+    link, natural = ("log-rate", "rate ratio") if counts else ("difference", "difference")
+    out = []
+    for se, suffix in (("model", ""), ("newey-west", "_newey_west")):
+        res = segmented_regression(
+            series,
+            count="y",
+            time="period",
+            interruption=start,
+            offset="exposure" if counts else None,
+            harmonics=harmonics,
+            period=period,
+            slope_change=slope_change,
+            family="quasipoisson" if counts else "gaussian",
+            se=se,
+            alpha=1 - interval,
+        )
+        terms = res.terms.set_index("term")
+        note = f"one series of {len(series)} periods; Newey-West lag {res.maxlags}" if suffix else ""
+        for term, name in (("level", "treatment_effect"), ("slope", "slope_change")):
+            if term not in terms.index:
+                continue
+            r = terms.loc[term]
+            est, lo, hi = float(r["estimate"]), float(r["ci_low"]), float(r["ci_high"])
+            out.append([method + suffix, name, link, est, float(r["se"]), lo, hi, np.inf, note])
+            nat = (np.exp(est), np.exp(lo), np.exp(hi)) if counts else (est, lo, hi)
+            out.append([method + suffix, f"{name}_natural", natural, nat[0], np.nan, *nat[1:], np.inf, note])
+    return pd.DataFrame(out, columns=COLUMNS)

@@ -141,6 +141,9 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         coords["site"] = d.sites
     if spec.exposure == "eti":
         coords["exposure_time"] = d.eti_levels
+    if d.season is not None:
+        k = range(1, spec.harmonics + 1)
+        coords["season_term"] = [f"sin{i}" for i in k] + [f"cos{i}" for i in k]
     if latent is not None and d.A is not None:
         from qialign.alignment.latent import latent_coords
 
@@ -172,6 +175,10 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         if T > 1:
             pm.Deterministic("trend", f - f[0], dims="period")
             eta = eta + f[pidx]
+
+        if d.season is not None:
+            b_s = pm.Normal("b_season", 0, pr["trend_sd"], dims="season_term")
+            eta = eta + pt.dot(pt.as_tensor(d.season), b_s)[pidx]
 
         if d.Z.shape[1]:
             Z = pm.Data("Z", d.Z, dims=("cell", "covariate"))
@@ -214,6 +221,9 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
             ce = ce + delta
         pm.Deterministic("cluster_effect", ce, dims="cluster")
         tx = h * eff
+        if d.slope is not None:
+            kappa = pm.Normal("slope_change", 0, pr["effect_sd"])
+            tx = tx + kappa * pm.Data("slope", d.slope, dims="cell")
         eta = eta + tx
 
         # random effects
@@ -222,13 +232,14 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
             z_s = pm.ZeroSumNormal("z_site", sigma=1.0, dims="site")
             eta = eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims="cell")]
         centring = centred_terms(spec, d)
-        sd_c = pm.HalfNormal("sd_cluster", pr["sd_cluster"])
         cp_idx = pm.Data("cp_idx", d.cp_idx, dims="cell")
-        if centring["cluster"]:
-            v = pm.ZeroSumNormal("v_cluster", sigma=sd_c, dims="cluster")
-        else:
-            v = sd_c * pm.ZeroSumNormal("z_cluster", sigma=1.0, dims="cluster")
-        eta = eta + v[cidx]
+        if len(d.clusters) > 1:  # one series (interrupted time series): no cluster intercepts
+            sd_c = pm.HalfNormal("sd_cluster", pr["sd_cluster"])
+            if centring["cluster"]:
+                v = pm.ZeroSumNormal("v_cluster", sigma=sd_c, dims="cluster")
+            else:
+                v = sd_c * pm.ZeroSumNormal("z_cluster", sigma=1.0, dims="cluster")
+            eta = eta + v[cidx]
         if spec.cluster_period == "exchangeable":
             sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
             if centring["cluster_period"]:

@@ -17,6 +17,8 @@ Transformations (all reversible, recorded in the Design so estimates are reporte
 - trend: categorical period effects are sum-to-zero (ZeroSumNormal), linear/spline bases are
   centred over periods; the reported trend is f(t) - f(first period).
 - exposure h(e): step 1; ramp min(e / L, 1); eti one effect per exposure time e = 1..E.
+- slope change (segmented regression): e - 1 in treated cells (0 in the first treated period).
+- seasonality: sin(2 pi k t / L), cos(2 pi k t / L), k = 1..K, per period t.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Design:
     align_raw: pd.Series | None
     align_center: float = np.nan
     align_scale: float = np.nan
+    slope: np.ndarray | None = None  # periods since the start (e - 1) in treated cells, else 0
+    season: np.ndarray | None = None  # Fourier basis per period (periods x 2K)
     F: np.ndarray | None = None  # standardised fidelity per cell
     fid_center: float = np.nan
     fid_scale: float = np.nan
@@ -180,6 +184,12 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
         raise QialignError(f"outcome {spec.outcome}: no treated cells, no effect to estimate")
 
     trend_P, trend_names = _trend_basis(spec, periods)
+    slope = np.maximum(e - 1, 0).astype(float) * treated if spec.slope_change else None
+    season = None
+    if spec.harmonics:
+        k = np.arange(1, spec.harmonics + 1)
+        angle = 2 * np.pi * np.outer(periods, k) / spec.season_length
+        season = np.column_stack([np.sin(angle), np.cos(angle)])
     Z, cov_names, cov_center, cov_scale = _covariates(cells, spec.covariates, n)
 
     A = align_raw = None
@@ -248,6 +258,8 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
         align_raw=align_raw,
         align_center=a_c,
         align_scale=a_s,
+        slope=slope,
+        season=season,
         F=F,
         fid_center=f_c,
         fid_scale=f_s,

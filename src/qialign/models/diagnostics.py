@@ -21,6 +21,8 @@ REPORTED = (
     "beta",
     "treatment_effect",
     "theta_e",
+    "slope_change",
+    "b_season",
     "alignment_interaction",
     "fidelity_interaction",
     "sd_site",

@@ -139,6 +139,18 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     rows.append(row("treatment_effect", link, theta, prob, kind))
     nat = theta if fam == "gaussian" else np.exp(theta)
     rows.append(row("treatment_effect_natural", NATURAL_SCALE[fam], nat, prob, kind))
+    if "slope_change" in post:  # segmented regression: change in slope per period after the start
+        kappa = np.asarray(post["slope_change"]) * ys
+        rows.append(row("slope_change", link, kappa, prob, kind))
+        rows.append(
+            row(
+                "slope_change_natural",
+                NATURAL_SCALE[fam],
+                kappa if fam == "gaussian" else np.exp(kappa),
+                prob,
+                kind,
+            )
+        )
     if "alignment_interaction" in post:
         gamma = np.asarray(post["alignment_interaction"]) * ys
         rows.append(row("alignment_interaction", link, gamma, prob, kind))
@@ -182,6 +194,8 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / d.n.sum()
         extra = 1 / np.asarray(post["phi"]) if fam == "negative_binomial" else 0.0
         s2_1 = np.log1p(1 / lam + extra)
+    if len(d.clusters) < 2:  # one series (interrupted time series): no between-cluster variation
+        return pd.DataFrame(rows, columns=COLUMNS)
     between = s2_site + s2_cl + s2_cp
     rows.append(row("icc", "latent", between / (between + s2_1), prob, kind))
     rho = np.asarray(post["rho"]) if "rho" in post else 0.0

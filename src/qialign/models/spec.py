@@ -60,8 +60,11 @@ class ModelSpec:
 
     Linear predictor (DESIGN §4), link g by family::
 
-        g(E[y]) = mu + f(t) + Z beta + X h(e) (theta + gamma A + phi_f F + delta_j)
-                  + u_site + v_cluster + w_cluster,period
+        g(E[y]) = mu + f(t) + s(t) + Z beta + X h(e) (theta + gamma A + phi_f F + delta_j)
+                  + X (e - 1) kappa + u_site + v_cluster + w_cluster,period
+
+    s(t): seasonality, sum_k a_k sin(2 pi k t / L) + b_k cos(2 pi k t / L) (``harmonics`` K, L =
+    ``season_length``); kappa: ``slope_change`` (segmented regression, interrupted time series).
     """
 
     id: str
@@ -72,6 +75,9 @@ class ModelSpec:
     spline_df: int = 4
     exposure: str = "step"
     ramp_periods: int = 2
+    slope_change: bool = False
+    harmonics: int = 0
+    season_length: int = 12
     site_effect: bool = True
     cluster_period: str = "exchangeable"
     random_treatment: bool = False
@@ -116,6 +122,9 @@ class ModelSpec:
             spline_df=int(d["spline_df"]),
             exposure=d["exposure"],
             ramp_periods=int(d["ramp_periods"]),
+            slope_change=bool(d.get("slope_change", False)),
+            harmonics=int(d.get("harmonics", 0)),
+            season_length=int(d.get("season_length", 12)),
             site_effect=bool(d["site_effect"]),
             cluster_period=d["cluster_period"],
             random_treatment=bool(d["random_treatment"]),

@@ -43,10 +43,21 @@ LINK_PHRASE = {
     "mean": "mean difference",
 }
 BAYES = "bayesian"
-PREFERRED_FREQ = ("gee_exchangeable_kc", "gee_nested_exchangeable_kc", "glm_cluster_robust", "mixedlm")
+PREFERRED_FREQ = (
+    "gee_exchangeable_kc",
+    "gee_nested_exchangeable_kc",
+    "glm_cluster_robust",
+    "mixedlm",
+    "its_quasipoisson_newey_west",
+    "its_ols_newey_west",
+)
 FREQ_LABEL = {
     "mixedlm": "Linear mixed model (Wald)",
     "glm_cluster_robust": "GLM, cluster-robust SE",
+    "its_quasipoisson": "Segmented regression, quasi-Poisson (model SE)",
+    "its_quasipoisson_newey_west": "Segmented regression, quasi-Poisson, Newey-West SE",
+    "its_ols": "Segmented regression, OLS (model SE)",
+    "its_ols_newey_west": "Segmented regression, OLS, Newey-West SE",
 }
 SE_LABEL = {
     "robust": "robust SE",
@@ -137,7 +148,7 @@ class Context:
                 return None
             sel = (allrows["outcome"] == outcome) & (allrows["model"].astype(str) == model)
             if "method" in allrows:
-                sel &= ~allrows["method"].astype(str).str.match(r"(gee_|glm_|mixedlm)")
+                sel &= ~allrows["method"].astype(str).str.match(r"(gee_|glm_|mixedlm|its_)")
             est = allrows[sel]
             if est.empty:
                 return None
@@ -149,7 +160,7 @@ class Context:
             allrows = self.csv("estimates.csv")
             if allrows is not None and "method" in allrows and "outcome" in allrows:
                 sel = (allrows["outcome"] == outcome) & allrows["method"].astype(str).str.match(
-                    r"(gee_|glm_|mixedlm)"
+                    r"(gee_|glm_|mixedlm|its_)"
                 )
                 if sel.any():
                     cc = allrows[sel].copy()

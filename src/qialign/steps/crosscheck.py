@@ -8,13 +8,15 @@ import pandas as pd
 
 from qialign.config import load_trial_config
 from qialign.frequentist import cross_check
+from qialign.frequentist.its import its_cross_check
 from qialign.steps.alignment import moderator_alignment
 
 
 def crosscheck_step(
     config_path: str | Path, outcome: str, prepared_dir: Path, scores: Path, out: Path
 ) -> pd.DataFrame:
-    """GEE (four sandwich corrections), MixedLM and cluster-robust GLM rows for ``outcome``.
+    """GEE (four sandwich corrections), MixedLM and cluster-robust GLM rows for ``outcome``; for an
+    interrupted time series, segmented regression (quasi-Poisson or OLS, model and Newey-West SEs).
 
     Uses the primary model's trend (period or linear; spline/rw1 fall back to categorical periods)
     and its moderators, so the two analyses answer the same question.
@@ -37,15 +39,26 @@ def crosscheck_step(
         moderators.append("alignment_z")
     trend = primary["trend"] if primary["trend"] in ("period", "linear") else "period"
     level = "row" if "y" in rows else "cell"
-    table = cross_check(
-        rows,
-        cfg["outcomes"][outcome]["family"],
-        trend=trend,
-        covariates=covariates,
-        moderators=moderators,
-        level=level,
-        interval=cfg["interval"]["prob"],
-    )
+    family = cfg["outcomes"][outcome]["family"]
+    if cfg["design"] == "interrupted_time_series":  # no concurrent controls: segmented regression
+        table = its_cross_check(
+            rows,
+            family,
+            harmonics=primary.get("harmonics", 0),
+            period=primary.get("season_length", 12),
+            slope_change=primary.get("slope_change", False),
+            interval=cfg["interval"]["prob"],
+        )
+    else:
+        table = cross_check(
+            rows,
+            family,
+            trend=trend,
+            covariates=covariates,
+            moderators=moderators,
+            level=level,
+            interval=cfg["interval"]["prob"],
+        )
     table.insert(0, "outcome", outcome)
     table.insert(0, "trial", cfg["id"])
     out.parent.mkdir(parents=True, exist_ok=True)
