@@ -27,18 +27,20 @@ def test_snakefmt_check_passes():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_dry_run_plans_every_step_of_the_default_trial():
+def test_dry_run_plans_every_step_of_the_shipped_trials():
+    """headsup_synthetic (5 outcomes x 1 model) and sicily_its (1 outcome x 2 models)."""
     run = _run(str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules")
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout + run.stderr
     for rule, count in {
-        "validate": 1,
-        "alignment": 1,
-        "prepare": 5,
-        "fit": 5,
-        "crosscheck": 5,
-        "compare": 5,
-        "collect": 1,
-        "report": 1,
+        "validate": 2,
+        "alignment": 2,
+        "prepare": 6,
+        "fit": 7,
+        "crosscheck": 6,
+        "compare": 6,
+        "collect": 2,
+        "power": 2,
+        "report": 2,
     }.items():
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text)
