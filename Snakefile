@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/analyse.smk"
+include: "workflow/rules/sbc.smk"  # `snakemake sbc`: calibration (not in all: expensive)
 
 
 rule all:

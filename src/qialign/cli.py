@@ -93,6 +93,12 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _sbc(args: argparse.Namespace) -> None:
+    from qialign.steps.sbc import run
+
+    run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
@@ -164,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="HTML file, e.g. reports/<trial>/report.html")
     p.add_argument("--logs", nargs="*", default=[], help="step logs to link from the report")
     p.set_defaults(func=_report)
+
+    from qialign.steps.sbc import add_arguments as sbc_arguments  # stdlib-only import
+
+    p = steps.add_parser("sbc", help="simulation-based calibration of the outcome model (config/sbc.yaml)")
+    sbc_arguments(p)
+    p.set_defaults(func=_sbc)
     return parser
 
 

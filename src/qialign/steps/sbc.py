@@ -1,0 +1,100 @@
+"""SBC steps: ``qialign sbc chunk`` (fit one chunk of replicates) and ``qialign sbc summarise``
+(ranks.csv, summary.csv, report.html). Until the CLI has the subcommand:
+``python -m qialign.steps.sbc chunk|summarise ...`` takes the same arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qialign.errors import QialignError
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that light
+    import pandas as pd
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def sbc_chunk_step(config_path: str | Path, chunk: int, out: Path) -> pd.DataFrame:
+    """Fit the replicates of one chunk and write their rows (``qialign.sbc.COLUMNS``) to ``out``."""
+    from qialign.sbc import chunk_replicates, load_sbc_config, run_replicates
+
+    cfg = load_sbc_config(config_path)
+    reps = chunk_replicates(cfg, int(chunk))
+    s = cfg["sampler"]
+    _progress(
+        f"SBC chunk {chunk}/{cfg['chunks']}: replicates {reps[0]}..{reps[-1]} ({len(reps)}); "
+        f"{s['chains']} chains x ({s['tune']} tune + {s['draws']} draws), target_accept "
+        f"{s['target_accept']}, cores {s['cores']}"
+    )
+    t0 = time.perf_counter()
+    table = run_replicates(cfg, reps, progress=_progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    _progress(f"wrote {len(table)} rows to {out} in {time.perf_counter() - t0:.0f} s")
+    return table
+
+
+def sbc_summarise_step(config_path: str | Path, chunks: list[Path], out_dir: Path) -> pd.DataFrame:
+    """Concatenate the chunks into ``ranks.csv``, test them (``summary.csv``), write ``report.html``."""
+    from qialign.report.calibration import render_sbc_report
+    from qialign.sbc import load_sbc_config, read_chunks, summarise
+
+    cfg = load_sbc_config(config_path)
+    ranks = read_chunks(chunks)
+    n_reps = ranks["replicate"].nunique()
+    if n_reps < int(cfg["replicates"]):
+        _progress(f"warning: {n_reps} of {cfg['replicates']} replicates present in the chunks")
+    summary = summarise(ranks, cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ranks.to_csv(out_dir / "ranks.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    render_sbc_report(ranks, summary, cfg, out_dir / "report.html")
+    cols = ["parameter", "replicates", "chi2_p", "ecdf_p", "coverage", "coverage_lower", "coverage_upper"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(json.dumps({"replicates": int(n_reps), "out_dir": str(out_dir)}))
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``chunk`` and ``summarise`` subcommands (shared by ``qialign sbc`` and ``python -m``)."""
+    sub = parser.add_subparsers(dest="sbc_step", required=True, metavar="SBC_STEP")
+    p = sub.add_parser("chunk", help="fit one chunk of SBC replicates")
+    p.add_argument("--config", required=True, help="SBC settings, e.g. config/sbc.yaml")
+    p.add_argument("--chunk", required=True, type=int, help="chunk index, 0..chunks-1")
+    p.add_argument("--out", required=True, help="e.g. results/sbc/chunk_0.csv")
+    p = sub.add_parser("summarise", help="rank tests, coverage and the HTML page from the chunks")
+    p.add_argument("--config", required=True, help="SBC settings")
+    p.add_argument("--chunks", nargs="+", required=True, help="chunk_<i>.csv files")
+    p.add_argument("--out-dir", required=True, help="folder for ranks.csv, summary.csv, report.html")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.sbc_step == "chunk":
+        sbc_chunk_step(args.config, args.chunk, Path(args.out))
+    else:
+        sbc_summarise_step(args.config, [Path(p) for p in args.chunks], Path(args.out_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qialign.steps.sbc", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except QialignError as exc:
+        print(f"qialign sbc: error\n{exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
