@@ -148,6 +148,7 @@ def test_summarise_flags_criteria():
                     "rank": r,
                     "L": L,
                     "covered": c,
+                    "prob_positive": 0.01 if i < 50 else (0.99 if i < 60 else 0.9),  # 60 successes
                     "divergences": 0,
                     "r_hat_max": 1.0,
                     "ess_bulk_min": 500.0,
@@ -160,6 +161,9 @@ def test_summarise_flags_criteria():
     assert s.loc["alignment_interaction", "passes"] is False
     assert s.loc["sd_cluster", "passes"] is None
     assert s.loc["treatment_effect", "chi2_p"] == pytest.approx(1.0)
+    # assurance / power: P(> 0) or P(< 0) above 0.975 in 60 of 200 replicates
+    assert s.loc["treatment_effect", "success_rate"] == pytest.approx(0.3)
+    assert s.loc["treatment_effect", "success_lower"] < 0.3 < s.loc["treatment_effect", "success_upper"]
 
 
 # --- config, design, seeds ---------------------------------------------------------------------
@@ -287,3 +291,23 @@ def test_chunk_end_to_end(tiny_model, tmp_path, monkeypatch):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 9
     assert 'src="http' not in html and "<link" not in html and "<script" not in html  # self-contained
+
+
+def test_fixed_truth_draws_the_rest_from_the_prior():
+    """truth: {treatment_effect: -0.5}: every replicate's treatment effect is -0.5 (power run)."""
+    from qialign.sbc import draw_prior, prepare
+
+    cfg = sbc_config(
+        {
+            "design": {"clusters": 4, "periods": 3, "n": 20},
+            "replicates": 2,
+            "chunks": 1,
+            "truth": {"treatment_effect": -0.5},
+            "ranks": {"draws": 19, "bins": 4},
+        }
+    )
+    m = prepare(cfg, compile=False)
+    draws = [draw_prior(m, seed) for seed in (1, 2)]
+    assert [t["treatment_effect"] for t, _ in draws] == [-0.5, -0.5]
+    assert draws[0][0]["alignment_interaction"] != draws[1][0]["alignment_interaction"]
+    assert all(e.shape == (12,) and (e >= 0).all() and (e <= 20).all() for _, e in draws)

@@ -52,6 +52,12 @@ DEFAULTS: dict = {
     "sampler": {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.95, "cores": 1},
     "ranks": {"draws": 199, "bins": 10, "ecdf_simulations": 10000},
     "interval": 0.9,
+    # fixed true values (parameter -> value): the other parameters still come from the prior, so the
+    # run estimates power at these values (averaged over the nuisance prior) instead of calibration
+    "truth": {},
+    # a replicate "succeeds" for a parameter when P(parameter > 0) or P(parameter < 0) exceeds this:
+    # the success rate is Bayesian assurance (no truth fixed) or simulation-based power (truth fixed)
+    "success": 0.975,
     "parameters": ["treatment_effect", "alignment_interaction", "sd_cluster"],
     # pass / fail in summary.csv and the page: both uniformity p-values > uniformity_p and coverage
     # of the central interval within coverage, for these parameters
@@ -74,6 +80,7 @@ COLUMNS = [
     "lower",
     "upper",
     "covered",
+    "prob_positive",
     "r_hat",
     "ess_bulk",
     "divergences",
@@ -122,6 +129,12 @@ def sbc_config(raw: dict | None = None) -> dict:
         problems.append(f"interval: a probability in (0, 1), got {cfg['interval']!r}")
     if cfg["family"] not in ("binomial", "bernoulli"):
         problems.append(f"family: SBC is set up for binomial cells, got {cfg['family']!r}")
+    if not 0.5 < float(cfg["success"]) < 1:
+        problems.append(f"success: a posterior probability in (0.5, 1), got {cfg['success']!r}")
+    if not isinstance(cfg["truth"], dict) or not all(
+        isinstance(v, (int, float)) for v in cfg["truth"].values()
+    ):
+        problems.append(f"truth: a mapping parameter -> number, got {cfg['truth']!r}")
     if not cfg["parameters"]:
         problems.append("parameters: list at least one scalar parameter")
     crit = cfg["criteria"]
@@ -221,7 +234,7 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     design = build_design(cells, spec, alignment)
     design.mu0 = float(logit(float(cfg["design"]["baseline"])))
     model = build_model(design, spec)
-    missing = [p for p in cfg["parameters"] if p not in model.named_vars]
+    missing = [p for p in [*cfg["parameters"], *cfg["truth"]] if p not in model.named_vars]
     if missing:
         raise QialignError(
             f"parameters: {', '.join(missing)} not in the model ({', '.join(model.named_vars)})"
@@ -234,7 +247,9 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
         t0 = time.perf_counter()
         compiled = compile_nutpie(pm.observe(model, {"y": shared}))
         compile_s = time.perf_counter() - t0
-    return SBCModel(cfg, spec, design, model, compiled, data_name, dtype, compile_s, list(cfg["parameters"]))
+    prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
+    params = list(cfg["parameters"])
+    return SBCModel(cfg, spec, design, prior_model, compiled, data_name, dtype, compile_s, params)
 
 
 # --- one replicate ----------------------------------------------------------------------------
@@ -254,8 +269,10 @@ def draw_prior(m: SBCModel, seed: int) -> tuple[dict, np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         draw = pm.sample_prior_predictive(draws=1, model=m.prior_model, random_seed=int(seed))
-    prior = draw["prior"]
-    truth = {p: float(np.asarray(prior[p]).reshape(-1)[0]) for p in m.params}
+    prior, fixed = draw["prior"], m.cfg["truth"]
+    truth = {
+        p: float(fixed[p]) if p in fixed else float(np.asarray(prior[p]).reshape(-1)[0]) for p in m.params
+    }
     events = np.asarray(draw["prior_predictive"]["y"]).reshape(-1)
     return truth, events
 
@@ -313,6 +330,7 @@ def fit_replicate(m: SBCModel, replicate: int) -> pd.DataFrame:
                 "lower": float(lo),
                 "upper": float(hi),
                 "covered": bool(lo <= truth[p] <= hi),
+                "prob_positive": float((draws > 0).mean()),
                 "r_hat": float(row["r_hat"]) if row is not None else np.nan,
                 "ess_bulk": float(row["ess_bulk"]) if row is not None else np.nan,
                 "divergences": int(det["divergences"]),
@@ -461,6 +479,9 @@ SUMMARY_COLUMNS = [
     "r_hat_max",
     "ess_bulk_min",
     "sample_s",
+    "success_rate",
+    "success_lower",
+    "success_upper",
     "passes",
 ]
 
@@ -492,6 +513,9 @@ def summarise(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         ecdf = ecdf_uniformity(r, L, sims, seed=int(cfg["seed"]) + i)
         k, n = int(t["covered"].sum()), len(t)
         lo, hi = clopper_pearson(k, n)
+        pp = t["prob_positive"].to_numpy(float) if "prob_positive" in t else np.full(n, np.nan)
+        wins = int((np.maximum(pp, 1 - pp) > float(cfg["success"])).sum())
+        s_lo, s_hi = clopper_pearson(wins, n) if np.isfinite(pp).all() else (np.nan, np.nan)
         rows.append(
             {
                 "parameter": p,
@@ -511,6 +535,9 @@ def summarise(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
                 "r_hat_max": float(t["r_hat_max"].max()),
                 "ess_bulk_min": float(t["ess_bulk_min"].min()),
                 "sample_s": float(t["sample_s"].sum()),
+                "success_rate": wins / n if np.isfinite(pp).all() else np.nan,
+                "success_lower": s_lo,
+                "success_upper": s_hi,
             }
         )
         rows[-1]["passes"] = passes(rows[-1], cfg)

@@ -100,3 +100,12 @@ def trial_logs(trial):
         ]
         logs += [f"results/{trial}/logs/fit_{o}_{m}.log" for m in model_ids(trial, o)]
     return logs
+
+
+STUDIES = ("sbc", "power_sim")  # replicated simulate-and-fit studies (rules/sbc.smk)
+
+
+def study_chunks(study):
+    """The chunk files of one study (config/<study>.yaml says how many)."""
+    cfg = yaml.safe_load(Path(f"config/{study}.yaml").read_text())
+    return [f"results/{study}/chunk_{i}.csv" for i in range(int(cfg["chunks"]))]

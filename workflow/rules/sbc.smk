@@ -1,16 +1,18 @@
-# Simulation-based calibration of the outcome model: `snakemake sbc`. Settings in config/sbc.yaml;
-# its replicates are split into chunks that run as parallel one-core jobs.
-SBC_CONFIG = "config/sbc.yaml"
-SBC_CHUNKS = range(int(yaml.safe_load(Path(SBC_CONFIG).read_text())["chunks"]))
+# Replicated simulate-and-fit studies of the outcome model, one settings file each:
+# `snakemake sbc` (config/sbc.yaml: everything from the prior = calibration, plus Bayesian
+# assurance) and `snakemake power_sim` (config/power_sim.yaml: effects fixed = simulation-based
+# power). Replicates are split into chunks that run as parallel one-core jobs.
+wildcard_constraints:
+    study="|".join(STUDIES),
 
 
 rule sbc_chunk:
     input:
-        config=SBC_CONFIG,
+        config="config/{study}.yaml",
     output:
-        "results/sbc/chunk_{chunk}.csv",
+        "results/{study}/chunk_{chunk}.csv",
     log:
-        "results/sbc/logs/chunk_{chunk}.log",
+        "results/{study}/logs/chunk_{chunk}.log",
     wildcard_constraints:
         chunk=r"\d+",
     conda:
@@ -28,14 +30,14 @@ rule sbc_chunk:
 
 rule sbc_summarise:
     input:
-        config=SBC_CONFIG,
-        chunks=expand("results/sbc/chunk_{chunk}.csv", chunk=SBC_CHUNKS),
+        config="config/{study}.yaml",
+        chunks=lambda wc: study_chunks(wc.study),
     output:
-        ranks="results/sbc/ranks.csv",
-        summary="results/sbc/summary.csv",
-        report="results/sbc/report.html",
+        ranks="results/{study}/ranks.csv",
+        summary="results/{study}/summary.csv",
+        report="results/{study}/report.html",
     log:
-        "results/sbc/logs/summarise.log",
+        "results/{study}/logs/summarise.log",
     conda:
         "../envs/qialign.yaml"
     threads: 1
@@ -48,9 +50,16 @@ rule sbc_summarise:
         ),
     shell:
         "qialign sbc summarise --config {input.config} --chunks {input.chunks} "
-        "--out-dir results/sbc > {log} 2>&1"
+        "--out-dir results/{wildcards.study} > {log} 2>&1"
 
 
 rule sbc:
     input:
-        rules.sbc_summarise.output,
+        "results/sbc/summary.csv",
+        "results/sbc/report.html",
+
+
+rule power_sim:
+    input:
+        "results/power_sim/summary.csv",
+        "results/power_sim/report.html",

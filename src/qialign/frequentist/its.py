@@ -424,7 +424,9 @@ def its_cross_check(
     """Cross-check rows (``qialign.frequentist.COLUMNS``) of an interrupted time series.
 
     The prepared rows (``period, treated, y`` and ``exposure`` for counts) are summed per period
-    over the series (counts) or averaged (gaussian), then fitted by :func:`segmented_regression`
+    over the series (counts) or averaged (gaussian), separately for clusters that never start (a
+    control series: controlled ITS, the effect is the difference in change between the series),
+    then fitted by :func:`segmented_regression`
     with the Bayesian model's trend terms: quasi-Poisson (counts, log exposure offset) or OLS
     (gaussian), model-based and Newey-West SEs. ``treatment_effect`` is the level change at the
     start, ``slope_change`` the change in slope per period after it.
@@ -436,7 +438,11 @@ def its_cross_check(
         note = f"segmented regression covers count and gaussian outcomes, not {family}"
         return pd.DataFrame([["its_segmented", "treatment_effect", "", *[np.nan] * 5, note]], columns=COLUMNS)
     agg = {"y": "sum", "exposure": "sum"} if counts else {"y": "mean"}
-    series = rows.groupby("period", as_index=False).agg({**agg, "treated": "max"})
+    # a controlled ITS: clusters that never start form the control series
+    ever = rows.groupby("cluster")["treated"].transform("max").astype(int)
+    controlled = bool((ever == 0).any())
+    keys = ["period", "group"] if controlled else ["period"]
+    series = rows.assign(group=ever).groupby(keys, as_index=False).agg({**agg, "treated": "max"})
     start = float(series.loc[series["treated"] == 1, "period"].min())
     method = "its_quasipoisson" if counts else "its_ols"
     link, natural = ("log-rate", "rate ratio") if counts else ("difference", "difference")
@@ -453,11 +459,16 @@ def its_cross_check(
             slope_change=slope_change,
             family="quasipoisson" if counts else "gaussian",
             se=se,
+            control="group" if controlled else None,
             alpha=1 - interval,
         )
         terms = res.terms.set_index("term")
-        note = f"one series of {len(series)} periods; Newey-West lag {res.maxlags}" if suffix else ""
-        for term, name in (("level", "treatment_effect"), ("slope", "slope_change")):
+        what = "treated vs control series (difference in change)" if controlled else "one series"
+        note = f"{what}, {series['period'].nunique()} periods" + (
+            f"; Newey-West lag {res.maxlags}" if suffix else ""
+        )
+        pre = "group:" if controlled else ""
+        for term, name in ((pre + "level", "treatment_effect"), (pre + "slope", "slope_change")):
             if term not in terms.index:
                 continue
             r = terms.loc[term]

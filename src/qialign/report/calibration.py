@@ -152,15 +152,17 @@ p.note { color:var(--muted); font-size:.88rem; }
 <div class="verdict{{ '' if all_pass else ' bad' }}"><strong>{{ verdict }}</strong></div>
 <section><h2>Summary</h2>
 <table><thead><tr><th>parameter</th><th>replicates</th><th>χ² p ({{ bins }} bins)</th><th>ECDF p</th>
-<th>{{ interval_pct }} coverage (95% CI)</th><th>divergent replicates</th><th>criteria</th></tr>
+<th>{{ interval_pct }} coverage (95% CI)</th><th>{{ success_label }} (95% CI)</th>
+<th>divergent replicates</th><th>criteria</th></tr>
 </thead><tbody>
 {% for r in rows %}<tr><td>{{ r.label }}</td><td>{{ r.replicates }}</td><td>{{ r.chi2_p }}</td>
-<td>{{ r.ecdf_p }}</td><td>{{ r.coverage }}</td><td>{{ r.divergent }}</td>
+<td>{{ r.ecdf_p }}</td><td>{{ r.coverage }}</td><td>{{ r.success }}</td><td>{{ r.divergent }}</td>
 <td class="{{ r.cls }}">{{ r.verdict }}</td></tr>
 {% endfor %}</tbody></table>
 <p class="note">Criteria (checked parameters only): both uniformity p-values &gt; {{ p_min }} and
 coverage of the {{ interval_pct }} central interval in [{{ cov_lo }}, {{ cov_hi }}]. Under exact
-calibration each p-value is uniform, and the coverage of N replicates is Binomial(N, {{ interval }}) / N.</p>
+calibration each p-value is uniform, and the coverage of N replicates is Binomial(N, {{ interval }}) / N.
+{{ success_note }}</p>
 </section>
 <section><h2>Setup</h2>
 <p>Each replicate draws all parameters from the prior and the events of every cell from the likelihood
@@ -214,6 +216,7 @@ def render_sbc_report(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict, out
                 "ecdf_p": _fmt(r["ecdf_p"]),
                 "coverage": f"{r['coverage']:.3f} ({r['coverage_lower']:.3f}–{r['coverage_upper']:.3f})",
                 "divergent": int(r["replicates_divergent"]),
+                "success": f"{r['success_rate']:.3f} ({r['success_lower']:.3f}–{r['success_upper']:.3f})",
                 "verdict": "not checked" if not isinstance(v, bool) else ("pass" if v else "fail"),
                 "cls": "" if not isinstance(v, bool) else ("pass" if v else "fail"),
             }
@@ -261,6 +264,19 @@ def render_sbc_report(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict, out
         ),
         rows=rows,
         figs=figs,
+        success_label="power at the fixed truth" if cfg["truth"] else "assurance",
+        success_note=(
+            f"Success: posterior probability above {cfg['success']} that the parameter is on one side of 0. "
+            + (
+                "With "
+                + ", ".join(f"{k} = {v:g}" for k, v in cfg["truth"].items())
+                + " fixed and the other parameters drawn from their priors, the success rate is "
+                "simulation-based power at those values (fixed parameters are not calibration checks)."
+                if cfg["truth"]
+                else "With every parameter drawn from its prior (the analysis prior as design prior), "
+                "the success rate is Bayesian assurance."
+            )
+        ),
         bins=B,
         L=L,
         sims=sims,

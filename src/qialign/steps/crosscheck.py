@@ -40,25 +40,34 @@ def crosscheck_step(
     trend = primary["trend"] if primary["trend"] in ("period", "linear") else "period"
     level = "row" if "y" in rows else "cell"
     family = cfg["outcomes"][outcome]["family"]
-    if cfg["design"] == "interrupted_time_series":  # no concurrent controls: segmented regression
-        table = its_cross_check(
-            rows,
-            family,
-            harmonics=primary.get("harmonics", 0),
-            period=primary.get("season_length", 12),
-            slope_change=primary.get("slope_change", False),
-            interval=cfg["interval"]["prob"],
+    tables = []
+    if cfg["design"] != "interrupted_time_series":  # GEE etc. need concurrent controls
+        tables.append(
+            cross_check(
+                rows,
+                family,
+                trend=trend,
+                covariates=covariates,
+                moderators=moderators,
+                level=level,
+                interval=cfg["interval"]["prob"],
+            )
         )
-    else:
-        table = cross_check(
-            rows,
-            family,
-            trend=trend,
-            covariates=covariates,
-            moderators=moderators,
-            level=level,
-            interval=cfg["interval"]["prob"],
+    segmented = primary.get("slope_change") or primary.get("harmonics", 0) > 0
+    if cfg["design"] == "interrupted_time_series" or (
+        segmented and cfg["design"] == "controlled_before_after"
+    ):  # segmented regression: one series, or treated vs control series (controlled ITS)
+        tables.append(
+            its_cross_check(
+                rows,
+                family,
+                harmonics=primary.get("harmonics", 0),
+                period=primary.get("season_length", 12),
+                slope_change=primary.get("slope_change", False),
+                interval=cfg["interval"]["prob"],
+            )
         )
+    table = pd.concat(tables, ignore_index=True)
     table.insert(0, "outcome", outcome)
     table.insert(0, "trial", cfg["id"])
     out.parent.mkdir(parents=True, exist_ok=True)
