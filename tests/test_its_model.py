@@ -83,6 +83,15 @@ def test_bayesian_its_estimate_inside_the_published_interval(prepared):
     assert PUBLISHED[1] < rr["estimate"] < PUBLISHED[2]
     assert rr["lower"] < PUBLISHED[0] < rr["upper"]
     assert "icc" not in est.index  # one series: no between-cluster variance to report
+    # the deseasonalised secular trend: exp(mu + b t) per person, a geometric progression over months
+    from qialign.models import counterfactual
+
+    cf = counterfactual(fit)
+    ratio = (cf["deseasonalised_mean"] * cf["n"]).to_numpy()
+    ratio = ratio / cells.sort_values("period")["exposure"].to_numpy()  # rate per person-month
+    steps = ratio[1:] / ratio[:-1]
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-3)  # E exp(): geometric up to convexity
+    assert 1.0 < steps[0] ** 12 < 1.15  # the tutorial's pre-ban trend: RR 1.067 per year
 
 
 def test_controlled_its_cross_check_recovers_the_difference_in_change():

@@ -246,7 +246,8 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
 
     Each cluster-period averages its cells' expected per-patient outcome with weight n
     (probability for binomial, count per patient for counts, mean y for gaussian, geometric mean
-    exp(E log y) for lognormal, compared with the observed geometric mean).
+    exp(E log y) for lognormal, compared with the observed geometric mean). With seasonal terms,
+    ``deseasonalised_mean`` is the secular trend alone: no intervention, seasonality or random effects.
     """
     prob, kind = _interval(interval)
     oo = _off_on(fit)
@@ -288,5 +289,15 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
             lo,
             hi,
         )
+    post = _post(fit)
+    if "b_season" in post.data_vars and "trend" in post.data_vars:
+        # the secular trend alone: mu + f(t) (+ covariates), without the intervention, seasonality
+        # (Fourier terms at 0, their mean over a cycle), cluster and cluster-period effects; f is
+        # centred over periods in every trend form, so f = trend - mean(trend)
+        trend = np.asarray(post["trend"])
+        x = np.asarray(post["mu"])[..., None] + (trend - trend.mean(-1, keepdims=True))[..., d.period_idx]
+        if "beta" in post.data_vars:
+            x = x + np.einsum("ck,abk->abc", d.Z, np.asarray(post["beta"]))
+        out["deseasonalised_mean"] = per_cp(x).mean(axis=(0, 1))
     out["interval"] = _label(prob, kind)
     return out

@@ -150,6 +150,14 @@ def time_series(by_period: pd.DataFrame, ylabel: str, title: str = "", band_note
             ls="--",
             label="expected without intervention (all clusters)",
         )
+    if "deseasonalised" in d and d["deseasonalised"].notna().any():
+        ax.plot(
+            t,
+            d["deseasonalised"],
+            color="0.35",
+            lw=1.2,
+            label="secular trend without intervention, deseasonalised",
+        )
     if "without_treated" in d and d["without_treated"].notna().any():
         ax.plot(
             t,

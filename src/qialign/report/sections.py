@@ -708,6 +708,11 @@ def time_trends(ctx: Context) -> Section:
                         "without_all_upper": _wmean(g["without_upper"], g["n"], log),
                         "without_treated": _wmean(i["without_mean"], i["n"], log) if len(i) else np.nan,
                         "actual_treated": _wmean(i["actual_mean"], i["n"], log) if len(i) else np.nan,
+                        "deseasonalised": (
+                            _wmean(g["deseasonalised_mean"], g["n"], log)
+                            if "deseasonalised_mean" in g
+                            else np.nan
+                        ),
                     }
                 )
             bp = pd.DataFrame(rows)
