@@ -71,16 +71,21 @@ def test_logp_cells_equals_rows(family, cluster_period):
 
 
 def test_auto_parametrisation_per_term():
-    """auto: centre a term when information per level x prior SD^2 >= 10 (no sampling)."""
+    """auto: centre clusters at information per level x prior SD^2 >= 1000, exchangeable
+    cluster-periods at >= 10 (no sampling)."""
     from qialign.models.build import centred_terms
 
     small, *_ = simulate("binomial", n_clusters=6, n_periods=5, n_per_cp=60, seed=3)
     big = small.assign(n=small["n"] * 100, events=small["events"] * 100)  # same rates, 6,000 / cp
     auto = spec_for("binomial")
     # 60 per ward-month at p ~ 0.4: ~14 x 0.3^2 ~ 1.3 per cluster-period, ~70 x 0.25 ~ 18 per cluster;
-    # x100 patients: cluster 1,800 (centred), cluster-period 130 (still non-centred)
+    # x100 patients: cluster 1,800 (centred), cluster-period 130 (centred, hierarchically)
     assert centred_terms(auto, build_design(small, auto)) == {"cluster": False, "cluster_period": False}
-    assert centred_terms(auto, build_design(big, auto)) == {"cluster": True, "cluster_period": False}
+    assert centred_terms(auto, build_design(big, auto)) == {"cluster": True, "cluster_period": True}
+    x10 = small.assign(n=small["n"] * 10, events=small["events"] * 10)  # cp 13: centred; cluster 180: not
+    assert centred_terms(auto, build_design(x10, auto)) == {"cluster": False, "cluster_period": True}
+    ar1 = spec_for("binomial", cluster_period="ar1")
+    assert not centred_terms(ar1, build_design(big, ar1))["cluster_period"]  # AR(1): always non-centred
     tight = spec_for("binomial", priors={"sd_cluster": 0.05})
     assert not centred_terms(tight, build_design(big, tight))["cluster"]
     for p in ("centred", "noncentred"):
@@ -88,4 +93,6 @@ def test_auto_parametrisation_per_term():
         assert set(centred_terms(s, build_design(big, s)).values()) == {p == "centred"}
     # the graph follows the decision: centred terms are free variables, non-centred are z's
     names = {v.name for v in build_model(build_design(big, auto), auto).free_RVs}
-    assert {"v_cluster", "z_cluster_period"} <= names and not {"z_cluster", "w_cluster_period"} & names
+    assert {"v_cluster", "eta_cluster_period"} <= names and not {"z_cluster", "z_cluster_period"} & names
+    names = {v.name for v in build_model(build_design(small, auto), auto).free_RVs}
+    assert {"z_cluster", "z_cluster_period"} <= names and not {"v_cluster", "eta_cluster_period"} & names

@@ -8,10 +8,12 @@ cluster intercepts use sum-to-zero z (ZeroSumNormal): K iid N(0, s^2) effects mi
 ZeroSumNormal(s), and mu absorbs the mean, so the model is the usual random-intercept model with
 a decorrelated intercept (much better mixing with few sites or clusters). When the data pin an
 effect down the non-centred form gives divergences and low ESS instead; ``parametrization:
-centred`` samples v ~ ZeroSumNormal(sd_cluster) and w ~ N(0, sd_cluster_period) directly, and
-``auto`` decides per term (``centred_terms``: information per level x prior SD^2 >= 10), so the
-default trial (~100 patients per ward-month) gets centred cluster and non-centred
-cluster-period effects. Likelihood per cell c:
+centred`` samples v ~ ZeroSumNormal(sd_cluster) directly and centres exchangeable cluster-period
+effects hierarchically, eta_cp ~ N(mu + f + tx + u + v, sd_cluster_period) with the cell's
+predictor eta_cp + Z beta (w = eta_cp - the rest); ``auto`` decides per term (``centred_terms``:
+information per level x prior SD^2 >= 1000 for clusters, >= 10 for cluster-periods), so the
+default trial (~100 patients per ward-month) keeps both non-centred and a trial with ~1,000
+patients per cluster-period centres its cluster-period effects. Likelihood per cell c:
 
 - binomial/bernoulli: events_c ~ Binomial(n_c, logit^-1 eta_c)  (bernoulli rows: n = 1)
 - poisson: count_c ~ Poisson(exposure_c exp(eta_c))  (sum of Poissons with a common rate)
@@ -66,6 +68,12 @@ def stores_predictions(spec: ModelSpec, design: Design) -> bool:
 #: threshold of 10 centred the cluster effects and gave divergences and ESS < 400 for sd_cluster
 #: (death, readmission), while non-centred fits were clean; only very large cells are centred.
 CENTRE_THRESHOLD = 1000.0
+#: the same rule for exchangeable cluster-period effects, which are centred hierarchically (the
+#: cell's linear predictor is the parameter, see ``build_model``). Measured on the binomial SW
+#: benchmark (benchmarks/README.md): at information x prior SD^2 of 1.7 (10k patients) centring
+#: gave ESS 11, at 17 (100k) it halved sampling time (19 vs 43 leapfrog steps), at 170 (1M) it
+#: cut it six-fold (16 vs 98 steps), so the switch sits between: 10.
+CP_CENTRE_THRESHOLD = 10.0
 
 #: a site random intercept needs at least this many sites; with fewer its SD is not estimable
 #: (2 sites: one contrast) and the cluster intercepts absorb site differences.
@@ -93,9 +101,11 @@ def centred_terms(spec: ModelSpec, design: Design) -> dict[str, bool]:
 
     ``parametrization: centred / noncentred`` applies to both terms; ``auto`` decides per term
     from the median information per level (cluster, cluster-period) times the prior SD squared:
-    centred when >= CENTRE_THRESHOLD. With ~100 patients per ward-month at p ~ 0.3 both terms
-    stay non-centred (cluster: 1,600 x 0.21 x 0.5^2 ~ 80); with ~100,000 patients per cluster the
-    cluster effects are centred.
+    centred when >= CENTRE_THRESHOLD (cluster) or CP_CENTRE_THRESHOLD (exchangeable cluster-period
+    effects; AR(1) ones stay non-centred). With ~100 patients per ward-month at p ~ 0.3 both terms
+    stay non-centred (cluster: 1,600 x 0.21 x 0.5^2 ~ 80; cluster-period 100 x 0.21 x 0.3^2 ~ 2);
+    with ~1,000 patients per cluster-period those effects are centred, with ~100,000 per cluster
+    the cluster effects too.
     """
     if spec.parametrization != "auto":
         c = spec.parametrization == "centred"
@@ -106,7 +116,8 @@ def centred_terms(spec: ModelSpec, design: Design) -> dict[str, bool]:
     pr = spec.priors
     return {
         "cluster": float(np.median(per_cluster)) * pr["sd_cluster"] ** 2 >= CENTRE_THRESHOLD,
-        "cluster_period": float(np.median(per_cp)) * pr["sd_cluster_period"] ** 2 >= CENTRE_THRESHOLD,
+        "cluster_period": float(np.median(per_cp)) * pr["sd_cluster_period"] ** 2 >= CP_CENTRE_THRESHOLD
+        and spec.cluster_period == "exchangeable",
     }
 
 
@@ -184,7 +195,10 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
             Z = pm.Data("Z", d.Z, dims=("cell", "covariate"))
             beta = pm.Normal("beta", 0, pr["beta_sd"], dims="covariate")
             pm.Deterministic("beta_raw", beta / d.cov_scale, dims="covariate")
-            eta = eta + pt.dot(Z, beta)
+            zb = pt.dot(Z, beta)
+            eta = eta + zb
+        else:
+            zb = 0.0
 
         # treatment
         if spec.exposure == "eti":
@@ -243,10 +257,17 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         if spec.cluster_period == "exchangeable":
             sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
             if centring["cluster_period"]:
-                w = pm.Normal("w_cluster_period", 0, sd_cp, dims="cluster_period")
+                # hierarchical centring (Gelfand, Sahu & Carlin 1995): the cluster-period's linear
+                # predictor itself is the parameter, eta_cp ~ N(rest of the predictor, sd_cp). With
+                # thousands of patients per cell the data pin eta_cp, and the fixed and cluster effects
+                # see it like a regression on cluster-period means: no ridge between w and the rest
+                first = np.unique(d.cp_idx, return_index=True)[1]  # a cell of each cluster-period
+                base = (eta - zb)[first] if d.Z.shape[1] else (eta * pt.ones(d.n_cells))[first]
+                eta_cp = pm.Normal("eta_cluster_period", base, sd_cp, dims="cluster_period")
+                eta = eta_cp[cp_idx] + zb
             else:
                 w = sd_cp * pm.Normal("z_cluster_period", 0, 1, dims="cluster_period")
-            eta = eta + w[cp_idx]
+                eta = eta + w[cp_idx]
         elif spec.cluster_period == "ar1":
             T = len(d.periods)
             sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
