@@ -1,17 +1,13 @@
 """SBC steps: ``qialign sbc chunk`` (fit one chunk of replicates) and ``qialign sbc summarise``
-(ranks.csv, summary.csv, report.html). Until the CLI has the subcommand:
-``python -m qialign.steps.sbc chunk|summarise ...`` takes the same arguments."""
+(ranks.csv, summary.csv, report.html); the same for ``config/power_sim.yaml``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from qialign.errors import QialignError
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that light
     import pandas as pd
@@ -65,7 +61,7 @@ def sbc_summarise_step(config_path: str | Path, chunks: list[Path], out_dir: Pat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``chunk`` and ``summarise`` subcommands (shared by ``qialign sbc`` and ``python -m``)."""
+    """The ``chunk`` and ``summarise`` subcommands of ``qialign sbc``."""
     sub = parser.add_subparsers(dest="sbc_step", required=True, metavar="SBC_STEP")
     p = sub.add_parser("chunk", help="fit one chunk of SBC replicates")
     p.add_argument("--config", required=True, help="SBC settings, e.g. config/sbc.yaml")
@@ -82,19 +78,3 @@ def run(args: argparse.Namespace) -> None:
         sbc_chunk_step(args.config, args.chunk, Path(args.out))
     else:
         sbc_summarise_step(args.config, [Path(p) for p in args.chunks], Path(args.out_dir))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qialign.steps.sbc", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except QialignError as exc:
-        print(f"qialign sbc: error\n{exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
