@@ -390,13 +390,26 @@ def ppc(table: pd.DataFrame, xlabel: str, with_intervals: bool) -> str:
 
 @styled
 def power_curves(curves: pd.DataFrame, xlabel: str) -> str:
-    """Power against effect size, one line per label (columns label, effect, power)."""
-    fig, ax = _fig(6.0, 3.4)
-    for label, g in curves.groupby("label", sort=False):
-        ax.plot(g["effect"], g["power"], lw=1.8, label=str(label))
-    ax.axhline(0.8, color="grey", lw=0.8, ls="--")
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("power")
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    """Power against effect size: one panel per design (columns design, icc, cac, effect, power);
+    colour by ICC, solid for CAC 1 and dashed below."""
+    designs = list(dict.fromkeys(curves["design"]))
+    fig, axes = _fig(3.4 * len(designs) + 0.6, 3.2, ncols=len(designs), sharey=True, squeeze=False)
+    iccs = sorted(curves["icc"].unique())
+    colours = dict(zip(iccs, [INTERVENTION, ACCENT, "#5b6bb3", "#9a6fb0", "#b08a2e"] * 3, strict=False))
+    for ax, design in zip(axes[0], designs, strict=True):
+        for (icc, cac), g in curves[curves["design"] == design].groupby(["icc", "cac"], sort=True):
+            ax.plot(
+                g["effect"],
+                g["power"],
+                color=colours[icc],
+                lw=1.8,
+                ls="-" if cac >= 1 else "--",
+                label=f"ICC {icc:g}, CAC {cac:g}",
+            )
+        ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(0, 1.01)
+        ax.set_title(str(design), loc="left", fontsize=9)
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel("power")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="lower right")
     return to_data_uri(fig)

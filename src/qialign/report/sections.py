@@ -1510,7 +1510,9 @@ def planning(ctx: Context) -> Section:
     curves = pd.DataFrame(
         [
             {
-                "label": f"{r['design']}, ICC {r['icc']:g}, CAC {r['cac']:g}",
+                "design": r["design"],
+                "icc": r["icc"],
+                "cac": r["cac"],
                 "effect": e,
                 "power": power(e, r["se"], alpha),
             }
@@ -1521,7 +1523,8 @@ def planning(ctx: Context) -> Section:
     blocks.append(
         FIG(
             figures.power_curves(curves, f"treatment effect ({scale})"),
-            "Power of the treatment effect against its size; dashed: 0.8.",
+            "Power of the treatment effect against its size, per design (the trial's schedule and "
+            "its repeats); colour: ICC, solid: CAC 1, dashed: CAC below 1; dotted: 0.8.",
             "Power curves",
         )
     )
