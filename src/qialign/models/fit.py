@@ -337,8 +337,10 @@ def fit_model(
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     compiled = None
     engine = s.get("engine", "nutpie")
+    # a joint model's chains start at the plugin MAP of gamma (only nutpie takes a start)
+    joint = latent is not None and design.A is not None and engine == "nutpie"
+    start = plugin_start(design, spec) if joint else None
     mutable = ("alignment_z",) if use_draws else ()
-    start = plugin_start(design, spec) if latent is not None and design.A is not None else None
 
     def sample(settings, sd, A=None):
         nonlocal compiled
