@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
+from tiny_project import tiny_project
 
 pytestmark = pytest.mark.workflow
 
@@ -100,15 +100,7 @@ def _job_blocks(log: str) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):  # noqa: F811
     work = tmp_path_factory.mktemp("slurm_project")
-    for item in ("Snakefile", "workflow", "src"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    data = work / "data"
-    sim = subprocess.run(
-        [str(BIN / "qialign"), "simulate", str(ROOT / "tests/data/tiny_sim.yaml"), "--out", str(data)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stderr
+    data = tiny_project(work)
     _trial(work, data)
 
     env = dict(slurm_cluster.env)

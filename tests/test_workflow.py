@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from tiny_project import tiny_project
 
 pytestmark = pytest.mark.workflow
 
@@ -88,16 +89,8 @@ def _trial_config(
 def project(tmp_path_factory) -> dict:
     """A copy of the workflow with two tiny trials; run once, interrupted in a fit, then resumed."""
     work = tmp_path_factory.mktemp("project")
-    for item in ("Snakefile", "workflow", "src"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    data = tiny_project(work)
     (work / "config" / "trials").mkdir(parents=True)
-    data = work / "data"
-    sim = subprocess.run(
-        [str(BIN / "qialign"), "simulate", str(ROOT / "tests/data/tiny_sim.yaml"), "--out", str(data)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stderr
     _trial_config(work, "tiny_a", data, ("y_bin", "incidents"))
     _trial_config(work, "tiny_b", data, ("incidents",), LATENT_DRAWS)  # a second, cheaper trial
     (work / "config" / "config.yaml").write_text("trials: [tiny_a, tiny_b]\n")
