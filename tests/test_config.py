@@ -23,7 +23,7 @@ MINIMAL = {
 
 def test_defaults_are_filled_and_independent():
     cfg = validate_trial_config({**MINIMAL, "models": [{"id": "a"}, {"id": "b"}]})
-    assert cfg["models"][0]["trend"] == "period"
+    assert cfg["models"][0]["trend"] == "auto"  # resolved per design and outcome by ModelSpec
     assert cfg["models"][0]["priors"]["effect_sd"] == 1.0
     assert cfg["diagnostics"] == {
         "r_hat_max": 1.01,

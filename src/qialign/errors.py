@@ -32,13 +32,14 @@ class Problem:
 class DataValidationError(QialignError):
     """All problems found in a trial's tables, reported together."""
 
-    def __init__(self, problems: list[Problem], trial: str = ""):
+    def __init__(self, problems: list[Problem], trial: str = "", kind: str = "data"):
         self.problems = problems
         self.trial = trial
+        self.kind = kind  # "data", or "model" for models the data cannot identify
         super().__init__(self.render())
 
     def render(self) -> str:
         title = f"Trial '{self.trial}': " if self.trial else ""
-        lines = [f"{title}{len(self.problems)} data problem(s) found; nothing was written."]
+        lines = [f"{title}{len(self.problems)} {self.kind} problem(s) found; nothing was written."]
         lines += [p.render() for p in self.problems]
         return "\n".join(lines)

@@ -101,6 +101,7 @@ OUTCOME_DEFAULTS: dict[str, Any] = {
     "intercept": None,  # link-scale mu; overrides baseline
     "trend": {"type": "linear", "slope": 0.0, "amplitude": 0.0, "cycle": 12.0, "values": None},
     "treatment_effect": 0.0,
+    "alignment_main": 0.0,  # baseline difference per SD of alignment (link scale)
     "alignment_interaction": 0.0,
     "fidelity_interaction": 0.0,
     "sd_treatment": 0.1,
@@ -120,7 +121,8 @@ OUTCOME_DEFAULTS: dict[str, Any] = {
     "decimals": None,
 }
 TRUTH_KEYS = (
-    "level treatment_effect alignment_interaction fidelity_interaction baseline sd_site sd_cluster"
+    "level treatment_effect alignment_main alignment_interaction fidelity_interaction baseline sd_site"
+    " sd_cluster"
     " sd_cluster_period cluster_period_structure sd_treatment exposure_shape"
 ).split()
 BASELINES = {"gaussian": 0.0, "lognormal": 1.0, "bernoulli": 0.25, "poisson": 1.0}
@@ -458,6 +460,7 @@ def simulate_trial(spec: dict, seed: int) -> SimulatedTrial:
             + u[site_index][:, None]
             + v[:, None]
             + w
+            + o["alignment_main"] * a_std[:, None]
             + treated * shape * (effect[:, None] + o["fidelity_interaction"] * f_std)
         )
         if o["level"] == "patient":

@@ -38,6 +38,7 @@ from qialign.data.tables import (
 )
 from qialign.data.validate import design_problems, run_schema
 from qialign.errors import DataValidationError, Problem, QialignError
+from qialign.models.identification import identification_problems
 
 TABLES = ("clusters", "patients", "cluster_periods", "survey", "implementation")
 ID_COLUMNS = ("cluster", "site", "respondent", "role", "id")
@@ -246,8 +247,12 @@ def load_trial(cfg: dict) -> TrialData:
         files=files,
         locations={k: v for k, v in locations.items() if v},
     )
+    rows = {}
     for name in cfg["outcomes"]:
-        trial.exclusions[name] = _outcome_rows(trial, name)[1]
+        rows[name], trial.exclusions[name] = _outcome_rows(trial, name)
+    problems = identification_problems(cfg, rows, trial.locations)
+    if problems:
+        raise DataValidationError(problems, trial=cfg["id"], kind="model")
     return trial
 
 

@@ -24,22 +24,27 @@ def _configure_cache() -> None:
 
 _configure_cache()
 
-from qialign.models.checks import compare_loo, posterior_predictive_check, prior_predictive_check  # noqa: E402
-from qialign.models.estimands import cluster_effects, counterfactual, estimates  # noqa: E402
-from qialign.models.fit import FitResult, fit_model  # noqa: E402
-from qialign.models.io import load_posterior, save_posterior  # noqa: E402
-from qialign.models.spec import ModelSpec  # noqa: E402
+# the public names load on first use (PEP 562), so that ``qialign.models.spec`` and the pure-numpy
+# modules (design, identification) can be imported by validation without importing PyMC
+_PUBLIC = {
+    "compare_loo": "checks",
+    "posterior_predictive_check": "checks",
+    "prior_predictive_check": "checks",
+    "cluster_effects": "estimands",
+    "counterfactual": "estimands",
+    "estimates": "estimands",
+    "FitResult": "fit",
+    "fit_model": "fit",
+    "load_posterior": "io",
+    "save_posterior": "io",
+    "ModelSpec": "spec",
+}
+__all__ = sorted(_PUBLIC)
 
-__all__ = [
-    "FitResult",
-    "ModelSpec",
-    "cluster_effects",
-    "compare_loo",
-    "counterfactual",
-    "estimates",
-    "fit_model",
-    "load_posterior",
-    "posterior_predictive_check",
-    "prior_predictive_check",
-    "save_posterior",
-]
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(f"qialign.models.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module 'qialign.models' has no attribute {name!r}")

@@ -1,7 +1,11 @@
 """The PyMC graph of DESIGN §4 on cluster-period cells.
 
-    eta_c = mu + f(t_c) + Z_c beta + tx_c + u_site + v_cluster + w_cluster,period
+    eta_c = mu + f(t_c) + Z_c beta + alpha A_j + tx_c + u_site + v_cluster + w_cluster,period
     tx_c  = X_c h(e_c) (theta_e + gamma A_j + phi_f F_c + delta_j)
+
+alpha, the alignment main effect, sits beside its interaction (DESIGN §4): without it a baseline
+difference between wards that tracks alignment can only go into the shrunk cluster intercepts, and
+what they do not absorb leaks into gamma.
 
 Random effects are non-centred (effect = sd * z, z ~ N(0, 1)) unless said otherwise. Site and
 cluster intercepts use sum-to-zero z (ZeroSumNormal): K iid N(0, s^2) effects minus their mean are exactly
@@ -17,9 +21,10 @@ patients per cluster-period centres its cluster-period effects. Likelihood per c
 
 - binomial/bernoulli: events_c ~ Binomial(n_c, logit^-1 eta_c)  (bernoulli rows: n = 1)
 - poisson: count_c ~ Poisson(exposure_c exp(eta_c))  (sum of Poissons with a common rate)
-- negative_binomial (NB2, Var = m + m^2 / phi): count_c ~ NB(mean exposure_c exp(eta_c),
-  shape n_c phi). Exact for a cell of n iid NB rows of equal exposure (sum of NB with a common
-  p = phi / (phi + m) is NB with shapes added); an approximation when exposures differ in a cell.
+- negative_binomial (NB2, Var = m + m^2 / shape): count_c ~ NB(mean exposure_c exp(eta_c), shape)
+  with shape phi for counts recorded per cell and n_c phi for counts summed from n_c patient rows
+  (``design.nb_shape``; exact for iid NB rows of equal exposure: a sum of NB with a common
+  p = phi / (phi + m) is NB with shapes added; an approximation when exposures differ in a cell).
 - gaussian/lognormal (on y* = standardised y or log y), from sufficient statistics:
   sum_i log N(y_i | m, s) = -n/2 log(2 pi s^2) - (sumsq - 2 m sum + n m^2) / (2 s^2),
   written as a CustomDist observed on the cell sums so that log_likelihood / LOO are per cell.
@@ -39,7 +44,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from qialign.models.design import Design
+from qialign.models.design import Design, nb_shape
 from qialign.models.spec import ModelSpec
 
 MAX_STORED_CELLS = 20_000
@@ -220,6 +225,10 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         elif d.A is not None:
             A = pm.Data("alignment_z", d.A, dims="cluster")
         if d.A is not None:
+            # main effect: baseline differences that track alignment must not leak into gamma
+            # through the (shrunk) cluster intercepts; a standardised cluster covariate, beta_sd
+            alpha = pm.Normal("alignment_main", 0, pr["beta_sd"])
+            eta = eta + alpha * A[cidx]
             gamma = pm.Normal("alignment_interaction", 0, pr["interaction_sd"])
             eff = eff + gamma * A[cidx]
             ce = ce + gamma * A
@@ -292,7 +301,8 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         elif fam == "negative_binomial":
             off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
             phi = pm.Exponential("phi", pr["phi_rate"])
-            pm.NegativeBinomial("y", mu=pt.exp(eta + off), alpha=n * phi, observed=d.y["count"], dims="cell")
+            shape = nb_shape(spec, n, phi)
+            pm.NegativeBinomial("y", mu=pt.exp(eta + off), alpha=shape, observed=d.y["count"], dims="cell")
         else:
             sigma = pm.HalfNormal("sigma", pr["sigma"])
             sumsq = pm.Data("sumsq", d.y["sumsq"], dims="cell")

@@ -16,7 +16,7 @@ import pymc as pm
 from scipy.special import expit
 
 from qialign.models.build import build_model
-from qialign.models.design import build_design
+from qialign.models.design import build_design, nb_shape
 from qialign.scales import NATURAL_SCALE
 
 
@@ -39,7 +39,7 @@ def _moments_and_replicate(fit, eta: np.ndarray, rng, post_flat: dict):
         rep = rng.poisson(E)
     elif fam == "negative_binomial":
         E = d.y["exposure"] * np.exp(eta)
-        a = n * post_flat["phi"][:, None]
+        a = nb_shape(fit.spec, n, post_flat["phi"][:, None])
         obs, V = d.y["count"], E + E**2 / a
         rep = rng.poisson(rng.gamma(a, E / a))
     else:

@@ -99,7 +99,7 @@ def _standardise_y(cells: pd.DataFrame) -> tuple[dict, float, float]:
     return y, float(c), sd
 
 
-def _trend_basis(spec: ModelSpec, periods: np.ndarray):
+def trend_basis(spec: ModelSpec, periods: np.ndarray):
     """Per-period basis (periods x k), centred over periods, or None (period / rw1 trends).
 
     Centring decorrelates the intercept from the trend; the reported trend f(t) - f(t_1) is
@@ -119,6 +119,23 @@ def _trend_basis(spec: ModelSpec, periods: np.ndarray):
     t = np.r_[[x.min()] * (k + 1), inner, [x.max()] * (k + 1)]
     B = BSpline.design_matrix(x, t, k).toarray()[:, 1:]  # B-spline basis minus the first
     return B - B.mean(axis=0), [f"spline[{i}]" for i in range(B.shape[1])]
+
+
+def nb_shape(spec: ModelSpec, n, phi):
+    """Negative-binomial shape of a cell's count (NB2: Var = m + m^2 / shape).
+
+    ``overdispersion: patient``: the cell's count is a sum of n per-patient NB(., phi) counts with
+    a common mean, which is NB with shape n phi. ``cell``: the count was recorded per cell
+    (incidents per ward-month), so the overdispersion belongs to the cell: shape phi.
+    """
+    return n * phi if spec.overdispersion == "patient" else phi + 0 * n
+
+
+def season_basis(spec: ModelSpec, periods: np.ndarray) -> np.ndarray:
+    """Fourier basis per period (periods x 2K): sin(2 pi k t / L), then cos, k = 1..K."""
+    k = np.arange(1, spec.harmonics + 1)
+    angle = 2 * np.pi * np.outer(periods, k) / spec.season_length
+    return np.column_stack([np.sin(angle), np.cos(angle)])
 
 
 def _covariates(cells: pd.DataFrame, names: list[str], w: np.ndarray):
@@ -183,13 +200,9 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
     if not treated.any():
         raise QialignError(f"outcome {spec.outcome}: no treated cells, no effect to estimate")
 
-    trend_P, trend_names = _trend_basis(spec, periods)
+    trend_P, trend_names = trend_basis(spec, periods)
     slope = np.maximum(e - 1, 0).astype(float) * treated if spec.slope_change else None
-    season = None
-    if spec.harmonics:
-        k = np.arange(1, spec.harmonics + 1)
-        angle = 2 * np.pi * np.outer(periods, k) / spec.season_length
-        season = np.column_stack([np.sin(angle), np.cos(angle)])
+    season = season_basis(spec, periods) if spec.harmonics else None
     Z, cov_names, cov_center, cov_scale = _covariates(cells, spec.covariates, n)
 
     A = align_raw = None

@@ -23,6 +23,7 @@ REPORTED = (
     "theta_e",
     "slope_change",
     "b_season",
+    "alignment_main",
     "alignment_interaction",
     "fidelity_interaction",
     "sd_site",

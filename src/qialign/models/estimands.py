@@ -9,6 +9,7 @@ ESS are computed on each estimand's own draws.
   exposure it is the unweighted mean of theta_e over the exposure times present.
 - treatment_effect_natural: exp(theta) (odds ratio, rate ratio, ratio of geometric means) or
   theta itself for gaussian (difference).
+- alignment_main alpha: difference in the outcome without the intervention per SD of alignment.
 - alignment_interaction gamma: change in theta per SD of alignment; effect_low/high_alignment:
   theta + gamma z at the 10th / 90th percentile of the clusters' standardised alignment z_j.
 - fidelity_interaction: change in theta per SD of fidelity (over treated cluster-periods).
@@ -22,8 +23,11 @@ ESS are computed on each estimand's own draws.
   sd_cluster, sd_cluster_period, sd_treatment, sigma, phi (NB shape), rho (AR(1)).
 - icc = (s_site^2 + s_cluster^2 + s_cp^2) / (that + s_1^2) on the latent scale, with level-1
   variance s_1^2 = pi^2 / 3 (logit), sigma^2 (gaussian / lognormal), log(1 + 1/lambda) (Poisson)
-  or log(1 + 1/lambda + 1/phi) (NB), lambda = exp(mu) x mean exposure per patient (Nakagawa et al.
-  2017's lognormal approximation). cac (cluster autocorrelation, lag 1) =
+  or log(1 + 1/lambda + 1/phi) (NB), lambda = exp(mu) x mean exposure per unit (Nakagawa et al.
+  2017's lognormal approximation). The unit is where the counts were recorded: a patient for
+  counts summed from patient rows, a cluster-period (ward-month) for ``overdispersion: cell``, so
+  the ICC of ward-level counts is the share of the log-rate variance of ward-months that lies
+  between wards and ward-months rather than in the count's own Poisson-gamma noise. cac (cluster autocorrelation, lag 1) =
   (s_site^2 + s_cluster^2 + rho s_cp^2) / (s_site^2 + s_cluster^2 + s_cp^2), rho = 0 exchangeable.
 """
 
@@ -151,6 +155,8 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
                 kind,
             )
         )
+    if "alignment_main" in post:  # difference in the untreated outcome per SD of alignment
+        rows.append(row("alignment_main", link, np.asarray(post["alignment_main"]) * ys, prob, kind))
     if "alignment_interaction" in post:
         gamma = np.asarray(post["alignment_interaction"]) * ys
         rows.append(row("alignment_interaction", link, gamma, prob, kind))
@@ -191,7 +197,8 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     elif fam in ("gaussian", "lognormal"):
         s2_1 = comps["sigma"] ** 2
     else:
-        lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / d.n.sum()
+        units = d.n.sum() if spec.overdispersion == "patient" else d.n_cells
+        lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / units
         extra = 1 / np.asarray(post["phi"]) if fam == "negative_binomial" else 0.0
         s2_1 = np.log1p(1 / lam + extra)
     if len(d.clusters) < 2:  # one series (interrupted time series): no between-cluster variation

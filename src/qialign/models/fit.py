@@ -22,7 +22,7 @@ import xarray as xr
 from scipy.special import gammaln, log_expit
 
 from qialign.models.build import build_model
-from qialign.models.design import Design, build_design
+from qialign.models.design import Design, build_design, nb_shape
 from qialign.models.diagnostics import diagnose
 from qialign.models.spec import DIAGNOSTIC_DEFAULTS, ModelSpec
 
@@ -131,8 +131,9 @@ def _sample_pymc(model, s: dict, seed: int):
     return idata, t1 - t0, t2 - t1
 
 
-def pointwise_loglik(design: Design, posterior, family: str) -> np.ndarray:
+def pointwise_loglik(design: Design, posterior, spec: ModelSpec) -> np.ndarray:
     """Per-cell log-likelihood (chain, draw, cell) from stored ``eta`` draws."""
+    family = spec.family
     eta = np.asarray(posterior["eta"])
     n = design.n
     if family in ("bernoulli", "binomial"):
@@ -146,7 +147,7 @@ def pointwise_loglik(design: Design, posterior, family: str) -> np.ndarray:
     if family == "negative_binomial":
         k = design.y["count"]
         mu = np.exp(eta + np.log(design.y["exposure"]))
-        a = n * np.asarray(posterior["phi"])[..., None]
+        a = nb_shape(spec, n, np.asarray(posterior["phi"])[..., None])
         return (
             gammaln(k + a)
             - gammaln(a)
@@ -168,7 +169,7 @@ def _observed(design: Design) -> xr.Dataset:
 def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
     post = idata["posterior"]
     if "eta" in post.data_vars:
-        ll = pointwise_loglik(design, post, spec.family)
+        ll = pointwise_loglik(design, post, spec)
         ds = xr.Dataset(
             {"y": (("chain", "draw", "cell"), ll)},
             coords={"chain": post["chain"], "draw": post["draw"], "cell": np.arange(ll.shape[-1])},

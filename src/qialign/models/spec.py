@@ -54,6 +54,39 @@ def default_sampler() -> dict:
     return dict(_schema_defaults()["sampler"])
 
 
+#: ``trend: auto`` per design: categorical period effects where concurrent controls separate the
+#: trend from the treatment; a linear pre-trend (segmented regression) where none do (period
+#: effects would absorb the level change)
+AUTO_TREND = {
+    "stepped_wedge": "period",
+    "controlled_before_after": "period",
+    "interrupted_time_series": "linear",
+}
+
+
+def resolved_auto(model: dict, design: str, family: str, table: str | None) -> dict:
+    """The model's ``auto`` settings for this design and outcome (the one place they are decided).
+
+    - trend: ``AUTO_TREND``.
+    - overdispersion: per cell for counts recorded in cluster_periods, else per patient.
+    - cluster_period: AR(1) for an interrupted time series (serially correlated residuals of one
+      series; an exchangeable effect per period would be an observation-level effect); none for
+      negative-binomial counts recorded per cell, whose gamma mixing already is a cluster-period
+      effect (both add variance proportional to m^2 and are only weakly separable: phi and the
+      cluster-period SD traded off with ESS ~100); exchangeable otherwise.
+    """
+    out = dict(model)
+    if out.get("trend", "auto") == "auto":
+        out["trend"] = AUTO_TREND[design]
+    if out.get("overdispersion", "auto") == "auto":
+        out["overdispersion"] = "cell" if table == "cluster_periods" else "patient"
+    if out.get("cluster_period", "auto") == "auto":
+        cell_nb = family == "negative_binomial" and out["overdispersion"] == "cell"
+        its = design == "interrupted_time_series"
+        out["cluster_period"] = "ar1" if its else "none" if cell_nb else "exchangeable"
+    return out
+
+
 @dataclass
 class ModelSpec:
     """Everything needed to build one outcome model.
@@ -82,6 +115,9 @@ class ModelSpec:
     cluster_period: str = "exchangeable"
     random_treatment: bool = False
     parametrization: str = "auto"
+    #: where a count's overdispersion lives (``nb_shape``): per patient (counts summed from patient
+    #: rows) or per cell (counts recorded per cluster-period); ``from_config`` resolves auto
+    overdispersion: str = "patient"
     covariates: list[str] = field(default_factory=list)
     moderators: list[str] = field(default_factory=lambda: ["alignment"])
     priors: dict = field(default_factory=default_priors)
@@ -98,6 +134,8 @@ class ModelSpec:
             raise QialignError(f"model {self.id}: unknown trend '{self.trend}'")
         if self.exposure not in ("step", "ramp", "eti"):
             raise QialignError(f"model {self.id}: unknown exposure '{self.exposure}'")
+        if self.overdispersion not in ("patient", "cell"):
+            raise QialignError(f"model {self.id}: unknown overdispersion '{self.overdispersion}'")
         if self.cluster_period not in ("none", "exchangeable", "ar1"):
             raise QialignError(f"model {self.id}: unknown cluster_period '{self.cluster_period}'")
         self.priors = {**default_priors(), **(self.priors or {})}
@@ -108,9 +146,14 @@ class ModelSpec:
         return LINK[self.family]
 
     @classmethod
-    def from_config(cls, model_cfg: dict, outcome: str, outcome_cfg: dict, trial_cfg: dict) -> ModelSpec:
-        """Build from one ``models:`` entry, the outcome's entry and the (validated) trial config."""
+    def from_config(
+        cls, model_cfg: dict, outcome: str, outcome_cfg: dict, trial_cfg: dict, table: str | None = None
+    ) -> ModelSpec:
+        """Build from one ``models:`` entry, the outcome's entry and the (validated) trial config;
+        ``table`` is where the outcome was recorded (``overdispersion: auto`` follows it)."""
         d = {**_schema_defaults()["model"], **model_cfg}
+        design = trial_cfg.get("design", "stepped_wedge")
+        d = resolved_auto(d, design, outcome_cfg["family"], table)
         covs = list(trial_cfg.get("covariates", [])) if d.get("covariates", True) else []
         sampler = {**default_sampler(), **trial_cfg.get("sampler", {}), **d.get("sampler", {})}
         return cls(
@@ -129,6 +172,7 @@ class ModelSpec:
             cluster_period=d["cluster_period"],
             random_treatment=bool(d["random_treatment"]),
             parametrization=d.get("parametrization", "auto"),
+            overdispersion=d["overdispersion"],
             covariates=covs,
             moderators=list(d["moderators"]),
             priors={**default_priors(), **d.get("priors", {})},

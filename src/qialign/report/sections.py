@@ -22,6 +22,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from qialign.config import models_for
+from qialign.models.spec import ModelSpec
 from qialign.report import figures
 from qialign.report.tables import (
     DASH,
@@ -1293,7 +1294,8 @@ def _equation(spec, alignment_on: bool) -> str:
         lhs = "E[log y<sub>ijt</sub>]"
     if spec.family in ("poisson", "negative_binomial"):
         lhs = "log E[y<sub>jt</sub>] − log exposure<sub>jt</sub>"
-    mod = "θ" + (" + γ A<sub>j</sub>" if alignment_on and "alignment" in spec.moderators else "")
+    aligned = alignment_on and "alignment" in spec.moderators
+    mod = "θ" + (" + γ A<sub>j</sub>" if aligned else "")
     mod += " + φ<sub>F</sub> F<sub>jt</sub>" if "fidelity" in spec.moderators else ""
     mod += " + δ<sub>j</sub>" if spec.random_treatment else ""
     if spec.exposure == "eti":
@@ -1301,6 +1303,8 @@ def _equation(spec, alignment_on: bool) -> str:
     rhs = "μ + f(t)"
     if spec.covariates:
         rhs += " + Z<sub>ijt</sub>β"
+    if aligned:
+        rhs += " + α A<sub>j</sub>"
     h = "" if spec.exposure in ("step", "eti") else " h(e<sub>jt</sub>)"
     rhs += f" + X<sub>jt</sub>{h} ({mod})"
     if spec.site_effect:
@@ -1311,52 +1315,12 @@ def _equation(spec, alignment_on: bool) -> str:
     return f"{lhs} = {rhs}"
 
 
-@dataclass
-class _Spec:
-    """The model settings the methods text needs (as ``ModelSpec.from_config``, without PyMC)."""
-
-    id: str
-    family: str
-    link: str
-    trend: str
-    spline_df: int
-    exposure: str
-    ramp_periods: int
-    site_effect: bool
-    cluster_period: str
-    random_treatment: bool
-    covariates: list
-    moderators: list
-    priors: dict
-    sampler: dict
-
-    @classmethod
-    def of(cls, m: dict, family: str, cfg: dict) -> _Spec:
-        from qialign.config import trial_schema
-
-        defs = trial_schema()["$defs"]
-
-        def defaults(name):
-            return {k: v["default"] for k, v in defs[name]["properties"].items() if "default" in v}
-
-        d = {**defaults("model"), **m}
-        link = {"bernoulli": "logit", "binomial": "logit", "poisson": "log", "negative_binomial": "log"}
-        return cls(
-            id=d["id"],
-            family=family,
-            link=link.get(family, "identity"),
-            trend=d["trend"],
-            spline_df=int(d["spline_df"]),
-            exposure=d["exposure"],
-            ramp_periods=int(d["ramp_periods"]),
-            site_effect=bool(d["site_effect"]),
-            cluster_period=d["cluster_period"],
-            random_treatment=bool(d["random_treatment"]),
-            covariates=list(cfg.get("covariates", [])) if d.get("covariates", True) else [],
-            moderators=list(d["moderators"]),
-            priors={**defaults("priors"), **d.get("priors", {})},
-            sampler={**defaults("sampler"), **cfg.get("sampler", {}), **d.get("sampler", {})},
-        )
+def _overdispersion_words(spec: ModelSpec) -> str:
+    if spec.family != "negative_binomial":
+        return ""
+    if spec.overdispersion == "cell":
+        return "Overdispersion at the cell: each cluster-period count is negative binomial with shape φ (counts recorded per cluster-period)."
+    return "Overdispersion per patient: a cell's count is a sum of n per-patient negative-binomial counts, shape n φ."
 
 
 def methods(ctx: Context) -> Section:
@@ -1372,11 +1336,12 @@ def methods(ctx: Context) -> Section:
     for outcome in ctx.outcomes:
         for m in models_for(ctx.cfg, outcome):
             fam = ctx.family(outcome)
-            spec = _Spec.of(m, fam, ctx.cfg)
             prep = ctx.json(outcome, "prepared.json") or {}
-            if "covariates" in prep:
-                spec.covariates = list(prep["covariates"])
-            key = (m["id"], fam, tuple(spec.covariates))
+            trial_cfg = {**ctx.cfg, "covariates": prep.get("covariates", ctx.cfg.get("covariates", []))}
+            spec = ModelSpec.from_config(
+                m, outcome, ctx.cfg["outcomes"][outcome], trial_cfg, table=prep.get("table")
+            )
+            key = (m["id"], fam, tuple(spec.covariates), spec.cluster_period, spec.overdispersion)
             if key in seen:
                 continue
             seen.add(key)
@@ -1403,7 +1368,7 @@ def methods(ctx: Context) -> Section:
                     "eti": "one effect θ<sub>e</sub> per exposure time e (exposure-time indicators); θ is their unweighted mean.",
                 }[spec.exposure],
                 (
-                    "A<sub>j</sub>: alignment of cluster j, standardised over clusters (mean 0, SD 1); γ the change in effect per SD."
+                    "A<sub>j</sub>: alignment of cluster j, standardised over clusters (mean 0, SD 1); α the difference in the outcome without the intervention per SD (so a baseline difference that tracks alignment is not read as moderation), γ the change in effect per SD."
                     if al_on and "alignment" in spec.moderators
                     else "No alignment moderator."
                 ),
@@ -1423,11 +1388,12 @@ def methods(ctx: Context) -> Section:
                     "exchangeable": "; w<sub>jt</sub> ~ N(0, σ<sub>cp</sub>²) exchangeable cluster-period effects.",
                     "ar1": "; w<sub>jt</sub> AR(1) within cluster (correlation ρ ~ Beta(2, 2)), stationary SD σ<sub>cp</sub>.",
                 }[spec.cluster_period],
+                _overdispersion_words(spec),
                 "Covariates (standardised): "
                 + (escape(", ".join(spec.covariates)) if spec.covariates else "none")
                 + ".",
             ]
-            blocks.append({"kind": "list", "items": [Markup(w) for w in words]})
+            blocks.append({"kind": "list", "items": [Markup(w) for w in words if w]})
             pt = Table(
                 ["Parameter", "Prior"],
                 [],

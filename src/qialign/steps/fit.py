@@ -97,7 +97,11 @@ def fit_step(
     prepared = json.loads((prepared_dir / "prepared.json").read_text())
     # only the covariates the outcome's table has (a ward-month outcome has no patient covariates)
     spec = ModelSpec.from_config(
-        model_cfg, outcome, cfg["outcomes"][outcome], {**cfg, "covariates": prepared["covariates"]}
+        model_cfg,
+        outcome,
+        cfg["outcomes"][outcome],
+        {**cfg, "covariates": prepared["covariates"]},
+        table=prepared["table"],
     )
     notes: list[str] = []
     alignment = None
