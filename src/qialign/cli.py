@@ -44,7 +44,13 @@ def _fit(args: argparse.Namespace) -> None:
     from qialign.steps.fit import fit_step
 
     fit_step(
-        args.config, args.outcome, args.model, Path(args.prepared), Path(args.scores), Path(args.out_dir)
+        args.config,
+        args.outcome,
+        args.model,
+        Path(args.prepared),
+        Path(args.scores),
+        Path(args.out_dir),
+        threads=args.threads,
     )
 
 

@@ -23,7 +23,7 @@ rule fit:
         mem_mb=6000,
         runtime=60,
     params:
-        code=source_hash("config.py", "models", "steps/fit.py", "steps/alignment.py"),
+        code=source_hash("steps/fit.py"),
     shell:
         "qialign fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
@@ -48,7 +48,7 @@ rule crosscheck:
         mem_mb=4000,
         runtime=30,
     params:
-        code=source_hash("config.py", "frequentist", "steps/crosscheck.py"),
+        code=source_hash("steps/crosscheck.py"),
     shell:
         "qialign crosscheck {input.config} --outcome {wildcards.outcome} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
@@ -92,7 +92,7 @@ rule collect:
         mem_mb=2000,
         runtime=10,
     params:
-        code=source_hash("steps/collect.py", "steps/fit.py"),
+        code=source_hash("steps/collect.py"),
     shell:
         "qialign collect {input.config} --bayes {input.bayes} "
         "--crosschecks {input.crosschecks} --out {output} > {log} 2>&1"
@@ -113,7 +113,7 @@ rule power:
         mem_mb=1000,
         runtime=10,
     params:
-        code=source_hash("config.py", "power", "steps/power.py"),
+        code=source_hash("steps/power.py"),
     shell:
         "qialign power {input.config} --prepared-root results/{wildcards.trial} --out {output} "
         "> {log} 2>&1"
@@ -145,7 +145,7 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        code=source_hash("report"),
+        code=source_hash("report/__init__.py", "report/templates/template.html.j2"),
         logs=lambda wc: trial_logs(wc.trial),
     shell:
         "qialign report {input.config} --results results/{wildcards.trial} --out {output} "

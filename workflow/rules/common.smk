@@ -1,9 +1,10 @@
 # Config validation and input functions. No statistics here.
-import hashlib
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
+
+from qialign.sources import source_hash as package_source_hash
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -36,16 +37,10 @@ wildcard_constraints:
     model="[A-Za-z][A-Za-z0-9_]*",
 
 
-def source_hash(*parts):
-    """Hash of package source files, in params so that code edits re-run what they affect."""
-    root = Path(workflow.basedir) / "src" / "qialign"
-    digest = hashlib.sha256()
-    for part in parts:
-        target = root / part
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
-        for f in files:
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
+def source_hash(*entries):
+    """Hash of the package files the step modules ``entries`` run (their import closure), in
+    params so that an edit to any of them re-runs the step (qialign.sources)."""
+    return package_source_hash(Path(workflow.basedir) / "src" / "qialign", *entries)
 
 
 def trial_inputs(wildcards):

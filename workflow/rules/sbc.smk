@@ -22,7 +22,7 @@ rule sbc_chunk:
         mem_mb=3000,
         runtime=120,
     params:
-        code=source_hash("sbc.py", "steps/sbc.py", "models"),
+        code=source_hash("steps/sbc.py"),
     shell:
         "qialign sbc chunk --config {input.config} --chunk {wildcards.chunk} --out {output} "
         "> {log} 2>&1"
@@ -45,9 +45,7 @@ rule sbc_summarise:
         mem_mb=2000,
         runtime=10,
     params:
-        code=source_hash(
-            "sbc.py", "steps/sbc.py", "report/calibration.py", "report/figures.py"
-        ),
+        code=source_hash("steps/sbc.py"),
     shell:
         "qialign sbc summarise --config {input.config} --chunks {input.chunks} "
         "--out-dir results/{wildcards.study} > {log} 2>&1"

@@ -14,9 +14,7 @@ rule validate:
         runtime=10,
     params:
         config=lambda wc: trial_config_path(wc.trial),
-        code=source_hash(
-            "config.py", "data", "steps/prepare.py", "schemas/trial.schema.yaml"
-        ),
+        code=source_hash("steps/prepare.py", "schemas/trial.schema.yaml"),
     shell:
         "qialign validate {params.config} --out {output.summary} --data-json {output.data} > {log} 2>&1"
 
@@ -39,7 +37,7 @@ rule prepare:
         runtime=10,
     params:
         config=lambda wc: trial_config_path(wc.trial),
-        code=source_hash("config.py", "data", "steps/prepare.py"),
+        code=source_hash("steps/prepare.py"),
     shell:
         "qialign prepare {params.config} --outcome {wildcards.outcome} "
         "--out-dir results/{wildcards.trial}/{wildcards.outcome} > {log} 2>&1"
@@ -63,6 +61,6 @@ rule alignment:
         runtime=30,
     params:
         config=lambda wc: trial_config_path(wc.trial),
-        code=source_hash("config.py", "alignment", "steps/alignment.py"),
+        code=source_hash("steps/alignment.py"),
     shell:
         "qialign alignment {params.config} --out {output.scores} > {log} 2>&1"

@@ -27,7 +27,8 @@ ESS are computed on each estimand's own draws.
   2017's lognormal approximation). The unit is where the counts were recorded: a patient for
   counts summed from patient rows, a cluster-period (ward-month) for ``overdispersion: cell``, so
   the ICC of ward-level counts is the share of the log-rate variance of ward-months that lies
-  between wards and ward-months rather than in the count's own Poisson-gamma noise. cac (cluster autocorrelation, lag 1) =
+  between wards and ward-months rather than in the count's own Poisson-gamma noise.
+  cac (cluster autocorrelation, lag 1) =
   (s_site^2 + s_cluster^2 + rho s_cp^2) / (s_site^2 + s_cluster^2 + s_cp^2), rho = 0 exchangeable.
 """
 

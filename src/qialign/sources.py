@@ -1,0 +1,95 @@
+"""Which package files a workflow step runs, and one hash of them (the rules' ``params``).
+
+A step's files are its module and, transitively, every ``qialign`` module it imports, at module
+level or inside a function (read from the source with ``ast``, nothing is imported). Importing a
+submodule runs its packages' ``__init__`` too; importing a package itself (``from qialign.models
+import fit_model``, which the lazy ``qialign.models`` resolves at run time) counts as importing
+all of its modules. The command dispatcher ``cli.py`` is hashed as text but not followed (it
+imports every step lazily). So editing any module a step imports re-runs that step, and editing
+one that it does not import leaves its results current.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+PACKAGE = "qialign"
+
+
+def _module_file(root: Path, dotted: str) -> Path | None:
+    """The file of ``qialign.a.b`` under ``root`` (the package folder), or None."""
+    parts = dotted.split(".")[1:]
+    base = root.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _dotted(root: Path, path: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join([PACKAGE, *parts])
+
+
+def _imports(root: Path, path: Path) -> set[str]:
+    """Dotted names of the qialign modules (or module.attribute) that ``path`` imports."""
+    here = _dotted(root, path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package[: len(package) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base.split(".")[0] == PACKAGE:
+                out |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+def _resolve(root: Path, dotted: str) -> set[Path]:
+    """Files that importing ``dotted`` runs: the module (or a package's every module) and the
+    ``__init__`` of each enclosing package."""
+    files = set()
+    parts = dotted.split(".")
+    for i in range(2, len(parts)):
+        init = _module_file(root, ".".join(parts[:i]))
+        if init is not None and init.name == "__init__.py":
+            files.add(init)
+    target = _module_file(root, dotted)
+    if target is None:  # ``from pkg.mod import name``: the name is not a module
+        return files
+    if target.name == "__init__.py":
+        return files | set(target.parent.rglob("*.py"))
+    return files | {target}
+
+
+def step_files(root: Path, entry: str) -> list[Path]:
+    """Every package file the step module ``entry`` (a path relative to ``root``) runs."""
+    start = root / entry
+    seen, todo = {start}, [start]
+    while todo:
+        path = todo.pop()
+        for dotted in _imports(root, path):
+            for f in _resolve(root, dotted) - seen:
+                seen.add(f)
+                todo.append(f)
+    return sorted(seen | {root / "__init__.py", root / "cli.py"})
+
+
+def source_hash(root: str | Path, *entries: str) -> str:
+    """A short hash of every file the ``entries`` run (non-Python entries, e.g. a schema, as is)."""
+    root = Path(root)
+    files: set[Path] = set()
+    for entry in entries:
+        files |= set(step_files(root, entry)) if entry.endswith(".py") else {root / entry}
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
