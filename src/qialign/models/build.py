@@ -227,8 +227,9 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         if d.A is not None:
             # main effect: baseline differences that track alignment must not leak into gamma
             # through the (shrunk) cluster intercepts; a standardised cluster covariate, beta_sd
-            alpha = pm.Normal("alignment_main", 0, pr["beta_sd"])
-            eta = eta + alpha * A[cidx]
+            if spec.moderator_main_effects:
+                alpha = pm.Normal("alignment_main", 0, pr["beta_sd"])
+                eta = eta + alpha * A[cidx]
             gamma = pm.Normal("alignment_interaction", 0, pr["interaction_sd"])
             eff = eff + gamma * A[cidx]
             ce = ce + gamma * A

@@ -62,7 +62,8 @@ def _term_columns(cp: pd.DataFrame, spec: ModelSpec, moderated: bool) -> dict[st
         clusters = sorted(cp["cluster"].unique())
         generic = np.random.default_rng(0).normal(size=len(clusters))
         a = generic[pd.Categorical(cp["cluster"], categories=clusters).codes]
-        cols["alignment_main"] = a[:, None]
+        if spec.moderator_main_effects:
+            cols["alignment_main"] = a[:, None]
         cols["alignment_interaction"] = (a * cols["treatment_effect"].sum(axis=1))[:, None]
     return cols
 

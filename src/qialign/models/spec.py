@@ -120,6 +120,7 @@ class ModelSpec:
     overdispersion: str = "patient"
     covariates: list[str] = field(default_factory=list)
     moderators: list[str] = field(default_factory=lambda: ["alignment"])
+    moderator_main_effects: bool = True
     priors: dict = field(default_factory=default_priors)
     sampler: dict = field(default_factory=default_sampler)
     label: str = ""
@@ -175,6 +176,7 @@ class ModelSpec:
             overdispersion=d["overdispersion"],
             covariates=covs,
             moderators=list(d["moderators"]),
+            moderator_main_effects=bool(d["moderator_main_effects"]),
             priors={**default_priors(), **d.get("priors", {})},
             sampler=sampler,
             label=d.get("label", ""),
