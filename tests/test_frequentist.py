@@ -18,7 +18,11 @@ from qialign.frequentist import (
     sandwich_covariances,
 )
 
-GEECRT_DIR = Path(__file__).parents[2] / "shared/data/geecrt"
+# the shared reference data sit beside the checkout (../shared) or beside a worktree folder
+GEECRT_DIR = next(
+    (q / "shared/data/geecrt" for q in Path(__file__).parents if (q / "shared/data/geecrt").is_dir()),
+    Path(__file__).parents[2] / "shared/data/geecrt",
+)
 
 # Published treatment rows of the geeCRT 1.1.4 vignette (Yu, Li, Rathouz, Turner, Preisser;
 # R package geeCRT, "geeCRT package" vignette): individual-level GEE, geemaee(alpadj = FALSE,
