@@ -16,8 +16,9 @@ up to a constant,
 
 (P_j: cell-by-period indicators, N individuals, C cells): the within-cell residual variance is
 estimated from the SDs together with the rest, and the estimates equal the row-level REML fit up
-to optimiser tolerance. Standard errors are (X'V^{-1}X)^{-1/2} at the REML variances (as lme4);
-statsmodels' ``bse_fe`` inverts its joint Hessian and can differ from these by a few per cent.
+to optimiser tolerance. Both fits give standard errors (X'V^{-1}X)^{-1/2} at the REML variances
+(as lme4 and SAS without a Kenward-Roger adjustment); statsmodels' ``bse_fe`` inverts the joint
+observed Hessian and differs from these by a few per cent (6% seen on 8 clusters).
 """
 
 from __future__ import annotations
@@ -64,21 +65,16 @@ def fit_mixedlm(y, X: pd.DataFrame, cluster, period, *, cluster_period: bool = T
         return nan
     vc = {"cluster_period": "0 + C(cp)"} if cluster_period else None
     formula = "y ~ 0 + " + " + ".join(safe)
-    notes = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = sm.MixedLM.from_formula(formula, df, groups="cluster", re_formula="1", vc_formula=vc)
-            res = model.fit(reml=True, method=["lbfgs", "powell"])
-        for w in caught:
-            msg = str(w.message).split("\n")[0]
-            if "converge" in msg.lower() or "singular" in msg.lower() or "boundary" in msg.lower():
-                notes.append(msg)
+        model = sm.MixedLM.from_formula(formula, df, groups="cluster", re_formula="1", vc_formula=vc)
+        res, notes = _best_reml(model)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
         nan.note = f"MixedLM failed: {exc}"
         return nan
     params = pd.Series(np.asarray(res.fe_params), index=names)
-    bse = pd.Series(np.asarray(res.bse_fe), index=names)
+    s2v, s2w = float(np.asarray(res.cov_re)[0, 0]), float(res.vcomp[0]) if cluster_period else 0.0
+    cov = _gls_cov(df[safe].to_numpy(), df["cluster"].to_numpy(), df["cp"].to_numpy(), s2v, s2w, float(res.scale))
+    bse = pd.Series(np.sqrt(np.clip(np.diag(cov), 0, None)), index=names)
     converged = bool(getattr(res, "converged", True))
     if not converged:
         notes.append("MixedLM did not converge")
@@ -87,12 +83,60 @@ def fit_mixedlm(y, X: pd.DataFrame, cluster, period, *, cluster_period: bool = T
     return MixedResult(
         params=params,
         bse=bse,
-        var_cluster=float(np.asarray(res.cov_re)[0, 0]),
-        var_cluster_period=float(res.vcomp[0]) if cluster_period else 0.0,
+        var_cluster=s2v,
+        var_cluster_period=s2w,
         var_residual=float(res.scale),
         converged=converged,
         note="; ".join(dict.fromkeys(notes)),
     )
+
+
+def _gls_cov(X, cluster, period, s2v, s2w, s2e) -> np.ndarray:
+    """(X'V^{-1}X)^{-1} for V_j = s2e I + Z_j D Z_j', Z_j = [1, period indicators] (Woodbury).
+
+    V^{-1} X = (X - Z (s2e D^{-1} + Z'Z)^{-1} Z'X) / s2e, with D = diag(s2v, s2w, ..., s2w);
+    a zero variance drops its columns of Z.
+    """
+    xvx = np.zeros((X.shape[1], X.shape[1]))
+    for c in np.unique(cluster):
+        i = np.flatnonzero(cluster == c)
+        cols, d = [np.ones((len(i), 1))], [s2v]
+        if s2w > 0:
+            per = period[i]
+            cols.append((per[:, None] == np.unique(per)[None, :]).astype(float))
+            d += [s2w] * cols[-1].shape[1]
+        Z, d = np.hstack(cols), np.asarray(d)
+        Z, d = Z[:, d > 0], d[d > 0]
+        Xi = X[i]
+        ZX = Z.T @ Xi
+        inner = np.diag(s2e / d) + Z.T @ Z if len(d) else np.zeros((0, 0))
+        xvx += (Xi.T @ Xi - (ZX.T @ np.linalg.solve(inner, ZX) if len(d) else 0)) / s2e
+    return np.linalg.inv(xvx)
+
+
+def _best_reml(model):
+    """REML fits by L-BFGS (then Powell) and by BFGS; the one with the higher REML likelihood.
+
+    L-BFGS alone can stop at a poorer point (seen: -2 l_R 10 units above the optimum on a small
+    stepped wedge, the treatment effect 0.81 instead of 0.74). Raises if both fits fail.
+    """
+    fits, error = [], None
+    for method in (["lbfgs", "powell"], "bfgs"):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = model.fit(reml=True, method=method)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+            error = exc
+            continue
+        msgs = [str(w.message).split("\n")[0] for w in caught]
+        keep = [m for m in msgs if any(k in m.lower() for k in ("converge", "singular", "boundary"))]
+        if np.isfinite(res.llf):
+            fits.append((float(res.llf), res, keep))
+    if not fits:
+        raise error or ValueError("no REML fit")
+    _, res, notes = max(fits, key=lambda f: f[0])
+    return res, notes
 
 
 def _cells_criterion(theta, blocks, ss_total, n_ind, n_cells):
