@@ -85,8 +85,12 @@ def test_means_of_individuals_give_the_rows_numbers(family):
     assert np.isfinite(rows[["estimate", "se"]].to_numpy()).all()
     exact = rows.method != "mixedlm"
     assert exact.sum() == 18  # 2 GEE correlations x 4 sandwiches + GLM, two estimands each
-    np.testing.assert_allclose(cells.loc[exact, ["estimate", "se"]], rows.loc[exact, ["estimate", "se"]], atol=EXACT)
-    np.testing.assert_allclose(cells.loc[exact, ["lower", "upper", "df"]], rows.loc[exact, ["lower", "upper", "df"]], atol=EXACT)
+    np.testing.assert_allclose(
+        cells.loc[exact, ["estimate", "se"]], rows.loc[exact, ["estimate", "se"]], atol=EXACT
+    )
+    np.testing.assert_allclose(
+        cells.loc[exact, ["lower", "upper", "df"]], rows.loc[exact, ["lower", "upper", "df"]], atol=EXACT
+    )
     mixed = ~exact
     assert mixed.sum() == (0 if family == "bernoulli" else 2)
     np.testing.assert_allclose(cells.loc[mixed, "estimate"], rows.loc[mixed, "estimate"], atol=MIXED_EST)
@@ -97,7 +101,9 @@ def test_means_of_individuals_give_the_rows_numbers(family):
 def test_count_cells_glm_exact_gee_close(family):
     rows, cells = compare(family)
     glm = rows.method == "glm_cluster_robust"
-    np.testing.assert_allclose(cells.loc[glm, ["estimate", "se"]], rows.loc[glm, ["estimate", "se"]], atol=EXACT)
+    np.testing.assert_allclose(
+        cells.loc[glm, ["estimate", "se"]], rows.loc[glm, ["estimate", "se"]], atol=EXACT
+    )
     gee = rows.method.str.endswith("_robust") & ~glm
     diff = (cells.loc[gee, "estimate"] - rows.loc[gee, "estimate"]).abs()
     assert (diff < COUNT_GEE_SE * rows.loc[gee, "se"]).all(), diff.to_numpy()
@@ -120,7 +126,9 @@ def test_cells_recover_a_known_effect():
     for method in ("mixedlm", "gee_nested_exchangeable_md", "glm_cluster_robust"):
         r = out[out.method == method].set_index("estimand")
         assert abs(r.loc["treatment_effect", "estimate"] - 0.4) < 3 * r.loc["treatment_effect", "se"]
-        assert abs(r.loc["alignment_interaction", "estimate"] - 0.2) < 3 * r.loc["alignment_interaction", "se"]
+        assert (
+            abs(r.loc["alignment_interaction", "estimate"] - 0.2) < 3 * r.loc["alignment_interaction", "se"]
+        )
 
 
 def test_moderators_enter_as_main_effect_and_interaction():

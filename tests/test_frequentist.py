@@ -354,7 +354,9 @@ def test_gaussian_cells_weighted_by_n():
     agg = cross_check(cells, "gaussian", level="cell")
     assert list(agg.method) == list(rows.method)  # every method, nested GEE and MixedLM too
     glm = agg.query("method == 'glm_cluster_robust'")
-    assert glm.estimate.iloc[0] == pytest.approx(rows.query("method == 'glm_cluster_robust'").estimate.iloc[0])
+    assert glm.estimate.iloc[0] == pytest.approx(
+        rows.query("method == 'glm_cluster_robust'").estimate.iloc[0]
+    )
     assert agg.estimate.notna().all()
 
 

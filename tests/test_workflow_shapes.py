@@ -58,9 +58,9 @@ def _spec(path: Path) -> Path:
 
 def _cells(patients: pd.DataFrame) -> pd.DataFrame:
     """The patients as a cluster_periods table (what a QI export gives)."""
-    g = patients.assign(
-        y_los_log=np.log(patients["y_los"]), one=1
-    ).groupby(["cluster", "period"], as_index=False)
+    g = patients.assign(y_los_log=np.log(patients["y_los"]), one=1).groupby(
+        ["cluster", "period"], as_index=False
+    )
     cells = g.agg(
         n=("one", "size"), y_bin=("y_bin", "sum"), y_cnt=("y_cnt", "sum"), y_nb=("y_nb", "sum"),
         y_gau_mean=("y_gau", "mean"), y_gau_sd=("y_gau", "std"),

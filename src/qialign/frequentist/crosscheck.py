@@ -12,10 +12,12 @@ outcome was recorded. Binomial and gaussian/lognormal cells are means of n indiv
 GEE's working correlation stays on individuals, so cells and the same patients' rows give the
 same estimates and SEs (GLM: the same estimates, scores and CR1 SEs; MixedLM: the same REML fit).
 Count cells are one observation each: GLM (independence) equals the rows exactly, the correlated
-GEEs do not (their correlation is between cells, and alpha0 has no pairs). Rows per method: ``treatment_effect`` (link
-scale), ``treatment_effect_natural`` (exp of estimate and interval for log/logit links; se is
-NaN there) and, per moderator m, ``<m>_interaction`` (``alignment_interaction`` for
-``alignment_z``) on the link scale. Numerical failures give NaN rows with a ``note``.
+GEEs do not (their correlation is between cells, and alpha0 has no pairs).
+
+Rows per method: ``treatment_effect`` (link scale), ``treatment_effect_natural`` (exp of
+estimate and interval for log/logit links; se is NaN there) and, per moderator m,
+``<m>_interaction`` (``alignment_interaction`` for ``alignment_z``) on the link scale.
+Numerical failures give NaN rows with a ``note``.
 """
 
 from __future__ import annotations

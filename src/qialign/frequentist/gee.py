@@ -55,6 +55,12 @@ __all__ = ["GEEResult", "fit_gee", "GEE_FAMILIES", "CORSTRS"]
 GEE_FAMILIES = ("gaussian", "binomial", "poisson")
 CORSTRS = ("independence", "exchangeable", "nested_exchangeable")
 
+ALPHA_NAMES = {
+    "independence": [],
+    "exchangeable": ["alpha"],
+    "nested_exchangeable": ["alpha0_within_period", "alpha1_between_period"],
+}
+
 #: geeCRT's step-shrinking limit for range violations.
 _MAX_SHRINK = 20
 
@@ -285,21 +291,81 @@ def fit_gee(
     default 1e-3 reproduces the vignette to the printed digits). A correlation parameter with no
     pairs (e.g. one row per cluster-period) is fixed at 0 and named in ``note``.
     """
+    names = list(X.columns) if isinstance(X, pd.DataFrame) else [f"x{k}" for k in range(np.shape(X)[1])]
+    Xa, ya, cl, per, off, w, mm, sq = _inputs(
+        X, y, cluster, family, corstr, period, offset, weights, mult, ss
+    )
+    n_obs, p = Xa.shape
+    alpha_names = ALPHA_NAMES[corstr]
+    q = len(alpha_names)
+
+    clusters, npairs = _clusters(corstr, Xa, ya, cl, per, off, w, mm, sq)
+    K = len(clusters)
+    active = npairs > 0
+    notes = [f"{alpha_names[g]} has no pairs; fixed at 0" for g in range(q) if not active[g]]
+
+    common = {"n_clusters": K, "n_obs": n_obs, "family": family, "corstr": corstr}
+    nan_cov = {k: np.full((p, p), np.nan) for k in SANDWICH_KINDS}
+    result_nan = _result(names, alpha_names, nan_cov, np.full(p, np.nan), np.full(q, np.nan), np.nan, common)
+    if np.linalg.matrix_rank(Xa) < p:
+        result_nan.note = "design matrix is rank deficient"
+        return result_nan
+
+    with np.errstate(all="raise"):
+        try:
+            fit = _fisher_scoring(
+                family, corstr, clusters, Xa, ya, off, w, mm, sq, p, q, active, maxiter, tol
+            )
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
+            result_nan.note = f"GEE failed: {exc}"
+            return result_nan
+    beta, alpha, phi, n_iter, converged, fit_notes = fit
+    notes += fit_notes
+    if not converged:
+        notes.append(f"GEE did not converge in {maxiter} iterations")
+    try:
+        covs = _covariances(family, corstr, clusters, beta, alpha, phi)
+    except (np.linalg.LinAlgError, FloatingPointError) as exc:
+        result_nan.note = f"sandwich failed: {exc}"
+        return result_nan
+    if min(np.min(np.diag(cv)) for cv in covs.values()) <= 0:
+        notes.append("a covariance estimate is not positive definite")
+    res = _result(names, alpha_names, covs, beta, alpha, phi, common, n_iter, converged, "; ".join(notes))
+    if not converged:
+        res.params[:] = np.nan
+        for v in res.cov.values():
+            v.iloc[:, :] = np.nan
+    return res
+
+
+def _result(names, alpha_names, covs, beta, alpha, phi, common, n_iter=0, converged=False, note=""):
+    return GEEResult(
+        params=pd.Series(beta, index=names),
+        cov={k: pd.DataFrame(v, index=names, columns=names) for k, v in covs.items()},
+        alpha=pd.Series(alpha, index=alpha_names, dtype=float),
+        scale=float(phi),
+        **common,
+        n_iter=n_iter,
+        converged=converged,
+        note=note,
+    )
+
+
+def _inputs(X, y, cluster, family, corstr, period, offset, weights, mult, ss):
+    """Checked arrays for :func:`fit_gee` (defaults: period 0, offset 0, weight 1, mult 1, ss)."""
     if family not in GEE_FAMILIES:
         raise ValueError(f"family must be one of {GEE_FAMILIES}, got {family!r}")
     if corstr not in CORSTRS:
         raise ValueError(f"corstr must be one of {CORSTRS}, got {corstr!r}")
-    names = list(X.columns) if isinstance(X, pd.DataFrame) else [f"x{k}" for k in range(np.shape(X)[1])]
-    Xa = np.asarray(X, dtype=float)
-    ya = np.asarray(y, dtype=float)
-    cl = np.asarray(cluster)
-    n_obs, p = Xa.shape
     if corstr == "nested_exchangeable" and period is None:
         raise ValueError("corstr='nested_exchangeable' needs period")
-    per = np.zeros(n_obs) if period is None else np.asarray(period)
-    off = np.zeros(n_obs) if offset is None else np.asarray(offset, dtype=float)
-    w = np.ones(n_obs) if weights is None else np.asarray(weights, dtype=float)
-    mm = np.ones(n_obs) if mult is None else np.asarray(mult, dtype=float)
+    Xa = np.asarray(X, dtype=float)
+    ya = np.asarray(y, dtype=float)
+    n = len(ya)
+    per = np.zeros(n) if period is None else np.asarray(period)
+    off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    mm = np.ones(n) if mult is None else np.asarray(mult, dtype=float)
     if family == "binomial" and np.any((ya < 0) | (ya > 1)):
         raise ValueError("binomial GEE needs y in [0, 1] (0/1 rows or proportions of cells)")
     if np.any(mm < 1):
@@ -307,14 +373,12 @@ def fit_gee(
     if ss is not None:
         sq = np.asarray(ss, dtype=float)
     else:
-        sq = mm * ya * (1 - ya) if family == "binomial" else np.zeros(n_obs)
-    alpha_names = {
-        "independence": [],
-        "exchangeable": ["alpha"],
-        "nested_exchangeable": ["alpha0_within_period", "alpha1_between_period"],
-    }[corstr]
-    q = len(alpha_names)
+        sq = mm * ya * (1 - ya) if family == "binomial" else np.zeros(n)
+    return Xa, ya, np.asarray(cluster), per, off, w, mm, sq
 
+
+def _clusters(corstr, Xa, ya, cl, per, off, w, mm, sq) -> tuple[list[_Cl], np.ndarray]:
+    """Per-cluster pieces and the number of individual pairs per correlation parameter."""
     clusters = []
     labels, inv = np.unique(cl, return_inverse=True)
     for k in range(len(labels)):
@@ -329,8 +393,9 @@ def fit_gee(
         else:
             U = np.column_stack([(pidx[:, None] == np.arange(T)[None, :]).astype(float), np.ones(n)])
         mi = mm[idx]
-        clusters.append(_Cl(Xa[idx], ya[idx], off[idx], w[idx], pidx, U, U.T @ (mi[:, None] * U), mi, sq[idx]))
-    K = len(clusters)
+        clusters.append(
+            _Cl(Xa[idx], ya[idx], off[idx], w[idx], pidx, U, U.T @ (mi[:, None] * U), mi, sq[idx])
+        )
     sizes = [np.bincount(c.pidx, weights=c.m) for c in clusters]
     n_within = sum(float(np.sum(z * (z - 1)) / 2) for z in sizes)
     n_all = sum(float(z.sum() * (z.sum() - 1) / 2) for z in sizes)
@@ -339,65 +404,17 @@ def fit_gee(
         "exchangeable": np.array([n_all]),
         "nested_exchangeable": np.array([n_within, n_all - n_within]),
     }[corstr]
-    active = npairs > 0
-    notes = [f"{alpha_names[g]} has no pairs; fixed at 0" for g in range(q) if not active[g]]
+    return clusters, npairs
 
-    result_nan = GEEResult(
-        params=pd.Series(np.nan, index=names),
-        cov={k: pd.DataFrame(np.nan, index=names, columns=names) for k in SANDWICH_KINDS},
-        alpha=pd.Series(np.nan, index=alpha_names, dtype=float),
-        scale=np.nan,
-        n_clusters=K,
-        n_obs=n_obs,
-        n_iter=0,
-        converged=False,
-        family=family,
-        corstr=corstr,
-    )
-    if np.linalg.matrix_rank(Xa) < p:
-        result_nan.note = "design matrix is rank deficient"
-        return result_nan
 
-    with np.errstate(all="raise"):
-        try:
-            fit = _fisher_scoring(family, corstr, clusters, Xa, ya, off, w, mm, sq, p, q, active, maxiter, tol)
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
-            result_nan.note = f"GEE failed: {exc}"
-            return result_nan
-    beta, alpha, phi, n_iter, converged, fit_notes = fit
-    notes += fit_notes
-    if not converged:
-        notes.append(f"GEE did not converge in {maxiter} iterations")
-    try:
-        info, score = [], []
-        for c in clusters:
-            _, _, _, D, r, VinvD = _pieces(family, c, beta, alpha, phi, corstr)
-            info.append(D.T @ VinvD)
-            score.append(VinvD.T @ r)
-        covs = sandwich_from_scores(info, score)
-    except (np.linalg.LinAlgError, FloatingPointError) as exc:
-        result_nan.note = f"sandwich failed: {exc}"
-        return result_nan
-    if min(np.min(np.diag(cv)) for cv in covs.values()) <= 0:
-        notes.append("a covariance estimate is not positive definite")
-    res = GEEResult(
-        params=pd.Series(beta, index=names),
-        cov={k: pd.DataFrame(v, index=names, columns=names) for k, v in covs.items()},
-        alpha=pd.Series(alpha, index=alpha_names, dtype=float),
-        scale=float(phi),
-        n_clusters=K,
-        n_obs=n_obs,
-        n_iter=n_iter,
-        converged=converged,
-        note="; ".join(notes),
-        family=family,
-        corstr=corstr,
-    )
-    if not converged:
-        res.params[:] = np.nan
-        for v in res.cov.values():
-            v.iloc[:, :] = np.nan
-    return res
+def _covariances(family, corstr, clusters, beta, alpha, phi) -> dict[str, np.ndarray]:
+    """MB and BC0-BC3 covariances from the per-cluster information and scores at the solution."""
+    info, score = [], []
+    for c in clusters:
+        _, _, _, D, r, VinvD = _pieces(family, c, beta, alpha, phi, corstr)
+        info.append(D.T @ VinvD)
+        score.append(VinvD.T @ r)
+    return sandwich_from_scores(info, score)
 
 
 def _fisher_scoring(family, corstr, clusters, Xa, ya, off, w, mm, sq, p, q, active, maxiter, tol):
@@ -465,5 +482,7 @@ def _gaussian_dispersion(clusters, corstr, beta, alpha, phi, info_prev, n_obs, p
     for c in clusters:
         _, _, _, D, r, VinvD = _pieces("gaussian", c, beta, alpha, phi, corstr)
         Dr = D.T @ (c.w * c.m * r)
-        rss += float(np.sum(c.w * (c.m * r**2 + c.ss)) + Dr @ np.linalg.solve(info_prev - D.T @ VinvD, VinvD.T @ r))
+        rss += float(
+            np.sum(c.w * (c.m * r**2 + c.ss)) + Dr @ np.linalg.solve(info_prev - D.T @ VinvD, VinvD.T @ r)
+        )
     return rss / (n_obs - p)

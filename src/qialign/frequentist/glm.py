@@ -2,7 +2,8 @@
 
 Independence working model fitted by ML/quasi-ML; sandwich over clusters g,
 
-    V = c A^{-1} (sum_g s_g s_g') A^{-1},  A = X' diag(w mu'^2 / v) X,  s_g = sum_{i in g} x_i w_i mu'_i (y_i - mu_i) / v_i,
+    V = c A^{-1} (sum_g s_g s_g') A^{-1},   A = X' diag(w mu'^2 / v) X,
+    s_g = sum_{i in g} x_i w_i mu'_i (y_i - mu_i) / v_i,
 
 with Stata's CR1 factor c = G/(G-1) * (N-1)/(N-p), N the number of individuals (``nobs``; rows
 by default), and t intervals on G-1 degrees of freedom from the caller. ``weights`` are variance

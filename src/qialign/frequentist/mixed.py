@@ -73,7 +73,9 @@ def fit_mixedlm(y, X: pd.DataFrame, cluster, period, *, cluster_period: bool = T
         return nan
     params = pd.Series(np.asarray(res.fe_params), index=names)
     s2v, s2w = float(np.asarray(res.cov_re)[0, 0]), float(res.vcomp[0]) if cluster_period else 0.0
-    cov = _gls_cov(df[safe].to_numpy(), df["cluster"].to_numpy(), df["cp"].to_numpy(), s2v, s2w, float(res.scale))
+    cov = _gls_cov(
+        df[safe].to_numpy(), df["cluster"].to_numpy(), df["cp"].to_numpy(), s2v, s2w, float(res.scale)
+    )
     bse = pd.Series(np.sqrt(np.clip(np.diag(cov), 0, None)), index=names)
     converged = bool(getattr(res, "converged", True))
     if not converged:
@@ -199,7 +201,9 @@ def fit_mixedlm_cells(ybar, X: pd.DataFrame, cluster, period, n, ss) -> MixedRes
     converged = bool(opt.success) or float(np.max(np.abs(grad))) < 1e-4
     if not converged:
         notes.append(f"REML optimiser did not converge: {opt.message}")
-    at_bound = [k for k, t in zip(("cluster", "cluster-period"), opt.x[:2], strict=True) if t <= bounds[0][0] + 1]
+    at_bound = [
+        k for k, t in zip(("cluster", "cluster-period"), opt.x[:2], strict=True) if t <= bounds[0][0] + 1
+    ]
     if at_bound:
         notes.append(f"{' and '.join(at_bound)} variance at the boundary (0)")
     return MixedResult(
