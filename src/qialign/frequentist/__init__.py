@@ -9,7 +9,7 @@ from .crosscheck import COLUMNS, METHODS, cross_check
 from .design import FAMILIES, Design, build_design
 from .gee import GEEResult, fit_gee
 from .glm import GLMResult, fit_glm_cluster_robust
-from .mixed import MixedResult, fit_mixedlm
+from .mixed import MixedResult, fit_mixedlm, fit_mixedlm_cells
 from .sandwich import SANDWICH_KINDS, sandwich_covariances, sandwich_from_scores
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "fit_gee",
     "fit_glm_cluster_robust",
     "fit_mixedlm",
+    "fit_mixedlm_cells",
     "sandwich_covariances",
     "sandwich_from_scores",
 ]

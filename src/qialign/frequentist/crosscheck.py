@@ -1,14 +1,23 @@
 """``cross_check``: frequentist estimates of the treatment effect (and its moderation).
 
-Methods (the ``method`` column): ``mixedlm`` (gaussian/lognormal only, Wald z);
+Methods (the ``method`` column): ``mixedlm`` (gaussian/lognormal only, Wald z; REML on cell
+means with the residual variance from the within-cell SDs for cells, :func:`.fit_mixedlm_cells`);
 ``gee_exchangeable_{robust,kc,md,fg}`` and ``gee_nested_exchangeable_{robust,kc,md,fg}``
 (numpy GEE, :mod:`.gee`; t on clusters - p df, Li, Turner & Preisser 2018);
-``glm_cluster_robust`` (t on clusters - 1 df). Methods that do not apply are omitted, not
-NaN: ``mixedlm`` for non-gaussian families or weighted cell means, nested-exchangeable GEE for
-gaussian cell means (one mean per cluster-period). Rows per method: ``treatment_effect`` (link
-scale), ``treatment_effect_natural`` (exp of estimate and interval for log/logit links; se is
-NaN there) and, per moderator m, ``<m>_interaction`` (``alignment_interaction`` for
-``alignment_z``) on the link scale. Numerical failures give NaN rows with a ``note``.
+``glm_cluster_robust`` (t on clusters - 1 df). ``mixedlm`` is omitted (not NaN) for
+non-gaussian families.
+
+The data's level (``level``: ``row`` for patients, ``cell`` for cluster_periods) is where the
+outcome was recorded. Binomial and gaussian/lognormal cells are means of n individuals and the
+GEE's working correlation stays on individuals, so cells and the same patients' rows give the
+same estimates and SEs (GLM: the same estimates, scores and CR1 SEs; MixedLM: the same REML fit).
+Count cells are one observation each: GLM (independence) equals the rows exactly, the correlated
+GEEs do not (their correlation is between cells, and alpha0 has no pairs).
+
+Rows per method: ``treatment_effect`` (link scale), ``treatment_effect_natural`` (exp of
+estimate and interval for log/logit links; se is NaN there) and, per moderator m,
+``<m>_interaction`` (``alignment_interaction`` for ``alignment_z``) on the link scale.
+Numerical failures give NaN rows with a ``note``.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from scipy import stats
 from .design import FAMILIES, build_design
 from .gee import fit_gee
 from .glm import fit_glm_cluster_robust
-from .mixed import fit_mixedlm
+from .mixed import fit_mixedlm, fit_mixedlm_cells
 
 __all__ = ["cross_check", "METHODS", "COLUMNS"]
 
@@ -115,15 +124,16 @@ def cross_check(
         return "; ".join(x for x in (base_note, *parts) if x)
 
     rows = []
-    if "mixedlm" in methods and des.working_family == "gaussian" and des.weights is None:
-        mr = fit_mixedlm(des.y, des.X, des.cluster, des.period)
+    if "mixedlm" in methods and des.working_family == "gaussian":
+        if des.mult is None:
+            mr = fit_mixedlm(des.y, des.X, des.cluster, des.period)
+        else:
+            mr = fit_mixedlm_cells(des.y, des.X, des.cluster, des.period, des.mult, des.ss)
         rows += _rows("mixedlm", family, terms, mr.params, mr.bse, np.inf, note(mr.note), interval)
     for corstr in ("exchangeable", "nested_exchangeable"):
         wanted = [k for k in _SE_KINDS if f"gee_{corstr}_{k}" in methods]
         if not wanted:
             continue
-        if corstr == "nested_exchangeable" and des.weights is not None:
-            continue  # not identifiable from one (weighted) mean per cluster-period
         g = fit_gee(
             des.y,
             des.X,
@@ -132,7 +142,8 @@ def cross_check(
             corstr=corstr,
             period=des.period,
             offset=des.offset,
-            weights=des.weights,
+            mult=des.mult,
+            ss=des.ss,
             tol=tol,
         )
         df, why = gee_df(g.df, len(np.unique(des.cluster)))
@@ -142,7 +153,13 @@ def cross_check(
             )
     if "glm_cluster_robust" in methods:
         r = fit_glm_cluster_robust(
-            des.y, des.X, des.cluster, family=des.working_family, offset=des.offset, weights=des.weights
+            des.y,
+            des.X,
+            des.cluster,
+            family=des.working_family,
+            offset=des.offset,
+            weights=des.weights,
+            nobs=des.nobs,
         )
         rows += _rows("glm_cluster_robust", family, terms, r.params, r.bse, r.df, note(r.note), interval)
     out = pd.DataFrame(rows, columns=COLUMNS)

@@ -1,18 +1,27 @@
-"""From the prepared analysis table to (y, X, cluster, period, offset, weights) arrays.
+"""From the prepared analysis table to (y, X, cluster, period, offset, mult, ss) arrays.
 
 Mean model (link g, Hussey & Hughes 2007 when ``trend="period"``):
 
     g(E y) = f(period) + theta * treated + Z covariates
              [+ a * m + gamma * treated * m   for each moderator m, e.g. alignment_z]
 
-``trend="period"``: one dummy per period and no intercept (geeCRT's coding); ``"linear"``:
-intercept + period. Outcomes: gaussian ``y``; lognormal ``log(y)`` analysed as gaussian;
-bernoulli/binomial 0/1 ``y``; poisson/negative_binomial count ``y`` with ``log(exposure)``
-offset when an ``exposure`` column exists. Aggregate cells (``level="cell"``): binomial
-``events``/``n`` cells are expanded to n Bernoulli rows (exactly the row-level likelihood and
-estimating equations when covariates are cluster-period level); counts use ``count`` (+
-``exposure``) one row per cell; gaussian uses ``mean`` and lognormal ``log_mean`` (the cell mean
-of log y) as rows with prior weight ``n``.
+A moderator that is 0 wherever ``treated`` is 0 (fidelity: nothing delivered in control cells)
+is its own interaction; it enters once, as ``treated:<m>``. ``trend="period"``: one dummy per
+period and no intercept (geeCRT's coding); ``"linear"``: intercept + period.
+
+Observations are individuals (``level="row"``, the ``patients`` table) or cluster-period cells
+(``level="cell"``, ``cluster_periods``); the outcome column is ``y`` (the prepared tables) or its
+cell alias in brackets. Per family:
+
+- bernoulli/binomial: y events of n trials (``n`` defaults to 1: 0/1 rows; cells [``events``]),
+  analysed as the proportion y / n of ``mult = n`` individuals;
+- poisson/negative_binomial: the count y (cells [``count``]) with ``log(exposure)`` offset when an
+  ``exposure`` column exists; a cell is one observation (its overdispersion is the cell's);
+- gaussian y (cells [``mean``]), lognormal log y (cells [``log_mean``], already on the log scale):
+  rows are individuals; a cell is the mean of ``mult = n`` individuals with within-cell sum of
+  squares ``ss = (n - 1) sd^2`` from the ``sd`` column (sample SD).
+
+``nobs`` is the number of individuals (sum of ``mult``; for count cells sum of ``n`` when given).
 """
 
 from __future__ import annotations
@@ -48,9 +57,12 @@ class Design:
     cluster: np.ndarray
     period: np.ndarray
     offset: np.ndarray | None
-    weights: np.ndarray | None
+    weights: np.ndarray | None  # GLM variance weights (= mult): individuals behind each observation
     level: str
     n_dropped: int = 0
+    mult: np.ndarray | None = None
+    ss: np.ndarray | None = None
+    nobs: float = 0.0
 
     @property
     def n_clusters(self) -> int:
@@ -67,6 +79,26 @@ def _need(data: pd.DataFrame, cols) -> None:
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise ValueError(f"data lacks column(s) {missing}")
+
+
+#: cell-level aliases of the outcome column ``y`` (working family -> alias; lognormal log_mean)
+_CELL_ALIAS = {"gaussian": "mean", "binomial": "events", "poisson": "count"}
+
+
+def _outcome_columns(data, family, working, level) -> tuple[str, list[str]]:
+    """The outcome column and the other columns it needs (n, sd, exposure)."""
+    ycol = "y"
+    if level == "cell" and "y" not in data.columns:
+        ycol = "log_mean" if family == "lognormal" else _CELL_ALIAS[working]
+    extra = [ycol]
+    if working == "binomial" and (level == "cell" or "n" in data.columns):
+        extra.append("n")
+    if working == "gaussian" and level == "cell":
+        extra += ["n", "sd"]
+    if working == "poisson":
+        extra += [c for c in ("exposure", "n") if c in data.columns]
+    _need(data, extra)
+    return ycol, extra
 
 
 def build_design(
@@ -87,37 +119,75 @@ def build_design(
     covariates, moderators = list(covariates), list(moderators)
     working = FAMILIES[family][0]
     _need(data, ["cluster", "period", "treated", *covariates, *moderators])
-    if level == "row":
-        ycol = {"gaussian": "y", "binomial": "y", "poisson": "y"}[working]
-    else:
-        ycol = {
-            "gaussian": "log_mean" if family == "lognormal" else "mean",
-            "binomial": "events",
-            "poisson": "count",
-        }[working]
-    extra = [ycol]
-    if level == "cell" and working != "poisson":
-        extra.append("n")
-    if working == "poisson" and "exposure" in data.columns:
-        extra.append("exposure")
-    _need(data, extra)
-    used = ["cluster", "period", "treated", *covariates, *moderators, *extra]
+    ycol, extra = _outcome_columns(data, family, working, level)
+    used = list(dict.fromkeys(["cluster", "period", "treated", *covariates, *moderators, *extra]))
     d = data[used].dropna()
+    if working != "poisson" and "n" in d.columns:
+        d = d[d["n"] > 0]  # a cell without individuals carries no information
     n_dropped = len(data) - len(d)
-    if working == "binomial" and level == "cell":
-        d = _expand_binomial(d)
-        ycol = "y"
     d = d.reset_index(drop=True)
-    y = d[ycol].to_numpy(dtype=float)
-    if family == "lognormal" and level == "row":
-        if np.any(y <= 0):
-            raise ValueError("lognormal outcome needs y > 0")
-        y = np.log(y)
-    if working == "binomial" and not np.all(np.isin(y, (0.0, 1.0))):
-        raise ValueError(f"{family} outcome must be 0/1 at row level")
-    if working == "poisson" and np.any(y < 0):
-        raise ValueError("count outcome must be >= 0")
+    y, mult, ss = _outcome(d, ycol, family, working, level)
+    X = _mean_model(d, trend, covariates, moderators)
+    offset = None
+    if "exposure" in d.columns:
+        expo = d["exposure"].to_numpy(dtype=float)
+        if np.any(expo <= 0):
+            raise ValueError("exposure must be > 0")
+        offset = np.log(expo)
+    if mult is not None:
+        nobs = float(mult.sum())
+    elif level == "cell" and "n" in d.columns:
+        nobs = float(d["n"].sum())
+    else:
+        nobs = float(len(d))
+    return Design(
+        family=family,
+        working_family=working,
+        y=y,
+        X=X,
+        cluster=d["cluster"].astype(str).to_numpy(),
+        period=d["period"].to_numpy(),
+        offset=offset,
+        weights=mult,
+        level=level,
+        n_dropped=n_dropped,
+        mult=mult,
+        ss=ss,
+        nobs=nobs,
+    )
 
+
+def _outcome(d, ycol, family, working, level):
+    """y (proportion, count, value or cell mean), mult and ss; see the module docstring."""
+    y = d[ycol].to_numpy(dtype=float)
+    if working == "binomial":
+        if "n" not in d.columns:
+            if not np.all(np.isin(y, (0.0, 1.0))):
+                raise ValueError(f"{family} outcome must be 0/1 at row level (or give events and n)")
+            return y, None, None
+        n = d["n"].to_numpy(dtype=float)
+        if np.any(y < 0) or np.any(y > n) or np.any(y != np.round(y)):
+            raise ValueError(f"{family} outcome needs whole events with 0 <= events <= n")
+        return y / n, n, None
+    if working == "poisson":
+        if np.any(y < 0):
+            raise ValueError("count outcome must be >= 0")
+        return y, None, None
+    if level == "row":
+        if family == "lognormal":
+            if np.any(y <= 0):
+                raise ValueError("lognormal outcome needs y > 0")
+            y = np.log(y)
+        return y, None, None
+    n = d["n"].to_numpy(dtype=float)
+    sd = d["sd"].to_numpy(dtype=float)
+    if np.any(sd < 0):
+        raise ValueError("cell SDs must be >= 0")
+    return y, n, (n - 1) * sd**2
+
+
+def _mean_model(d, trend, covariates, moderators) -> pd.DataFrame:
+    """Trend, treatment, covariate and moderator columns (see the module docstring)."""
     period = d["period"].to_numpy()
     cols: dict[str, np.ndarray] = {}
     if trend == "period":
@@ -137,37 +207,8 @@ def build_design(
             for k in dummies.columns:
                 cols[k] = dummies[k].to_numpy()
     for m in moderators:
-        cols[m] = d[m].to_numpy(dtype=float)
-        cols[f"treated:{m}"] = treated * cols[m]
-    X = pd.DataFrame(cols)
-    offset = None
-    if "exposure" in extra:
-        expo = d["exposure"].to_numpy(dtype=float)
-        if np.any(expo <= 0):
-            raise ValueError("exposure must be > 0")
-        offset = np.log(expo)
-    weights = d["n"].to_numpy(dtype=float) if (level == "cell" and working == "gaussian") else None
-    return Design(
-        family=family,
-        working_family=working,
-        y=y,
-        X=X,
-        cluster=d["cluster"].astype(str).to_numpy(),
-        period=period,
-        offset=offset,
-        weights=weights,
-        level=level,
-        n_dropped=n_dropped,
-    )
-
-
-def _expand_binomial(d: pd.DataFrame) -> pd.DataFrame:
-    """events/n cells -> one 0/1 row per individual (``y``)."""
-    n = d["n"].to_numpy().astype(int)
-    ev = d["events"].to_numpy().astype(int)
-    if np.any(ev < 0) or np.any(ev > n):
-        raise ValueError("binomial cells need 0 <= events <= n")
-    rep = d.loc[d.index.repeat(n)].drop(columns=["events", "n"]).reset_index(drop=True)
-    within = np.concatenate([np.arange(k) for k in n]) if len(n) else np.array([], dtype=int)
-    rep["y"] = (within < np.repeat(ev, n)).astype(float)
-    return rep
+        v = d[m].to_numpy(dtype=float)
+        if np.any(v[treated == 0] != 0):  # a main effect unless it is 0 off treatment
+            cols[m] = v
+        cols[f"treated:{m}"] = treated * v
+    return pd.DataFrame(cols)

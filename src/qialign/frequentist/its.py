@@ -424,7 +424,8 @@ def its_cross_check(
     """Cross-check rows (``qialign.frequentist.COLUMNS``) of an interrupted time series.
 
     The prepared rows (``period, treated, y`` and ``exposure`` for counts) are summed per period
-    over the series (counts) or averaged (gaussian), separately for clusters that never start (a
+    over the series (counts) or averaged over its individuals (gaussian; cell means weighted by
+    ``n``), separately for clusters that never start (a
     control series: controlled ITS, the effect is the difference in change between the series),
     then fitted by :func:`segmented_regression`
     with the Bayesian model's trend terms: quasi-Poisson (counts, log exposure offset) or OLS
@@ -437,12 +438,17 @@ def its_cross_check(
     if not counts and family != "gaussian":
         note = f"segmented regression covers count and gaussian outcomes, not {family}"
         return pd.DataFrame([["its_segmented", "treatment_effect", "", *[np.nan] * 5, note]], columns=COLUMNS)
-    agg = {"y": "sum", "exposure": "sum"} if counts else {"y": "mean"}
+    # gaussian: the mean over the series' individuals (cells: their means weighted by n)
+    n = rows["n"].astype(float) if "n" in rows.columns else pd.Series(1.0, index=rows.index)
+    rows = rows.assign(y=rows["y"] * n, n=n) if not counts else rows
+    agg = {"y": "sum", "exposure": "sum"} if counts else {"y": "sum", "n": "sum"}
     # a controlled ITS: clusters that never start form the control series
     ever = rows.groupby("cluster")["treated"].transform("max").astype(int)
     controlled = bool((ever == 0).any())
     keys = ["period", "group"] if controlled else ["period"]
     series = rows.assign(group=ever).groupby(keys, as_index=False).agg({**agg, "treated": "max"})
+    if not counts:
+        series["y"] = series["y"] / series["n"]
     start = float(series.loc[series["treated"] == 1, "period"].min())
     method = "its_quasipoisson" if counts else "its_ols"
     link, natural = ("log-rate", "rate ratio") if counts else ("difference", "difference")

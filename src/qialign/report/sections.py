@@ -1420,9 +1420,11 @@ def methods(ctx: Context) -> Section:
             )
     blocks.append(
         P(
-            "Frequentist cross-checks on the same cells: GEE with exchangeable and nested-exchangeable working "
-            "correlation and small-sample corrected sandwich standard errors (Kauermann-Carroll, Mancl-DeRouen, "
-            "Fay-Graubard; t on clusters − p df), a cluster-robust GLM, and for gaussian outcomes a linear mixed model."
+            "Frequentist cross-checks at the level the data were recorded (patients as rows; cluster-period "
+            "summaries as cells, analysed as the means of their patients): GEE with exchangeable and "
+            "nested-exchangeable working correlation and small-sample corrected sandwich standard errors "
+            "(Kauermann-Carroll, Mancl-DeRouen, Fay-Graubard; t on clusters − p df), a cluster-robust GLM, and "
+            "for gaussian and lognormal outcomes a linear mixed model (REML)."
         )
     )
     return Section("methods", "Methods", blocks)

@@ -1,15 +1,59 @@
-"""Frequentist cross-checks of one outcome on the same prepared data."""
+"""Frequentist cross-checks of one outcome on the same prepared data, at the level it was recorded."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qialign.config import load_trial_config
+from qialign.errors import QialignError
 from qialign.frequentist import cross_check
 from qialign.frequentist.its import its_cross_check
+from qialign.models.spec import ModelSpec
 from qialign.steps.alignment import moderator_alignment
+
+#: table an outcome was recorded in -> level of the cross-check
+LEVELS = {"patients": "row", "cluster_periods": "cell"}
+
+
+def recorded_level(record: dict, prepared_dir: Path) -> str:
+    """``row`` (patients) or ``cell`` (cluster_periods), from ``prepared.json``'s ``table``."""
+    table = record.get("table", record.get("exclusions", {}).get("table"))
+    if table not in LEVELS:
+        raise QialignError(
+            f"{prepared_dir / 'prepared.json'} does not say which table outcome "
+            f"'{record.get('outcome')}' came from (key 'table': patients or cluster_periods); "
+            "re-run the prepare step"
+        )
+    return LEVELS[table]
+
+
+def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> list[str]:
+    """Add standardised moderator columns to ``rows`` as the Bayesian model uses them; return names.
+
+    Alignment (cluster level): mean 0, SD 1 over clusters. Fidelity (cluster-period level):
+    standardised over the treated cluster-periods and 0 in control cells, so it is its own
+    interaction with treatment (see :mod:`qialign.frequentist.design`).
+    """
+    from qialign.alignment import standardise_over_clusters
+
+    names = []
+    if "alignment" in primary["moderators"] and cfg["alignment"]["source"] != "none":
+        clusters = sorted(rows["cluster"].astype(str).unique())
+        raw, _ = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
+        rows["alignment_z"] = rows["cluster"].astype(str).map(standardise_over_clusters(raw))
+        names.append("alignment_z")
+    if "fidelity" in primary["moderators"] and "fidelity" in rows.columns:
+        treated = rows["treated"].to_numpy() == 1
+        tcp = rows.loc[treated].drop_duplicates(["cluster", "period"])["fidelity"]
+        if tcp.notna().all() and tcp.std(ddof=1) > 0:
+            z = (rows["fidelity"] - tcp.mean()) / tcp.std(ddof=1)
+            rows["fidelity_z"] = np.where(treated, z, 0.0)
+            names.append("fidelity_z")
+    return names
 
 
 def crosscheck_step(
@@ -19,54 +63,51 @@ def crosscheck_step(
     interrupted time series, segmented regression (quasi-Poisson or OLS, model and Newey-West SEs).
 
     Uses the primary model's trend (period or linear; spline/rw1 fall back to categorical periods)
-    and its moderators, so the two analyses answer the same question.
+    and its moderators, so the two analyses answer the same question; patients are analysed as
+    rows, cluster_periods as cells (:func:`qialign.frequentist.cross_check`).
     """
-    import json
-
-    from qialign.alignment import standardise_over_clusters
-
     cfg = load_trial_config(config_path)
     primary = cfg["models"][0]
     rows = pd.read_parquet(prepared_dir / "rows.parquet")
-    covariates = json.loads((prepared_dir / "prepared.json").read_text())["covariates"]
-    if not primary["covariates"]:
-        covariates = []
-    moderators = []
-    if "alignment" in primary["moderators"] and cfg["alignment"]["source"] != "none":
-        clusters = sorted(rows["cluster"].astype(str).unique())
-        raw, _ = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
-        rows["alignment_z"] = rows["cluster"].astype(str).map(standardise_over_clusters(raw))
-        moderators.append("alignment_z")
-    trend = primary["trend"] if primary["trend"] in ("period", "linear") else "period"
-    level = "row" if "y" in rows else "cell"
+    record = json.loads((prepared_dir / "prepared.json").read_text())
+    level = recorded_level(record, prepared_dir)
+    covariates = record["covariates"] if primary["covariates"] else []
+    moderators = _moderators(cfg, primary, rows, scores)
     family = cfg["outcomes"][outcome]["family"]
+    spec = ModelSpec.from_config(primary, outcome, cfg["outcomes"][outcome], cfg, table=record.get("table"))
+    trend = spec.trend if spec.trend in ("period", "linear") else "period"
     tables = []
-    if cfg["design"] != "interrupted_time_series":  # GEE etc. need concurrent controls
-        tables.append(
-            cross_check(
-                rows,
-                family,
-                trend=trend,
-                covariates=covariates,
-                moderators=moderators,
-                level=level,
-                interval=cfg["interval"]["prob"],
+    try:
+        if cfg["design"] != "interrupted_time_series":  # GEE etc. need concurrent controls
+            tables.append(
+                cross_check(
+                    rows,
+                    family,
+                    trend=trend,
+                    covariates=covariates,
+                    moderators=moderators,
+                    level=level,
+                    interval=cfg["interval"]["prob"],
+                )
             )
-        )
+    except ValueError as exc:
+        raise QialignError(f"cross-check of outcome '{outcome}' ({level} level): {exc}") from None
     segmented = primary.get("slope_change") or primary.get("harmonics", 0) > 0
     if cfg["design"] == "interrupted_time_series" or (
         segmented and cfg["design"] == "controlled_before_after"
     ):  # segmented regression: one series, or treated vs control series (controlled ITS)
-        tables.append(
-            its_cross_check(
-                rows,
-                family,
-                harmonics=primary.get("harmonics", 0),
-                period=primary.get("season_length", 12),
-                slope_change=primary.get("slope_change", False),
-                interval=cfg["interval"]["prob"],
-            )
+        its = its_cross_check(
+            rows,
+            family,
+            harmonics=primary.get("harmonics", 0),
+            period=primary.get("season_length", 12),
+            slope_change=primary.get("slope_change", False),
+            interval=cfg["interval"]["prob"],
         )
+        if moderators:  # one series summed over clusters cannot carry a cluster-level moderator
+            why = f"no moderator ({', '.join(moderators)}): the series pools its clusters"
+            its["note"] = [f"{x}; {why}" if x else why for x in its["note"].fillna("")]
+        tables.append(its)
     table = pd.concat(tables, ignore_index=True)
     table.insert(0, "outcome", outcome)
     table.insert(0, "trial", cfg["id"])

@@ -59,7 +59,7 @@ def prepare_outcome(config_path: str | Path, outcome: str, out_dir: Path) -> Non
             "trial": cfg["id"],
             "outcome": outcome,
             "family": family,
-            "table": trial.locations[outcome],
+            "table": trial.locations[outcome],  # patients (rows) or cluster_periods (cells)
             "covariates": covariates,
             "rows": len(rows),
             "cells": len(cells),
