@@ -1,10 +1,16 @@
 # Config validation and input functions. No statistics here.
+import os
+import sys
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
 from qialign.sources import source_hash as package_source_hash
+
+# the rules run `qialign`: the environment that runs Snakemake goes first on PATH, so that
+# `.venv/bin/snakemake ...` works with nothing activated (local and SLURM jobs inherit it)
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 validate(config, schema="../schemas/config.schema.yaml")
 
