@@ -7,6 +7,7 @@ truth for the Snakefile (``snakemake.utils.validate``) and for ``qialign validat
 from __future__ import annotations
 
 import copy
+import difflib
 from importlib.resources import files
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def _default_filling_validator():
 
 def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
     """Validate ``raw`` and return a copy with defaults filled; raise QialignError listing every problem."""
+    if raw is None:
+        raise QialignError(f"{source}: the file is empty; expected a YAML mapping of trial settings.")
     if not isinstance(raw, dict):
         raise QialignError(f"{source}: expected a YAML mapping of trial settings, got {type(raw).__name__}.")
     cfg = copy.deepcopy(raw)
@@ -49,10 +52,44 @@ def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
         lines = [f"{source}: {len(errors)} problem(s) in the trial configuration:"]
         for err in errors:
             where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-            lines.append(f"- {where}: {err.message}")
+            lines.append(f"- {where}: {_message(err)}")
         raise QialignError("\n".join(lines))
     _check_cross_references(cfg, source)
     return cfg
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    """One line per schema error: unknown keys with the closest known key, never the schema."""
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list(err.schema.get("properties", {}))
+        parts = []
+        for key in sorted(set(err.instance) - set(known)):
+            close = difflib.get_close_matches(key, known, n=1)
+            parts.append(f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        return "; ".join(parts) + f"; expected one of: {', '.join(known)}"
+    if err.validator in ("oneOf", "anyOf") or len(err.message) > 300:
+        return f"{repr(err.instance)[:80]} does not match what is expected here ({err.validator})"
+    return err.message
+
+
+def load_trials(trials_dir: str | Path, ids: list[str]) -> dict[str, dict]:
+    """Every listed trial's validated config (the workflow's); one QialignError naming every
+    problem: a missing file, a bad file, an id that differs from its file name."""
+    configs, problems = {}, []
+    for trial in ids:
+        path = Path(trials_dir) / f"{trial}.yaml"
+        try:
+            cfg = load_trial_config(path)
+        except QialignError as exc:
+            listed = f"config.yaml lists trial '{trial}' but " if not path.is_file() else ""
+            problems.append(f"{listed}{exc}")
+            continue
+        if cfg["id"] != trial:
+            problems.append(f"{path}: id '{cfg['id']}' should equal the file name '{trial}'.")
+        configs[trial] = cfg
+    if problems:
+        raise QialignError("\n".join(problems))
+    return configs
 
 
 def _check_cross_references(cfg: dict, source: str) -> None:

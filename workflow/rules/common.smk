@@ -6,6 +6,8 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
+from qialign.config import load_trials
+from qialign.errors import QialignError
 from qialign.sources import source_hash as package_source_hash
 
 # the rules run `qialign`: the environment that runs Snakemake goes first on PATH, so that
@@ -21,20 +23,10 @@ def trial_config_path(trial):
     return f"{config['trials_dir']}/{trial}.yaml"
 
 
-def _load_trial(trial):
-    path = Path(trial_config_path(trial))
-    if not path.is_file():
-        raise ValueError(f"config.yaml lists trial '{trial}' but {path} does not exist")
-    cfg = yaml.safe_load(path.read_text())
-    validate(cfg, schema="../schemas/trial.schema.yaml")
-    if cfg["id"] != trial:
-        raise ValueError(
-            f"{path}: id '{cfg['id']}' should equal the file name '{trial}'"
-        )
-    return cfg
-
-
-TRIAL_CFG = {trial: _load_trial(trial) for trial in TRIALS}
+try:  # one screen naming the file and key, never a traceback or a schema dump
+    TRIAL_CFG = load_trials(config["trials_dir"], TRIALS)
+except QialignError as exc:
+    sys.exit(f"qialign: {exc}")
 
 
 wildcard_constraints:
