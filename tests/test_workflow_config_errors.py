@@ -40,7 +40,10 @@ CASES = {
         {**GOOD, "models": [{"id": "m", "trnd": "linear"}]},
         ["config/trials/t.yaml", "models/0", "unknown key 'trnd'", "did you mean 'trend'"],
     ),
-    "wrong type": ({**GOOD, "seed": "abc"}, ["config/trials/t.yaml", "seed", "'abc' is not of type 'integer'"]),
+    "wrong type": (
+        {**GOOD, "seed": "abc"},
+        ["config/trials/t.yaml", "seed", "'abc' is not of type 'integer'"],
+    ),
     "id differs from the file name": ({**GOOD, "id": "other"}, ["id 'other' should equal the file name 't'"]),
     "no file": (None, ["config.yaml lists trial 't'", "config/trials/t.yaml", "not found"]),
 }

@@ -93,3 +93,14 @@ def source_hash(root: str | Path, *entries: str) -> str:
     for f in sorted(files):
         digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def put_environment_first_on_path() -> None:
+    """Put the bin folder of the Python running this process first on PATH, so that the rules'
+    ``qialign`` commands come from the environment that runs Snakemake (``.venv/bin/snakemake``
+    works with nothing activated; local and SLURM jobs inherit the variable)."""
+    import os
+    import sys
+
+    here = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])

@@ -1,5 +1,4 @@
 # Config validation and input functions. No statistics here.
-import os
 import sys
 from pathlib import Path
 
@@ -8,11 +7,11 @@ from snakemake.utils import validate
 
 from qialign.config import load_trials
 from qialign.errors import QialignError
+from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
 
-# the rules run `qialign`: the environment that runs Snakemake goes first on PATH, so that
-# `.venv/bin/snakemake ...` works with nothing activated (local and SLURM jobs inherit it)
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# the rules run `qialign` from the environment that runs Snakemake, activated or not
+put_environment_first_on_path()
 
 validate(config, schema="../schemas/config.schema.yaml")
 
