@@ -169,6 +169,7 @@ def fit_step(
         "alignment_propagation": mode if alignment is not None else None,
         "alignment_refits": fit.diagnostics.get("refits"),
         "versions": record["versions"],
+        "reproducibility": record["reproducibility"],
         "git_commit": record["git_commit"],
         "data": prepared["files"],
     }
