@@ -18,11 +18,7 @@ from qialign.frequentist import (
     sandwich_covariances,
 )
 
-# the shared reference data sit beside the checkout (../shared) or beside a worktree folder
-GEECRT_DIR = next(
-    (q / "shared/data/geecrt" for q in Path(__file__).parents if (q / "shared/data/geecrt").is_dir()),
-    Path(__file__).parents[2] / "shared/data/geecrt",
-)
+GEECRT_DIR = Path(__file__).parent / "data" / "geecrt"  # copied from geeCRT 1.1.4, see its README
 
 # Published treatment rows of the geeCRT 1.1.4 vignette (Yu, Li, Rathouz, Turner, Preisser;
 # R package geeCRT, "geeCRT package" vignette): individual-level GEE, geemaee(alpadj = FALSE,
@@ -86,10 +82,7 @@ SE_KINDS = ("model", "robust", "kc", "md", "fg")
 
 
 def _geecrt(name: str) -> pd.DataFrame:
-    path = GEECRT_DIR / f"sampleSWCRT{name}.csv"
-    if not path.exists():
-        pytest.skip(f"geeCRT reference data not found at {path} (shared reference data absent)")
-    return pd.read_csv(path)
+    return pd.read_csv(GEECRT_DIR / f"sampleSWCRT{name}.csv")  # missing data fail the test
 
 
 def _geecrt_fit(name, outcome, corstr, tol=1e-3):
