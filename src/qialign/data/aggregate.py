@@ -1,7 +1,7 @@
 """Cluster-period sufficient statistics.
 
 One row per (cluster, site, period, treated, exposure_time, fidelity if present, covariate
-pattern), sorted by cluster, period and pattern. Per family:
+pattern), sorted by cluster (natural order of ids, ``sort_ids``), period and pattern. Per family:
 
 - bernoulli/binomial: ``n`` (total trials) and ``events``;
 - gaussian: ``n``, ``sum`` and ``sumsq`` of y;
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from qialign.data.io import ids_key
 
 KEYS = ["cluster", "site", "period", "treated", "exposure_time"]
 FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negative_binomial")
@@ -57,4 +59,4 @@ def aggregate(rows: pd.DataFrame, family: str, covariates: list[str]) -> pd.Data
         out[col] = out[col].round().astype("int64")
     out["n"] = out["n"].astype("int64")
     sort = ["cluster", "period"] + [k for k in keys if k not in ("cluster", "period")]
-    return out.sort_values(sort, kind="stable").reset_index(drop=True)
+    return out.sort_values(sort, kind="stable", key=ids_key).reset_index(drop=True)

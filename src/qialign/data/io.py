@@ -1,8 +1,18 @@
-"""Read contract tables (CSV or Parquet) and hash files; every failure is a QialignError naming the file."""
+"""Read contract tables (CSV or Parquet) and the workflow's intermediate files, and hash files.
+
+Identifiers are text from the moment they are read, whatever the user's files use: integer ids
+(``7``), zero-padded ones (``007``) and names (``ward_7``) stay exactly as written. ``ID_COLUMNS``
+lists the identifier columns once; ``read_table`` (user tables) and ``read_results_csv`` /
+``read_results_parquet`` (every file under results/) apply it, and ``sort_ids`` is the one order of
+ids (natural: 2 before 10, so padding does not change it). Every failure reading a user table is a
+QialignError naming the file.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +22,8 @@ from qialign.errors import QialignError
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# contract names of the identifier columns of every table and intermediate file
+ID_COLUMNS = ("cluster", "site", "respondent", "role", "id")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -79,8 +91,58 @@ def read_table(path: str | Path, name: str, id_columns: tuple[str, ...] = ()) ->
     dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dupes:
         raise QialignError(f"{path}: {name} table has duplicated column name(s): {', '.join(dupes)}.")
-    for col in id_columns:
-        if col in df.columns:
-            df[col] = _ids_to_str(df[col])
+    ids_to_text(df, id_columns)
     df.index = pd.RangeIndex(1, len(df) + 1)
     return df
+
+
+def ids_to_text(df: pd.DataFrame, columns: Iterable[str] = ID_COLUMNS) -> pd.DataFrame:
+    """``df`` with its identifier columns (those of ``columns`` it has) as text, in place."""
+    for col in columns:
+        if col in df.columns:
+            df[col] = _ids_to_str(df[col])
+    return df
+
+
+def read_results_csv(path: str | Path) -> pd.DataFrame:
+    """An intermediate CSV (scores, draws, estimates, cluster effects, ...) with text ids."""
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: "str" for c in ID_COLUMNS if c in header})
+
+
+def read_results_parquet(path: str | Path) -> pd.DataFrame:
+    """An intermediate Parquet file (analysis rows, cells) with text ids."""
+    return ids_to_text(pd.read_parquet(path))
+
+
+def natural_key(value) -> tuple:
+    """Sort key of an id: digit runs compare as numbers ('ward_2' < 'ward_10', '01' ~ '1'), then the
+    text itself breaks ties, so the order is total."""
+    text = str(value)
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), text
+
+
+def natural_order(values: Iterable) -> np.ndarray:
+    """Positions that put ``values`` (ids, as text or not) in natural order; ties keep their order."""
+    keys = [natural_key(v) for v in values]
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
+
+
+def natural_codes(values: Iterable) -> np.ndarray:
+    """Codes 0..K-1 of the distinct ``values`` in natural order (as ``np.unique(values,
+    return_inverse=True)[1]``, but 2 before 10 and '02' where '2' would be)."""
+    text = [str(v) for v in values]
+    rank = {v: k for k, v in enumerate(sorted(set(text), key=natural_key))}
+    return np.array([rank[v] for v in text], dtype=int)
+
+
+def sort_ids(values: Iterable) -> list[str]:
+    """Distinct ids (missing dropped) as text in natural order: the one cluster order everywhere."""
+    ids = {str(v) for v in values if not pd.isna(v)}
+    return sorted(ids, key=natural_key)
+
+
+def ids_key(column: pd.Series) -> pd.Series:
+    """``sort_values(key=ids_key)``: identifier columns in natural order, other columns as they are."""
+    return column.map(natural_key) if column.name in ID_COLUMNS else column

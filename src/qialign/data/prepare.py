@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from qialign.data.io import read_table, sha256_file
+from qialign.data.io import ID_COLUMNS, read_table, sha256_file
 from qialign.data.periods import parse_dates, whole_units
 from qialign.data.tables import (
     BINARY_FAMILIES,
@@ -41,7 +41,6 @@ from qialign.errors import DataValidationError, Problem, QialignError
 from qialign.models.identification import identification_problems
 
 TABLES = ("clusters", "patients", "cluster_periods", "survey", "implementation")
-ID_COLUMNS = ("cluster", "site", "respondent", "role", "id")
 BASE_COLUMNS = ["cluster", "site", "period", "treated", "exposure_time"]
 
 
@@ -257,11 +256,8 @@ def load_trial(cfg: dict) -> TrialData:
 
 
 def _coerce(name: str, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """Contract dtypes (invalid values, already reported, become missing)."""
+    """Contract dtypes (invalid values, already reported, become missing); ids are text already."""
     df = df.copy()
-    for col in ("cluster", "site", "respondent", "role", "id"):
-        if col in df.columns:
-            df[col] = df[col].astype("str")
     if name == "clusters":
         if "site" not in df.columns:
             df["site"] = "all"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from qialign.data.io import ids_key
 from qialign.data.prepare import TrialData
 
 
@@ -26,7 +27,8 @@ def design_diagram(trial: TrialData) -> str:
         if tens.strip():
             lines.append(" " * width + tens)
         lines.append(" " * (width - 7) + "period " + "".join(str(p % 10) for p in periods))
-    for site, group in trial.clusters.sort_values(["site", "cluster"]).groupby("site", sort=True):
+    in_order = trial.clusters.sort_values(["site", "cluster"], key=ids_key)  # natural order of ids
+    for site, group in in_order.groupby("site", sort=False):
         lines.append(f"{site}")
         for cluster in group["cluster"]:
             row = []
