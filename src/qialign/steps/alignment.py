@@ -22,6 +22,7 @@ from qialign.alignment import (
 )
 from qialign.config import load_trial_config
 from qialign.data import load_trial
+from qialign.data.io import read_results_csv
 from qialign.errors import QialignError
 
 SCORE_COLUMNS = ["cluster", "wave", "method", "alignment", "alignment_sd", "lower", "upper"]
@@ -32,7 +33,7 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     cfg = load_trial_config(config_path)
     al = cfg["alignment"]
     trial = load_trial(cfg)
-    clusters = trial.clusters["cluster"].astype(str).tolist()
+    clusters = trial.clusters["cluster"].tolist()
     prob = float(cfg.get("interval", {}).get("prob", 0.95))
     draws = None
     if al["source"] == "survey":
@@ -78,21 +79,32 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     return scores
 
 
-def moderator_alignment(
-    scores: pd.DataFrame, wave: int, clusters: list[str]
-) -> tuple[pd.Series | None, list[str]]:
-    """Raw alignment per cluster for the model (the configured wave), and warnings.
+def moderator_alignment(path: Path, wave: int, clusters: list[str]) -> tuple[pd.Series | None, list[str]]:
+    """Raw alignment per cluster for the model (the configured wave, from ``scores.csv`` at ``path``),
+    and warnings.
 
-    Clusters without a score are set to the mean of the others (z = 0) and named in the warnings.
+    ``clusters`` are text ids, as the scores' ids are read (``read_results_csv``). Clusters without a
+    score are set to the mean of the others (z = 0) and named in the warnings; no cluster scored, or
+    scores that do not vary, are a QialignError naming the file.
     """
+    scores = read_results_csv(path)
     if scores.empty:
         return None, []
     at = scores[scores["wave"] == wave].set_index("cluster")["alignment"].astype(float)
+    scored = at.dropna().index.tolist()
     at = at.reindex(clusters)
     notes = []
     missing = at[at.isna()].index.tolist()
+    if len(missing) == len(clusters):
+        raise QialignError(
+            f"{path}: no alignment score in wave {wave} for any analysed cluster "
+            f"({', '.join(clusters)}); scored: {', '.join(scored) or 'none'}"
+        )
     if missing:
         notes.append(f"no alignment score for cluster(s) {', '.join(missing)}: set to the mean (z = 0)")
         at = at.fillna(at.mean())
-    standardise_over_clusters(at)  # raises if it does not vary
+    try:
+        standardise_over_clusters(at)
+    except ValueError as exc:  # one value for every cluster
+        raise QialignError(f"{path}: wave {wave}: {exc}") from None
     return at, notes

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from qialign.data.io import read_results_csv
 from qialign.steps.fit import ESTIMATE_COLUMNS
 
 
 def collect_estimates(bayes: list[Path], crosschecks: list[Path], out: Path, interval: float) -> pd.DataFrame:
     """One table, DESIGN §5 columns; frequentist rows carry method names, blank r_hat/ess_bulk."""
-    frames = [pd.read_csv(p) for p in bayes]
+    frames = [read_results_csv(p) for p in bayes]
     for path in crosschecks:
-        freq = pd.read_csv(path)
+        freq = read_results_csv(path)
         freq = freq.assign(model="primary", interval=interval, r_hat=float("nan"), ess_bulk=float("nan"))
         frames.append(freq)
     table = pd.concat(frames, ignore_index=True)[ESTIMATE_COLUMNS]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from qialign.config import load_trial_config
+from qialign.data.io import read_results_parquet, sort_ids
 from qialign.errors import QialignError
 from qialign.frequentist import cross_check
 from qialign.frequentist.its import its_cross_check
@@ -42,9 +43,9 @@ def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> l
 
     names = []
     if "alignment" in primary["moderators"] and cfg["alignment"]["source"] != "none":
-        clusters = sorted(rows["cluster"].astype(str).unique())
-        raw, _ = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
-        rows["alignment_z"] = rows["cluster"].astype(str).map(standardise_over_clusters(raw))
+        clusters = sort_ids(rows["cluster"])
+        raw, _ = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
+        rows["alignment_z"] = rows["cluster"].map(standardise_over_clusters(raw))
         names.append("alignment_z")
     if "fidelity" in primary["moderators"] and "fidelity" in rows.columns:
         treated = rows["treated"].to_numpy() == 1
@@ -68,7 +69,7 @@ def crosscheck_step(
     """
     cfg = load_trial_config(config_path)
     primary = cfg["models"][0]
-    rows = pd.read_parquet(prepared_dir / "rows.parquet")
+    rows = read_results_parquet(prepared_dir / "rows.parquet")
     record = json.loads((prepared_dir / "prepared.json").read_text())
     level = recorded_level(record, prepared_dir)
     covariates = record["covariates"] if primary["covariates"] else []

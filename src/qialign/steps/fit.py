@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from qialign.config import load_trial_config, models_for, sampler_for
+from qialign.data.io import read_results_csv, read_results_parquet, sort_ids
 from qialign.errors import QialignError
 from qialign.provenance import provenance
 from qialign.steps.alignment import moderator_alignment
@@ -51,7 +51,7 @@ def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> di
 
     al = cfg["alignment"]
     if al["propagation"] == "draws":
-        all_draws = draws_matrix(pd.read_csv(draws_csv), al["wave"], clusters)
+        all_draws = draws_matrix(read_results_csv(draws_csv), al["wave"], clusters)
         if len(all_draws) < 2 or np.isnan(all_draws).any():
             raise QialignError(
                 f"{draws_csv}: no complete alignment draws for wave {al['wave']} and clusters "
@@ -93,7 +93,7 @@ def fit_step(
 
     cfg = load_trial_config(config_path)
     model_cfg = model_config(cfg, outcome, model_id)
-    cells = pd.read_parquet(prepared_dir / "cells.parquet")
+    cells = read_results_parquet(prepared_dir / "cells.parquet")
     prepared = json.loads((prepared_dir / "prepared.json").read_text())
     # only the covariates the outcome's table has (a ward-month outcome has no patient covariates)
     spec = ModelSpec.from_config(
@@ -107,8 +107,8 @@ def fit_step(
     alignment = None
     propagation: dict = {}
     if "alignment" in model_cfg["moderators"] and cfg["alignment"]["source"] != "none":
-        clusters = sorted(cells["cluster"].astype(str).unique())
-        alignment, notes = moderator_alignment(pd.read_csv(scores), cfg["alignment"]["wave"], clusters)
+        clusters = sort_ids(cells["cluster"])
+        alignment, notes = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
         if alignment is not None:
             propagation = alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
     seed = fit_seed(cfg["seed"], outcome, model_id)

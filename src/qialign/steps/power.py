@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from qialign.config import load_trial_config
+from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
 from qialign.power import VarianceComponents, interaction_variance, power, treatment_variance
 
@@ -112,7 +113,7 @@ def power_step(config_path: str | Path, prepared_root: Path, out: Path) -> pd.Da
     if outcome is None:
         table = pd.DataFrame(columns=COLUMNS)
     else:
-        cells = pd.read_parquet(prepared_root / outcome / "cells.parquet")
+        cells = read_results_parquet(prepared_root / outcome / "cells.parquet")
         record = json.loads((prepared_root / outcome / "prepared.json").read_text())
         if record.get("family", cfg["outcomes"][outcome]["family"]) not in SUPPORTED:
             raise QialignError(f"{outcome}: analytic power covers {', '.join(SUPPORTED)} outcomes")
