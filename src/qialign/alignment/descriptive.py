@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from qialign.data.io import natural_order
+
 ROLES = ("clinical", "managerial")
 
 
@@ -51,7 +53,7 @@ def score_items(survey: pd.DataFrame, cfg: dict) -> pd.DataFrame:
             pd.DataFrame(
                 {
                     "respondent": items["respondent"].to_numpy(),
-                    "cluster": items["cluster"].astype(str).to_numpy(),
+                    "cluster": items["cluster"].to_numpy(),
                     "wave": items["wave"].astype(int).to_numpy(),
                     "role": items["role"].to_numpy(),
                     "domain": domain,
@@ -103,8 +105,8 @@ def descriptive_scores(
             wide = {
                 r: cell[cell["role"] == r]
                 .pivot_table(index="respondent", columns="domain", values="score")
-                .reindex(columns=domains)
-                for r in ROLES
+                .pipe(lambda w: w.iloc[natural_order(w.index)].reindex(columns=domains))
+                for r in ROLES  # respondents in natural order: the bootstrap rows do not hang on padding
             }
             means = np.vstack([wide[r].mean(axis=0).to_numpy() for r in ROLES])
             for i, r in enumerate(ROLES):

@@ -83,7 +83,7 @@ def survey_long(survey: pd.DataFrame, cfg: dict, clusters: list[str]) -> SurveyD
     item_domain = np.array([d for d, qs in enumerate(cfg["domains"].values()) for _ in qs])
     role_of = {g: r for r, groups in enumerate(ROLES) for g in cfg["roles"][groups]}
     s = survey.reset_index(drop=True)
-    cluster = s["cluster"].astype(str)
+    cluster = s["cluster"]
     keep = cluster.isin(clusters).to_numpy() & s["role"].isin(role_of).to_numpy()
     s, cluster = s[keep].reset_index(drop=True), cluster[keep].reset_index(drop=True)
     wave = s["wave"].astype(int) if "wave" in s else pd.Series(1, index=s.index)
@@ -338,7 +338,7 @@ def alignment_change(
         return pd.DataFrame(columns=cols)
     first = waves[0]
     by = scores.assign(wave=scores["wave"].astype(int)).set_index(["wave", "cluster"])
-    clusters = list(dict.fromkeys(scores["cluster"].astype(str)))
+    clusters = list(dict.fromkeys(scores["cluster"]))
     rows = []
     for later in waves[1:]:
         if draws is not None:
