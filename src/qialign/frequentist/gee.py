@@ -48,6 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from qialign.data.io import natural_codes
+
 from .sandwich import SANDWICH_KINDS, sandwich_from_scores
 
 __all__ = ["GEEResult", "fit_gee", "GEE_FAMILIES", "CORSTRS"]
@@ -380,7 +382,7 @@ def _inputs(X, y, cluster, family, corstr, period, offset, weights, mult, ss):
 def _clusters(corstr, Xa, ya, cl, per, off, w, mm, sq) -> tuple[list[_Cl], np.ndarray]:
     """Per-cluster pieces and the number of individual pairs per correlation parameter."""
     clusters = []
-    labels, inv = np.unique(cl, return_inverse=True)
+    labels, inv = np.unique(natural_codes(cl), return_inverse=True)  # clusters in the one order of ids
     for k in range(len(labels)):
         idx = np.flatnonzero(inv == k)
         _, pidx = np.unique(per[idx], return_inverse=True)

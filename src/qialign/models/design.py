@@ -30,6 +30,7 @@ import pandas as pd
 from scipy.interpolate import BSpline
 from scipy.special import logit
 
+from qialign.data.io import ids_key, sort_ids
 from qialign.errors import QialignError
 from qialign.models.spec import ModelSpec
 
@@ -177,14 +178,14 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
     if (n <= 0).any():
         raise QialignError(f"outcome {spec.outcome}: cells with n <= 0")
 
-    clusters = sorted(pd.unique(cells["cluster"]))
+    clusters = sort_ids(cells["cluster"])  # the one order of ids (qialign.data.io)
     cluster_idx = pd.Categorical(cells["cluster"], categories=clusters).codes.astype(int)
-    sites = sorted(pd.unique(cells["site"]))
+    sites = sort_ids(cells["site"])
     site_idx = pd.Categorical(cells["site"], categories=sites).codes.astype(int)
     cluster_site = cells.groupby("cluster")["site"].first().reindex(clusters).map(sites.index).to_numpy(int)
     periods = np.sort(pd.unique(cells["period"].astype(int)))
     period_idx = np.searchsorted(periods, cells["period"].astype(int).to_numpy())
-    cp = cells[["cluster", "period"]].drop_duplicates().sort_values(["cluster", "period"])
+    cp = cells[["cluster", "period"]].drop_duplicates().sort_values(["cluster", "period"], key=ids_key)
     cp = cp.reset_index(drop=True)
     cp["cp"] = np.arange(len(cp))
     cp_idx = cells[["cluster", "period"]].merge(cp, how="left", on=["cluster", "period"])["cp"]
