@@ -22,6 +22,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from qialign.config import models_for
+from qialign.data.io import ids_key, natural_key, read_results_csv, read_results_parquet, sort_ids
 from qialign.models.spec import ModelSpec
 from qialign.report import figures
 from qialign.report.tables import (
@@ -73,11 +74,11 @@ SE_LABEL = {
 
 
 def read_csv(path: Path) -> pd.DataFrame | None:
-    """The table, an empty frame for an empty file, or None when the file does not exist."""
+    """The table (ids as text), an empty frame for an empty file, or None when the file does not exist."""
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        return read_results_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 
@@ -87,7 +88,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_parquet(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
+    return read_results_parquet(path) if path.is_file() else None
 
 
 @dataclass
@@ -507,17 +508,15 @@ def _cell_matrix(ctx: Context):
         cp = cells.groupby(["cluster", "period"], as_index=False).agg(
             n=("n", "sum"), treated=("treated", "max")
         )
-        cp["cluster"] = cp["cluster"].astype(str)
     if not clusters and cp is not None:
         sites = (
             ctx.parquet(source, "cells.parquet").groupby("cluster")["site"].first() if "site" in cells else {}
         )
         clusters = [
-            {"cluster": c, "site": sites.get(c, "") if len(sites) else ""}
-            for c in sorted(cp["cluster"].unique())
+            {"cluster": c, "site": sites.get(c, "") if len(sites) else ""} for c in sort_ids(cp["cluster"])
         ]
     periods = data.get("periods") or (sorted(cp["period"].unique().tolist()) if cp is not None else [])
-    clusters = sorted(clusters, key=lambda c: (str(c.get("site") or ""), _natural_key(str(c["cluster"]))))
+    clusters = sorted(clusters, key=lambda c: (natural_key(c.get("site") or ""), natural_key(c["cluster"])))
     names = [(str(c["cluster"]), str(c.get("site") or "")) for c in clusters]
     treated = np.full((len(names), len(periods)), np.nan)
     n = np.full_like(treated, np.nan)
@@ -536,12 +535,6 @@ def _cell_matrix(ctx: Context):
                 seen[idx[r.cluster], pidx[r.period]] = True
         treated[~seen] = np.nan
     return names, periods, treated, n, source
-
-
-def _natural_key(s: str):
-    import re
-
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def design(ctx: Context) -> Section:
@@ -651,7 +644,6 @@ def _rate_factor(ctx: Context, outcome: str) -> pd.DataFrame | None:
         return None
     g = cells.groupby(["cluster", "period"], as_index=False)[["n", "exposure"]].sum()
     g["factor"] = g["n"] / g["exposure"]
-    g["cluster"] = g["cluster"].astype(str)
     return g[["cluster", "period", "factor"]]
 
 
@@ -689,7 +681,6 @@ def time_trends(ctx: Context) -> Section:
         factor = _rate_factor(ctx, outcome) if fam in ("poisson", "negative_binomial") else None
         if cf is not None and not cf.empty:
             cf = cf.copy()
-            cf["cluster"] = cf["cluster"].astype(str)
             if factor is not None:
                 cf = cf.merge(factor, on=["cluster", "period"], how="left")
                 for c in [c for c in cf if c == "observed" or c.endswith(("_mean", "_lower", "_upper"))]:
@@ -900,7 +891,7 @@ def effects(ctx: Context) -> Section:
                 else None
             )
             log = natural and fam != "gaussian"
-            ce = ce.sort_values("cluster", key=lambda s: s.astype(str).map(_natural_key))
+            ce = ce.sort_values("cluster", key=ids_key)
             uri = figures.forest(
                 [
                     f"{c} ({s})" if "site" in ce and not is_missing(s) else str(c)
@@ -1010,7 +1001,7 @@ def alignment(ctx: Context) -> Section:
         scale = (
             "domain score (0–100)" if np.nanmax(vals) > al.get("scale", {}).get("max", 5) else "domain mean"
         )
-        prof = sw.sort_values("cluster", key=lambda s: s.astype(str).map(_natural_key))
+        prof = sw.sort_values("cluster", key=ids_key)
         blocks.append(
             FIG(
                 figures.alignment_profiles(prof, domains, scale),
@@ -1035,7 +1026,9 @@ def alignment(ctx: Context) -> Section:
         numeric={2, 4, 5, 6, 7, 8},
         caption=f"Alignment scores (higher = more aligned). Respondent counts under {ctx.below} shown as “<{ctx.below}”.",
     )
-    for _, r in scores.sort_values(["wave", "cluster"] if "wave" in scores else ["cluster"]).iterrows():
+    for _, r in scores.sort_values(
+        ["wave", "cluster"] if "wave" in scores else ["cluster"], key=ids_key
+    ).iterrows():
         e, lo, hi = triple(r["alignment"], r.get("lower"), r.get("upper"))
         t.rows.append(
             [
@@ -1053,7 +1046,7 @@ def alignment(ctx: Context) -> Section:
     blocks.append(
         FIG(
             figures.ranked_intervals(
-                sw["cluster"].astype(str).tolist(),
+                sw["cluster"].tolist(),
                 sw["alignment"],
                 sw.get("lower", np.nan * sw["alignment"]),
                 sw.get("upper", np.nan * sw["alignment"]),
@@ -1091,7 +1084,7 @@ def alignment(ctx: Context) -> Section:
             ce["estimate"].to_numpy(float),
             ce["lower"].to_numpy(float),
             ce["upper"].to_numpy(float),
-            ce["cluster"].astype(str).tolist(),
+            ce["cluster"].tolist(),
             line,
             LINK_PHRASE.get(str(ce["scale"].iloc[0]), str(ce["scale"].iloc[0])),
         )
@@ -1161,7 +1154,6 @@ def model_checks(ctx: Context) -> Section:
         blocks.append(H3(ctx.label(outcome), f"checks-{_slug(outcome)}"))
         ppc = ctx.csv(outcome, model, "ppc.csv")
         if ppc is not None and not ppc.empty and {"observed_mean", "predicted_mean"} <= set(ppc):
-            ppc["cluster"] = ppc["cluster"].astype(str)
             one_per_cp = not ppc.duplicated(["cluster", "period"]).any()
             agg = []
             for (c, p_), g in ppc.groupby(["cluster", "period"]):
