@@ -1,11 +1,23 @@
-"""Ids are text end to end: the one reader of intermediate files (``read_results_csv``) and the natural
-sort of ids."""
+"""Ids are text end to end: integer cluster ids (the geeCRT sample trial) and the same trial with the ids
+zero-padded ("01".."12") run through the whole workflow and give the same alignment scores and estimates.
+
+The fast tests check the one reader of intermediate files (``read_results_csv``) and the natural sort.
+"""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
+import pytest
+import yaml
 
 from qialign.data.io import ID_COLUMNS, natural_codes, read_results_csv, read_results_parquet, sort_ids
+
+ROOT = Path(__file__).resolve().parents[1]
+GEECRT = ROOT / "tests" / "data" / "geecrt" / "sampleSWCRTSmall.csv"
 
 
 # ---------------------------------------------------------------- fast: the reader and the sort
@@ -48,3 +60,118 @@ def test_ids_sort_naturally_and_padding_does_not_change_the_order():
         == natural_codes(["10", "02", "01", "02"]).tolist()
         == [2, 1, 0, 1]
     )
+
+
+# ---------------------------------------------------------------- the whole workflow
+def _survey(rng: np.random.Generator, clusters: list[int]) -> pd.DataFrame:
+    """Staff survey: per cluster 4 clinicians (doctor, nurse) and 3 managers; the managers' view
+    drifts from the clinicians' by a cluster-specific amount, so alignment varies over clusters."""
+    rows = []
+    for j in clusters:
+        drift = rng.uniform(0, 1.5)
+        for role in ["doctor", "nurse", "doctor", "nurse", "matron", "matron", "manager"]:
+            centre = 3.5 + (drift if role in ("matron", "manager") else 0.0) * np.array([1, 1, -1, -1])
+            items = np.clip(np.rint(centre + rng.normal(0, 0.7, 4)), 1, 5).astype(int)
+            rows.append({"cluster": j, "role": role, **{f"q{i + 1}": v for i, v in enumerate(items)}})
+    survey = pd.DataFrame(rows)
+    survey.insert(0, "respondent", np.arange(1, len(survey) + 1))
+    return survey
+
+
+def _trial_tables() -> dict[str, pd.DataFrame]:
+    """geeCRT's small trial (id = cluster, integers 1..12) as patients, clusters and survey tables."""
+    d = pd.read_csv(GEECRT)
+    patients = d[["id", "period", "y_bin"]].rename(columns={"id": "cluster"})
+    treated = d[d["treatment"] == 1]
+    starts = treated.groupby("id")["period"].min()
+    clusters = pd.DataFrame({"cluster": sorted(d["id"].unique())})
+    clusters["start_period"] = clusters["cluster"].map(starts).astype("Int64")
+    return {
+        "clusters": clusters,
+        "patients": patients,
+        "survey": _survey(np.random.default_rng(12), clusters["cluster"].tolist()),
+    }
+
+
+def _write_trial(work: Path, trial: str, tables: dict[str, pd.DataFrame], pad: bool) -> None:
+    data = work / "data" / trial
+    data.mkdir(parents=True)
+    paths = {}
+    for name, df in tables.items():
+        df = df.copy()
+        if pad:  # the same trial with text ids: "01".."12", respondents "0001"..
+            df["cluster"] = df["cluster"].map(lambda c: f"{c:02d}")
+            if "respondent" in df:
+                df["respondent"] = df["respondent"].map(lambda r: f"{r:04d}")
+        paths[name] = str(data / f"{name}.csv")
+        df.to_csv(paths[name], index=False)
+    cfg = {
+        "id": trial,
+        "title": f"geeCRT small sample ({'zero-padded' if pad else 'integer'} cluster ids)",
+        "design": "stepped_wedge",
+        "data": paths,
+        "outcomes": {"y_bin": {"family": "bernoulli", "better": "lower"}},
+        "alignment": {
+            "source": "survey",
+            "roles": {"clinical": ["doctor", "nurse"], "managerial": ["matron", "manager"]},
+            "domains": {"safety": ["q1", "q2"], "flow": ["q3", "q4"]},
+        },
+        "models": [{"id": "hh"}],
+        "sampler": {"chains": 2, "draws": 100, "tune": 100},
+        "diagnostics": {"retry": False},
+        "seed": 20261201,
+    }
+    (work / "config" / "trials" / f"{trial}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def ids_project(tmp_path_factory) -> dict:
+    from test_workflow import _snakemake
+
+    work = tmp_path_factory.mktemp("ids_project")
+    for item in ("Snakefile", "workflow", "src"):
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+    (work / "config" / "trials").mkdir(parents=True)
+    tables = _trial_tables()
+    _write_trial(work, "geecrt_int", tables, pad=False)
+    _write_trial(work, "geecrt_text", tables, pad=True)
+    (work / "config" / "config.yaml").write_text("trials: [geecrt_int, geecrt_text]\n")
+    return {"work": work, "run": _snakemake(work)}
+
+
+def _read(work: Path, trial: str, *parts: str) -> pd.DataFrame:
+    return pd.read_csv(work / "results" / trial / Path(*parts), dtype={"cluster": str})
+
+
+@pytest.mark.workflow
+def test_integer_and_text_cluster_ids_run_the_whole_workflow(ids_project):
+    run = ids_project["run"]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    for trial in ("geecrt_int", "geecrt_text"):
+        assert (ids_project["work"] / "reports" / trial / "report.html").is_file()
+
+
+@pytest.mark.workflow
+def test_integer_and_text_ids_give_the_same_scores(ids_project):
+    work = ids_project["work"]
+    ints = _read(work, "geecrt_int", "alignment", "scores.csv")
+    text = _read(work, "geecrt_text", "alignment", "scores.csv")
+    assert ints["cluster"].tolist() == [str(i) for i in range(1, 13)]
+    assert text["cluster"].tolist() == [f"{i:02d}" for i in range(1, 13)]  # zero padding preserved
+    values = [c for c in ints.columns if c != "cluster"]
+    pd.testing.assert_frame_equal(ints[values], text[values], check_exact=True)
+    assert ints["alignment"].std() > 0.02  # the scores vary: alignment can moderate the effect
+
+
+@pytest.mark.workflow
+def test_integer_and_text_ids_give_the_same_estimates(ids_project):
+    work = ids_project["work"]
+    ints, text = _read(work, "geecrt_int", "estimates.csv"), _read(work, "geecrt_text", "estimates.csv")
+    assert "alignment_interaction" in set(ints["estimand"])
+    assert {"bayes", "gee_nested_exchangeable_md"} <= set(ints["method"])
+    pd.testing.assert_frame_equal(ints.drop(columns="trial"), text.drop(columns="trial"), check_exact=True)
+    fit = _read(work, "geecrt_int", "y_bin", "hh", "cluster_effects.csv")
+    fit_text = _read(work, "geecrt_text", "y_bin", "hh", "cluster_effects.csv")
+    assert fit_text["cluster"].tolist() == [f"{int(c):02d}" for c in fit["cluster"]]
+    numeric = fit.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(fit[numeric], fit_text[numeric], check_exact=True)
