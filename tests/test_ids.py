@@ -175,3 +175,10 @@ def test_integer_and_text_ids_give_the_same_estimates(ids_project):
     assert fit_text["cluster"].tolist() == [f"{int(c):02d}" for c in fit["cluster"]]
     numeric = fit.select_dtypes("number").columns
     pd.testing.assert_frame_equal(fit[numeric], fit_text[numeric], check_exact=True)
+    power, power_text = _read(work, "geecrt_int", "power.csv"), _read(work, "geecrt_text", "power.csv")
+    assert len(power) > 0
+    pd.testing.assert_frame_equal(
+        power.drop(columns="trial", errors="ignore"),
+        power_text.drop(columns="trial", errors="ignore"),
+        check_exact=True,
+    )

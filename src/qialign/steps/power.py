@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from qialign.config import load_trial_config
-from qialign.data.io import read_results_parquet
+from qialign.data.io import read_results_parquet, sort_ids
 from qialign.errors import QialignError
 from qialign.power import VarianceComponents, interaction_variance, power, treatment_variance
 
@@ -49,6 +49,7 @@ def schedule(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
     """(X, m, clusters, periods): treated indicator and patients per cluster-period, NaN if unobserved."""
     cp = cells.groupby(["cluster", "period"], as_index=False).agg(n=("n", "sum"), treated=("treated", "max"))
     X = cp.pivot(index="cluster", columns="period", values="treated")
+    X = X.reindex(sort_ids(X.index))  # clusters in the one order of ids
     m = cp.pivot(index="cluster", columns="period", values="n").reindex_like(X)
     return X.to_numpy(float), m.to_numpy(float), X.index.tolist(), X.columns.tolist()
 
