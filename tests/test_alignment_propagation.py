@@ -14,6 +14,7 @@ import pytest
 
 from models_sim import simulate
 from qialign.alignment.latent import build_latent_model, survey_long
+from qialign.data.io import sort_ids
 from qialign.models import ModelSpec, estimates, fit_model
 from qialign.models import fit as fit_module
 from qialign.simulate import load_spec, simulate_trial
@@ -101,7 +102,7 @@ def test_joint_logp_is_survey_plus_outcome():
     from qialign.models.design import build_design
 
     sim, cfg, cells = _tiny_trial_and_survey()
-    clusters = sorted(cells["cluster"].unique())
+    clusters = sort_ids(cells["cluster"])
     survey = survey_long(sim.survey, cfg, clusters)
     plug = pd.Series(np.linspace(-1, -0.2, len(clusters)), index=clusters)
     design = build_design(cells, SPEC, plug)
@@ -178,7 +179,7 @@ def test_carrying_measurement_error_widens_and_covers_better():
     rows = []
     for i in range(N_SIM):
         sim, cfg, cells = _small_survey_trial(100 + i)
-        clusters = sorted(cells["cluster"].unique())
+        clusters = sort_ids(cells["cluster"])
         lat = latent_scores(sim.survey, cfg, clusters, seed=i, prob=0.9)
         plug = lat.scores[lat.scores["wave"] == 1].set_index("cluster")["alignment"].reindex(clusters)
         truth = pd.Series({c: v["raw"] for c, v in sim.truth["alignment"].items()}).reindex(clusters)
