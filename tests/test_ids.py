@@ -40,6 +40,21 @@ def test_results_parquet_ids_become_text(tmp_path):
     assert cells["period"].tolist() == [1, 2]
 
 
+def test_moderator_alignment_matches_padded_ids_and_names_the_file_when_none_match(tmp_path):
+    from qialign.errors import QialignError
+    from qialign.steps.alignment import moderator_alignment
+
+    path = tmp_path / "scores.csv"
+    path.write_text("cluster,wave,alignment\n007,1,0.6\n010,1,0.9\n011,1,0.7\n")
+    raw, notes = moderator_alignment(path, 1, ["007", "010", "011"])
+    assert raw.index.tolist() == ["007", "010", "011"] and raw.tolist() == [0.6, 0.9, 0.7] and not notes
+    with pytest.raises(QialignError, match=r"scores.csv: no alignment score in wave 1 for any analysed"):
+        moderator_alignment(path, 1, ["7", "10", "11"])
+    path.write_text("cluster,wave,alignment\n1,1,0.5\n2,1,0.5\n")
+    with pytest.raises(QialignError, match="scores.csv: wave 1: alignment does not vary"):
+        moderator_alignment(path, 1, ["1", "2"])
+
+
 def test_id_columns_are_defined_once():
     from qialign.data import prepare
 
