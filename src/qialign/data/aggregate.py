@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qialign.data.io import ids_key
+from qialign.data.io import ID_COLUMNS, ids_key, natural_factorize
 
 KEYS = ["cluster", "site", "period", "treated", "exposure_time"]
 FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negative_binomial")
@@ -34,6 +34,9 @@ def aggregate(rows: pd.DataFrame, family: str, covariates: list[str]) -> pd.Data
     n = rows["n"].astype("int64") if "n" in rows.columns else pd.Series(1, index=rows.index)
     y = rows["y"].astype("float64")
     work = rows[keys].copy()
+    labels = {}
+    for c in [k for k in keys if k in ID_COLUMNS]:  # group on natural codes: the same sums for 7 and 007
+        work[c], labels[c] = natural_factorize(rows[c])
     work["n"] = n
     if family in ("bernoulli", "binomial"):
         work["events"] = y
@@ -54,6 +57,8 @@ def aggregate(rows: pd.DataFrame, family: str, covariates: list[str]) -> pd.Data
         work["exposure"] = exp.astype("float64")
         stats = {"n": "sum", "count": "sum", "exposure": "sum"}
     out = work.groupby(keys, sort=True, dropna=False, observed=True).agg(stats).reset_index()
+    for c, ids in labels.items():
+        out[c] = pd.Series(ids, dtype="str").to_numpy()[out[c].to_numpy()]
     if family in ("bernoulli", "binomial", "poisson", "negative_binomial"):
         col = "events" if family in ("bernoulli", "binomial") else "count"
         out[col] = out[col].round().astype("int64")

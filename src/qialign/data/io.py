@@ -129,12 +129,19 @@ def natural_order(values: Iterable) -> np.ndarray:
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
 
 
-def natural_codes(values: Iterable) -> np.ndarray:
-    """Codes 0..K-1 of the distinct ``values`` in natural order (as ``np.unique(values,
-    return_inverse=True)[1]``, but 2 before 10 and '02' where '2' would be)."""
+def natural_factorize(values: Iterable) -> tuple[np.ndarray, list[str]]:
+    """(codes, labels): ``labels`` the distinct ``values`` as text in natural order, ``codes`` 0..K-1
+    their positions (as ``np.unique(values, return_inverse=True)``, but 2 before 10 and '02' where '2'
+    would be). Grouping on the codes gives the same arithmetic however the ids are spelled."""
     text = [str(v) for v in values]
-    rank = {v: k for k, v in enumerate(sorted(set(text), key=natural_key))}
-    return np.array([rank[v] for v in text], dtype=int)
+    labels = sorted(set(text), key=natural_key)
+    rank = {v: k for k, v in enumerate(labels)}
+    return np.array([rank[v] for v in text], dtype=int), labels
+
+
+def natural_codes(values: Iterable) -> np.ndarray:
+    """The codes of :func:`natural_factorize`."""
+    return natural_factorize(values)[0]
 
 
 def sort_ids(values: Iterable) -> list[str]:
