@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
+from qialign.data.io import natural_codes
+
 __all__ = ["MixedResult", "fit_mixedlm", "fit_mixedlm_cells"]
 
 
@@ -50,7 +52,7 @@ def fit_mixedlm(y, X: pd.DataFrame, cluster, period, *, cluster_period: bool = T
     safe = [f"x{k}" for k in range(len(names))]
     df = pd.DataFrame(np.asarray(X, dtype=float), columns=safe)
     df["y"] = np.asarray(y, dtype=float)
-    df["cluster"] = np.asarray(cluster).astype(str)
+    df["cluster"] = natural_codes(cluster)  # groups in the one order of ids
     df["cp"] = np.asarray(period).astype(str)
     nan = MixedResult(
         params=pd.Series(np.nan, index=names),
@@ -171,7 +173,7 @@ def fit_mixedlm_cells(ybar, X: pd.DataFrame, cluster, period, n, ss) -> MixedRes
     if np.linalg.matrix_rank(Xa) < Xa.shape[1]:
         nan.note = "design matrix is rank deficient"
         return nan
-    cl, per = np.asarray(cluster).astype(str), np.asarray(period)
+    cl, per = natural_codes(cluster), np.asarray(period)  # clusters in the one order of ids
     blocks = []
     for c in np.unique(cl):
         i = np.flatnonzero(cl == c)
