@@ -94,9 +94,9 @@ def _survey(rng: np.random.Generator, clusters: list[int]) -> pd.DataFrame:
 
 
 def _trial_tables() -> dict[str, pd.DataFrame]:
-    """geeCRT's small trial (id = cluster, integers 1..12) as patients, clusters and survey tables."""
+    """geeCRT's small trial (id = cluster, integers 1..12; y_bin, y_con) as patients, clusters, survey."""
     d = pd.read_csv(GEECRT)
-    patients = d[["id", "period", "y_bin"]].rename(columns={"id": "cluster"})
+    patients = d[["id", "period", "y_bin", "y_con"]].rename(columns={"id": "cluster"})
     treated = d[d["treatment"] == 1]
     starts = treated.groupby("id")["period"].min()
     clusters = pd.DataFrame({"cluster": sorted(d["id"].unique())})
@@ -125,7 +125,10 @@ def _write_trial(work: Path, trial: str, tables: dict[str, pd.DataFrame], pad: b
         "title": f"geeCRT small sample ({'zero-padded' if pad else 'integer'} cluster ids)",
         "design": "stepped_wedge",
         "data": paths,
-        "outcomes": {"y_bin": {"family": "bernoulli", "better": "lower"}},
+        "outcomes": {
+            "y_bin": {"family": "bernoulli", "better": "lower"},
+            "y_con": {"family": "gaussian", "better": "higher"},
+        },
         "alignment": {
             "source": "survey",
             "roles": {"clinical": ["doctor", "nurse"], "managerial": ["matron", "manager"]},
@@ -183,7 +186,8 @@ def test_integer_and_text_ids_give_the_same_estimates(ids_project):
     work = ids_project["work"]
     ints, text = _read(work, "geecrt_int", "estimates.csv"), _read(work, "geecrt_text", "estimates.csv")
     assert "alignment_interaction" in set(ints["estimand"])
-    assert {"bayes", "gee_nested_exchangeable_md"} <= set(ints["method"])
+    assert {"bayes", "gee_nested_exchangeable_md", "mixedlm"} <= set(ints["method"])
+    assert set(ints["outcome"]) == {"y_bin", "y_con"}
     pd.testing.assert_frame_equal(ints.drop(columns="trial"), text.drop(columns="trial"), check_exact=True)
     fit = _read(work, "geecrt_int", "y_bin", "hh", "cluster_effects.csv")
     fit_text = _read(work, "geecrt_text", "y_bin", "hh", "cluster_effects.csv")
