@@ -14,7 +14,7 @@ import pytest
 
 from models_sim import simulate
 from qialign.alignment.latent import build_latent_model, survey_long
-from qialign.data.io import sort_ids
+from qialign.ids import sort_ids
 from qialign.models import ModelSpec, estimates, fit_model
 from qialign.models import fit as fit_module
 from qialign.simulate import load_spec, simulate_trial

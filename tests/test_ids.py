@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from qialign.data.io import ID_COLUMNS, natural_codes, read_results_csv, read_results_parquet, sort_ids
+from qialign.data.io import read_results_csv, read_results_parquet
+from qialign.ids import ID_COLUMNS, natural_codes, sort_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 GEECRT = ROOT / "tests" / "data" / "geecrt" / "sampleSWCRTSmall.csv"

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from qialign.data.io import natural_order
+from qialign.ids import natural_order
 
 ROLES = ("clinical", "managerial")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qialign.data.io import ID_COLUMNS, ids_key, natural_factorize
+from qialign.ids import ID_COLUMNS, ids_key, natural_factorize
 
 KEYS = ["cluster", "site", "period", "treated", "exposure_time"]
 FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negative_binomial")

@@ -1,17 +1,15 @@
 """Read contract tables (CSV or Parquet) and the workflow's intermediate files, and hash files.
 
 Identifiers are text from the moment they are read, whatever the user's files use: integer ids
-(``7``), zero-padded ones (``007``) and names (``ward_7``) stay exactly as written. ``ID_COLUMNS``
-lists the identifier columns once; ``read_table`` (user tables) and ``read_results_csv`` /
-``read_results_parquet`` (every file under results/) apply it, and ``sort_ids`` is the one order of
-ids (natural: 2 before 10, so padding does not change it). Every failure reading a user table is a
-QialignError naming the file.
+(``7``), zero-padded ones (``007``) and names (``ward_7``) stay exactly as written. ``read_table``
+(user tables) and ``read_results_csv`` / ``read_results_parquet`` (every file under results/) apply
+:data:`qialign.ids.ID_COLUMNS`; :mod:`qialign.ids` also holds the one order of ids. Every failure
+reading a user table is a QialignError naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from qialign.errors import QialignError
+from qialign.ids import ID_COLUMNS
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-# contract names of the identifier columns of every table and intermediate file
-ID_COLUMNS = ("cluster", "site", "respondent", "role", "id")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -113,43 +110,3 @@ def read_results_csv(path: str | Path) -> pd.DataFrame:
 def read_results_parquet(path: str | Path) -> pd.DataFrame:
     """An intermediate Parquet file (analysis rows, cells) with text ids."""
     return ids_to_text(pd.read_parquet(path))
-
-
-def natural_key(value) -> tuple:
-    """Sort key of an id: digit runs compare as numbers ('ward_2' < 'ward_10', '01' ~ '1'), then the
-    text itself breaks ties, so the order is total."""
-    text = str(value)
-    parts = re.split(r"(\d+)", text)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts), text
-
-
-def natural_order(values: Iterable) -> np.ndarray:
-    """Positions that put ``values`` (ids, as text or not) in natural order; ties keep their order."""
-    keys = [natural_key(v) for v in values]
-    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
-
-
-def natural_factorize(values: Iterable) -> tuple[np.ndarray, list[str]]:
-    """(codes, labels): ``labels`` the distinct ``values`` as text in natural order, ``codes`` 0..K-1
-    their positions (as ``np.unique(values, return_inverse=True)``, but 2 before 10 and '02' where '2'
-    would be). Grouping on the codes gives the same arithmetic however the ids are spelled."""
-    text = [str(v) for v in values]
-    labels = sorted(set(text), key=natural_key)
-    rank = {v: k for k, v in enumerate(labels)}
-    return np.array([rank[v] for v in text], dtype=int), labels
-
-
-def natural_codes(values: Iterable) -> np.ndarray:
-    """The codes of :func:`natural_factorize`."""
-    return natural_factorize(values)[0]
-
-
-def sort_ids(values: Iterable) -> list[str]:
-    """Distinct ids (missing dropped) as text in natural order: the one cluster order everywhere."""
-    ids = {str(v) for v in values if not pd.isna(v)}
-    return sorted(ids, key=natural_key)
-
-
-def ids_key(column: pd.Series) -> pd.Series:
-    """``sort_values(key=ids_key)``: identifier columns in natural order, other columns as they are."""
-    return column.map(natural_key) if column.name in ID_COLUMNS else column

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from qialign.data.io import ID_COLUMNS, read_table, sha256_file
+from qialign.data.io import read_table, sha256_file
 from qialign.data.periods import parse_dates, whole_units
 from qialign.data.tables import (
     BINARY_FAMILIES,
@@ -38,6 +38,7 @@ from qialign.data.tables import (
 )
 from qialign.data.validate import design_problems, run_schema
 from qialign.errors import DataValidationError, Problem, QialignError
+from qialign.ids import ID_COLUMNS
 from qialign.models.identification import identification_problems
 
 TABLES = ("clusters", "patients", "cluster_periods", "survey", "implementation")

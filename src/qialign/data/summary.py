@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qialign.data.io import ids_key
 from qialign.data.prepare import TrialData
+from qialign.ids import ids_key
 
 
 def _cells(trial: TrialData) -> pd.DataFrame:

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from qialign.data.io import natural_codes
+from qialign.ids import natural_codes
 
 from .sandwich import SANDWICH_KINDS, sandwich_from_scores
 

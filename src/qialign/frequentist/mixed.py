@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from qialign.data.io import natural_codes
+from qialign.ids import natural_codes
 
 __all__ = ["MixedResult", "fit_mixedlm", "fit_mixedlm_cells"]
 

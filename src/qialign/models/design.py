@@ -30,8 +30,8 @@ import pandas as pd
 from scipy.interpolate import BSpline
 from scipy.special import logit
 
-from qialign.data.io import ids_key, sort_ids
 from qialign.errors import QialignError
+from qialign.ids import ids_key, sort_ids
 from qialign.models.spec import ModelSpec
 
 REQUIRED = ("cluster", "period", "treated", "exposure_time", "n")

@@ -22,7 +22,8 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from qialign.config import models_for
-from qialign.data.io import ids_key, natural_key, read_results_csv, read_results_parquet, sort_ids
+from qialign.data.io import read_results_csv, read_results_parquet
+from qialign.ids import ids_key, natural_key, sort_ids
 from qialign.models.spec import ModelSpec
 from qialign.report import figures
 from qialign.report.tables import (

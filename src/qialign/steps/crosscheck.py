@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 
 from qialign.config import load_trial_config
-from qialign.data.io import read_results_parquet, sort_ids
+from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
 from qialign.frequentist import cross_check
 from qialign.frequentist.its import its_cross_check
+from qialign.ids import sort_ids
 from qialign.models.spec import ModelSpec
 from qialign.steps.alignment import moderator_alignment
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from qialign.config import load_trial_config, models_for, sampler_for
-from qialign.data.io import read_results_csv, read_results_parquet, sort_ids
+from qialign.data.io import read_results_csv, read_results_parquet
 from qialign.errors import QialignError
+from qialign.ids import sort_ids
 from qialign.provenance import provenance
 from qialign.steps.alignment import moderator_alignment
 

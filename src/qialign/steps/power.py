@@ -19,8 +19,9 @@ import pandas as pd
 from scipy.special import ndtri
 
 from qialign.config import load_trial_config
-from qialign.data.io import read_results_parquet, sort_ids
+from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
+from qialign.ids import sort_ids
 from qialign.power import VarianceComponents, interaction_variance, power, treatment_variance
 
 SUPPORTED = ("bernoulli", "binomial", "gaussian", "lognormal")
