@@ -178,7 +178,7 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
     if (n <= 0).any():
         raise QialignError(f"outcome {spec.outcome}: cells with n <= 0")
 
-    clusters = sort_ids(cells["cluster"])  # the one order of ids (qialign.data.io)
+    clusters = sort_ids(cells["cluster"])  # the one order of ids (qialign.ids)
     cluster_idx = pd.Categorical(cells["cluster"], categories=clusters).codes.astype(int)
     sites = sort_ids(cells["site"])
     site_idx = pd.Categorical(cells["site"], categories=sites).codes.astype(int)
