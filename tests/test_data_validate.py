@@ -477,3 +477,30 @@ def test_garbage_csv_is_reported_not_raised(tmp_path):
         fh.write(b"\x00\xff\xfe garbage\n\x00\x01,\n")
     with pytest.raises(QialignError, match="patients.csv"):
         load_trial(cfg)
+
+
+# ------------------------------------------------------------------ gaps a new user falls into
+def test_rename_to_a_column_no_file_has(tmp_path):
+    err, cfg = broken(tmp_path, lambda t: None, lambda raw: raw.update(columns={"cluster": "ward_code"}))
+    p = find(err, "config", "columns/cluster", cfg, "a column 'ward_code' in one of")
+    assert cfg["data"]["patients"] in p.expected
+
+
+def test_header_only_table(tmp_path):
+    err, cfg = broken(tmp_path, lambda t: t.__setitem__("patients", t["patients"].iloc[:0]))
+    find(err, "patients", None, cfg, "data rows below the header; the table has none")
+
+
+def test_outcome_with_no_analysable_rows(tmp_path):
+    def change(t):
+        t["patients"]["los"] = np.nan
+
+    err, cfg = broken(tmp_path, change)
+    p = find(err, "patients", "los", cfg, "some analysable rows for outcome 'los'")
+    assert "all 60 rows are excluded (60 miss the outcome, 0 a covariate)" in p.expected
+
+
+def test_start_period_after_the_last_period_with_data(tmp_path):
+    err, cfg = broken(tmp_path, lambda t: put(t["clusters"], "start_period", 3, 9))
+    p = find(err, "clusters", "start_period", cfg, "start after their last period with data")
+    assert p.rows == ["B2"] or p.count == 1, p.render()

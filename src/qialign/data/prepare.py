@@ -108,6 +108,43 @@ def _rename(df: pd.DataFrame, columns: dict, file: str) -> tuple[pd.DataFrame, l
     return df.rename(columns=mapping), []
 
 
+def _absent_renames(columns: dict, tables: dict, paths: dict) -> list[Problem]:
+    """A ``columns:`` rename whose user column is in no table (a typo would otherwise be ignored)."""
+    present = set().union(*(t.columns for t in tables.values())) if tables else set()
+    files = ", ".join(paths.values())
+    return [
+        Problem("config", f"columns/{contract}", f"a column '{user}' in one of {files}; none has it")
+        for contract, user in columns.items()
+        if user != contract and user not in present
+    ]
+
+
+def _empty_tables(tables: dict, paths: dict) -> list[Problem]:
+    """A header-only table that holds clusters, outcomes or survey answers (an empty
+    implementation table is allowed: nothing recorded yet)."""
+    return [
+        Problem(paths[name], None, "data rows below the header; the table has none")
+        for name, df in tables.items()
+        if df.empty and name != "implementation"
+    ]
+
+
+def _nothing_to_analyse(trial: TrialData, paths: dict) -> list[Problem]:
+    """An outcome none of whose rows can be analysed (every outcome or covariate value missing)."""
+    out = []
+    for name, ex in trial.exclusions.items():
+        if ex["analysed"] == 0:
+            why = f"{ex['missing_outcome']} miss the outcome, {ex['missing_covariate']} a covariate"
+            out.append(
+                Problem(
+                    paths[ex["table"]],
+                    name,
+                    f"some analysable rows for outcome '{name}'; all {ex['read']} rows are excluded ({why})",
+                )
+            )
+    return out
+
+
 # ---------------------------------------------------------------- periods from dates
 def _bin_tables(cfg: dict, tables: dict) -> tuple[str | None, pd.Timestamp | None, str]:
     """Replace ``period`` by binned dates where the date column is present (returns dc, origin, unit)."""
@@ -190,7 +227,7 @@ def load_trial(cfg: dict) -> TrialData:
     """Read, rename, bin dates, validate every table (all problems at once) and derive columns."""
     tables, files = _read_all(cfg)
     paths = {name: info["path"] for name, info in files.items()}
-    problems: list[Problem] = []
+    problems = _absent_renames(cfg.get("columns", {}), tables, paths) + _empty_tables(tables, paths)
     for name in list(tables):
         tables[name], found = _rename(tables[name], cfg.get("columns", {}), paths[name])
         problems += found
@@ -250,6 +287,9 @@ def load_trial(cfg: dict) -> TrialData:
     rows = {}
     for name in cfg["outcomes"]:
         rows[name], trial.exclusions[name] = _outcome_rows(trial, name)
+    problems = _nothing_to_analyse(trial, paths)
+    if problems:
+        raise DataValidationError(problems, trial=cfg["id"])
     problems = identification_problems(cfg, rows, trial.locations)
     if problems:
         raise DataValidationError(problems, trial=cfg["id"], kind="model")

@@ -179,6 +179,13 @@ def design_schema(cfg: dict, file: str, data_files: str, display: dict) -> Table
         )
     s.frame_rule(
         "start",
+        f"a start_period within the periods that have data in {data_files} (leave it empty for a "
+        "control); these clusters start after their last period with data",
+        lambda d: d["start"].isna() | (d["post"] > 0) | (d["cells"] == 0),
+        values=True,
+    )
+    s.frame_rule(
+        "start",
         f"some treated cells (cluster-periods at or after start_period) in {data_files}; there are none",
         lambda d: bool(d["post"].sum() > 0) or not bool(d["cells"].sum()),
         values=False,
