@@ -17,6 +17,7 @@ from qialign.models import (
     save_posterior,
 )
 from qialign.models.estimands import COLUMNS
+from qialign.results import LOO_COLUMNS
 
 FAST = {"chains": 2, "draws": 300, "tune": 400, "cores": 2}
 LAX = {"r_hat_max": 1.05, "ess_bulk_min": 50, "ess_tail_min": 50, "divergences_max": 5, "retry": False}
@@ -140,7 +141,8 @@ def test_compare_loo(binfit):
     )
     comp = compare_loo({"full": binfit, "simple": other})
     assert set(comp.model) == {"full", "simple"}
-    assert {"elpd", "n_pareto_k_gt_0.7", "max_pareto_k"} <= set(comp.columns) or "elpd_loo" in comp.columns
+    assert list(comp.columns) == list(LOO_COLUMNS)
+    assert comp["rank"].tolist() == [0, 1] and comp["weight"].sum() == pytest.approx(1.0)
 
 
 def test_forced_failure_retries_and_flags_unreliable():

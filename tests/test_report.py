@@ -23,6 +23,7 @@ import yaml
 
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
+from qialign.results import LOO_COLUMNS
 from qialign.simulate import simulate_trial
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.prepare import prepare_outcome, validate_trial
@@ -223,7 +224,7 @@ def _build(root: Path, **over) -> tuple[Path, Path, list[Path]]:
                 gamma=gamma,
             )
         if len(models) > 1:
-            pd.DataFrame(
+            loo = pd.DataFrame(
                 {
                     "model": models,
                     "rank": range(len(models)),
@@ -233,10 +234,12 @@ def _build(root: Path, **over) -> tuple[Path, Path, list[Path]]:
                     "elpd": [-100.2, -101.7][: len(models)],
                     "se": [8.0, 8.1][: len(models)],
                     "weight": [0.8, 0.2][: len(models)],
-                    "n_pareto_k_gt_0.7": [0, 2][: len(models)],
+                    "n_pareto_k_bad": [0, 2][: len(models)],
                     "max_pareto_k": [0.41, 0.93][: len(models)],
                 }
-            ).to_csv(res / outcome / "loo.csv", index=False)
+            )
+            assert set(loo) == set(LOO_COLUMNS)  # the columns the real producer writes
+            loo.to_csv(res / outcome / "loo.csv", index=False)
         if outcome == "y":  # cnt has no cross-check: the page must say so
             cc = []
             for method in ("gee_exchangeable_kc", "glm_cluster_robust"):
@@ -471,3 +474,41 @@ def test_report_in_headless_chromium(report, tmp_path):
     with Image.open(shot) as im:
         colours = im.convert("RGB").resize((64, 120)).getcolors(64 * 120)
         assert colours is None or len(colours) > 20  # not a blank page
+
+
+def test_pareto_warning_from_real_fits(report, tmp_path):
+    """loo.csv from the real compare step on two real fits of data with one wild cell (30 times
+    its count): the attention box names the model and the cells with Pareto k > 0.7."""
+    from models_sim import simulate
+    from qialign.models import ModelSpec, fit_model, save_posterior
+    from qialign.steps.collect import compare_models
+
+    cells, _, _, _ = simulate("poisson", n_clusters=6, n_periods=4, n_per_cp=10, seed=2)
+    cells.loc[0, "count"] = cells.loc[0, "count"] * 30 + 30
+    paths = {}
+    for model, cp in (("main", "none"), ("alt", "exchangeable")):
+        spec = ModelSpec.from_config(
+            {"id": model, "cluster_period": cp, "moderators": []}, "y", {"family": "poisson"}, {}
+        )
+        fit = fit_model(
+            cells,
+            spec,
+            sampler={"chains": 2, "draws": 200, "tune": 200},
+            diagnostics={"retry": False},
+            seed=1,
+        )
+        paths[model] = tmp_path / f"{model}.nc"
+        save_posterior(fit, paths[model], attrs={})
+    res = tmp_path / "results" / TRIAL
+    shutil.copytree(report["results"], res)
+    loo = compare_models(paths, res / "y" / "loo.csv")
+    assert list(loo.columns) == list(LOO_COLUMNS) and (loo["n_pareto_k_bad"] > 0).any()
+    out = tmp_path / "report.html"
+    render_report(res, report["config"], out)
+    box = _section(out.read_text(encoding="utf-8"), "attention")
+    bad = loo[loo["n_pareto_k_bad"] > 0]
+    for _, row in bad.iterrows():
+        assert (
+            f"y / {row['model']}" in box
+            and f"{int(row['n_pareto_k_bad'])} cell(s) with Pareto k &gt; 0.7" in box
+        )

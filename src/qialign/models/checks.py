@@ -17,6 +17,7 @@ from scipy.special import expit
 
 from qialign.models.build import build_model
 from qialign.models.design import build_design, nb_shape
+from qialign.results import LOO_COLUMNS, PARETO_K_BAD
 from qialign.scales import NATURAL_SCALE
 
 
@@ -114,19 +115,33 @@ def prior_predictive_check(
     )
 
 
-def compare_loo(fits: dict) -> pd.DataFrame:
-    """PSIS-LOO comparison of variants of one outcome (same cells) via ``az.compare``.
-
-    Adds, per model, the number of cells with Pareto k > 0.7 (unreliable PSIS) and the maximum k.
-    """
-    trees = {name: f.idata for name, f in fits.items()}
-    comp = pd.DataFrame(az.compare(trees))
-    ks = {}
+def loo_table(trees: dict) -> pd.DataFrame:
+    """PSIS-LOO of an outcome's model variants (same cells), ``results.LOO_COLUMNS``: each model's
+    elpd, p_loo and Pareto k diagnostics; with two or more, ``az.compare``'s rank, difference to
+    the best, its SE and stacking weights (one model: rank 0, difference NaN, weight 1)."""
+    rows = []
     for name, tree in trees.items():
         loo = az.loo(tree, pointwise=True)
-        k = np.asarray(loo.pareto_k)
-        ks[name] = (int((k > 0.7).sum()), float(np.nanmax(k)))
-    comp["n_pareto_k_gt_0.7"] = [ks[i][0] for i in comp.index]
-    comp["max_pareto_k"] = [ks[i][1] for i in comp.index]
-    comp.index.name = "model"
-    return comp.reset_index()
+        k = np.asarray(loo.pareto_k, float).ravel()
+        rows.append(
+            {
+                "model": name,
+                "elpd": float(loo.elpd),
+                "se": float(loo.se),
+                "p": float(loo.p),
+                "n_pareto_k_bad": int((k > PARETO_K_BAD).sum()),
+                "max_pareto_k": float(np.nanmax(k)),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("model")
+    if len(trees) > 1:
+        comp = pd.DataFrame(az.compare(trees))[["rank", "elpd_diff", "dse", "weight"]]
+        table = table.join(comp)
+    else:
+        table = table.assign(rank=0, elpd_diff=np.nan, dse=np.nan, weight=1.0)
+    return table.reset_index().sort_values("rank")[list(LOO_COLUMNS)].reset_index(drop=True)
+
+
+def compare_loo(fits: dict) -> pd.DataFrame:
+    """``loo_table`` of fitted models (name -> FitResult)."""
+    return loo_table({name: f.idata for name, f in fits.items()})

@@ -37,6 +37,7 @@ from qialign.report.tables import (
     triple,
     with_interval,
 )
+from qialign.results import PARETO_K_BAD
 from qialign.scales import NATURAL_SCALE
 
 LINK_PHRASE = {
@@ -303,15 +304,12 @@ def attention(ctx: Context) -> list[tuple[str, str]]:
                         )
         loo = ctx.csv(outcome, "loo.csv")
         if loo is not None and not loo.empty:
-            kcol = "n_pareto_k_gt_0.7"
             for _, r in loo.iterrows():
-                nk = r.get(kcol, np.nan)
-                mk = r.get("max_pareto_k", np.nan)
-                if (not is_missing(nk) and nk > 0) or (not is_missing(mk) and mk > 0.7):
+                if r["n_pareto_k_bad"] > 0:
                     ctx.flag(
-                        f"{outcome} / {r.get('model', '?')}",
-                        f"PSIS-LOO: {count(nk, 1) if not is_missing(nk) else 'some'} cell(s) with Pareto k > 0.7 "
-                        f"(max {num(mk, 2)}): LOO unreliable for this model",
+                        f"{outcome} / {r['model']}",
+                        f"PSIS-LOO: {int(r['n_pareto_k_bad'])} cell(s) with Pareto k > {PARETO_K_BAD:g} "
+                        f"(max {num(r['max_pareto_k'], 2)}): LOO unreliable for this model",
                     )
         cc = ctx.crosscheck(outcome)
         if cc is not None and not cc.empty and "estimate" in cc:
@@ -1215,16 +1213,15 @@ def model_checks(ctx: Context) -> Section:
                     "elpd_diff",
                     "dse",
                     "weight",
-                    "n_pareto_k_gt_0.7",
+                    "n_pareto_k_bad",
                     "max_pareto_k",
-                    "warning",
                 )
                 if c in loo
             ]
             lt = Table(
                 [
                     {
-                        "n_pareto_k_gt_0.7": "cells k > 0.7",
+                        "n_pareto_k_bad": f"cells k > {PARETO_K_BAD:g}",
                         "elpd_diff": "Δ elpd",
                         "dse": "SE of Δ",
                         "p": "p_loo",
@@ -1240,7 +1237,7 @@ def model_checks(ctx: Context) -> Section:
                 row = []
                 for c in keep:
                     v = r[c]
-                    if c == "n_pareto_k_gt_0.7":
+                    if c == "n_pareto_k_bad":
                         row.append(
                             count(v, ctx.below)
                             if not is_missing(v) and v == 0
@@ -1248,14 +1245,14 @@ def model_checks(ctx: Context) -> Section:
                             if not is_missing(v)
                             else DASH
                         )
-                    elif c in ("model", "warning"):
+                    elif c == "model":
                         row.append(str(v))
                     elif c == "rank":
                         row.append(str(int(v)))
                     else:
                         row.append(num(v, 2))
                 lt.rows.append(row)
-                lt.row_classes.append("bad" if r.get("max_pareto_k", 0) > 0.7 else "")
+                lt.row_classes.append("bad" if r["n_pareto_k_bad"] > 0 else "")
             blocks.append(TAB(lt))
     return Section("model-checks", "Model checks", blocks)
 

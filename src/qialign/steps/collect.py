@@ -24,29 +24,11 @@ def collect_estimates(bayes: list[Path], crosschecks: list[Path], out: Path, int
 
 
 def compare_models(posteriors: dict[str, Path], out: Path) -> pd.DataFrame:
-    """PSIS-LOO comparison of one outcome's model variants (a single model gets its own LOO row)."""
-    import arviz as az
-
+    """PSIS-LOO of one outcome's model variants (``models.checks.loo_table``)."""
     from qialign.models import load_posterior
+    from qialign.models.checks import loo_table
 
-    trees = {name: load_posterior(path)[0] for name, path in posteriors.items()}
-    if len(trees) == 1:
-        ((name, tree),) = trees.items()
-        loo = az.loo(tree, pointwise=True)
-        table = pd.DataFrame(
-            [
-                {
-                    "model": name,
-                    "rank": 0,
-                    "elpd_loo": float(loo.elpd),
-                    "se": float(loo.se),
-                    "p_loo": float(loo.p),
-                    "pareto_k_max": float(pd.Series(loo.pareto_k.values.ravel()).max()),
-                }
-            ]
-        )
-    else:
-        table = az.compare(trees).reset_index(names="model")
+    table = loo_table({name: load_posterior(path)[0] for name, path in posteriors.items()})
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table
