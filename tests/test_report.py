@@ -244,15 +244,15 @@ def _build(root: Path, **over) -> tuple[Path, Path, list[Path]]:
             cc = []
             for method in ("gee_exchangeable_kc", "glm_cluster_robust"):
                 cc += [
-                    [method, "treatment_effect", "log_odds", -0.25, 0.1, -0.45, -0.05, 3.0, ""],
+                    [method, "treatment_effect", "log_odds", -0.25, 0.15, -0.55, 0.05, 3.0, ""],
                     [
                         method,
                         "treatment_effect_natural",
                         "odds_ratio",
                         np.exp(-0.25),
                         np.nan,
-                        np.exp(-0.45),
-                        np.exp(-0.05),
+                        np.exp(-0.55),
+                        np.exp(0.05),
                         3.0,
                         "",
                     ],
@@ -416,7 +416,8 @@ def test_robust_to_absent_parts(tmp_path):
     assert 'class="synthetic-banner"' not in html and 'class="badge-synthetic"' not in html
     assert "SYNTHETIC DATA" not in html
     box = _section(html, "attention")
-    assert "alignment" in box and "cnt / main" in box
+    assert "cnt / main" in box
+    assert "alignment" not in box  # alignment.source: none is a deliberate choice, not a problem
     assert "No step logs were given" in html
 
 
@@ -512,3 +513,43 @@ def test_pareto_warning_from_real_fits(report, tmp_path):
             f"y / {row['model']}" in box
             and f"{int(row['n_pareto_k_bad'])} cell(s) with Pareto k &gt; 0.7" in box
         )
+
+
+def _rerender(report, tmp_path, edit) -> str:
+    """The fixture's results after ``edit(results_dir)``, rendered again; returns the attention box."""
+    res = tmp_path / "results" / TRIAL
+    shutil.copytree(report["results"], res)
+    edit(res)
+    out = tmp_path / "report.html"
+    render_report(res, report["config"], out)
+    return _section(out.read_text(encoding="utf-8"), "attention")
+
+
+def test_attention_flags_bayes_and_frequentist_on_opposite_sides(report, tmp_path):
+    est = pd.read_csv(report["results"] / "y" / "main" / "estimates.csv").set_index("estimand")
+    th = est.loc["treatment_effect"]
+
+    def opposite(res):
+        cc = pd.read_csv(res / "y" / "crosscheck.csv")
+        gee = pd.DataFrame(
+            [["gee_nested_exchangeable_md", "treatment_effect", "log_odds", 0.6, 0.1, 0.4, 0.8, 3.0, ""]],
+            columns=cc.columns,
+        )
+        pd.concat([cc, gee]).to_csv(res / "y" / "crosscheck.csv", index=False)
+
+    box = _rerender(report, tmp_path, opposite)
+    assert "Bayesian and frequentist answers differ" in box
+    assert "GEE, nested exchangeable" in box and "above 0" in box
+    assert ("includes 0" in box) == bool(th["lower"] < 0 < th["upper"])
+    assert "answers differ" not in _section(report["html"], "attention")  # the fixture agrees
+
+
+def test_attention_flags_few_events(report, tmp_path):
+    def rare(res):
+        cells = pd.read_parquet(res / "y" / "cells.parquet")
+        cells["events"] = (cells["treated"] == 1).astype(int)  # one event per treated cell, none else
+        cells.to_parquet(res / "y" / "cells.parquet", index=False)
+
+    box = _rerender(report, tmp_path, rare)
+    assert ">y:</span> few events: 0 under control" in box and "(fewer than 10)" in box
+    assert ">y:</span> few events" not in _section(report["html"], "attention")

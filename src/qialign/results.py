@@ -22,3 +22,20 @@ LOO_COLUMNS = (
     "n_pareto_k_bad",  # cells with Pareto k > PARETO_K_BAD
     "max_pareto_k",  # largest Pareto k
 )
+
+#: ``<outcome>/crosscheck.csv``: the frequentist row the report sets against the Bayesian primary,
+#: first present wins: small-sample corrected GEE (Mancl-DeRouen, t on clusters - p df; Li, Turner &
+#: Preisser 2018) with the nested correlation, then exchangeable; segmented regression for an ITS
+REFERENCE_CROSSCHECKS = (
+    "gee_nested_exchangeable_md",
+    "gee_exchangeable_md",
+    "its_quasipoisson_newey_west",
+    "its_quasipoisson",
+    "its_ols_newey_west",
+    "its_ols",
+    "glm_cluster_robust",
+)
+
+#: an outcome with fewer events or counts than this under control or under the intervention is
+#: flagged: its effect is imprecise and leans on the priors
+FEW_EVENTS = 10

@@ -37,7 +37,7 @@ from qialign.report.tables import (
     triple,
     with_interval,
 )
-from qialign.results import PARETO_K_BAD
+from qialign.results import FEW_EVENTS, PARETO_K_BAD, REFERENCE_CROSSCHECKS
 from qialign.scales import NATURAL_SCALE
 
 LINK_PHRASE = {
@@ -316,17 +316,59 @@ def attention(ctx: Context) -> list[tuple[str, str]]:
             failed = cc[cc["estimand"].eq("treatment_effect") & cc["estimate"].isna()]
             for _, r in failed.iterrows():
                 ctx.flag(f"{outcome} / {r['method']}", f"frequentist cross-check failed: {r.get('note', '')}")
+        _answers_disagree(ctx, outcome)
+        _few_events(ctx, outcome)
     al = ctx.cfg.get("alignment", {})
     scores = ctx.csv("alignment", "scores.csv")
     if al.get("source", "none") == "none":
-        ctx.flag(
-            "alignment", "no alignment source configured (alignment.source: none): moderation not estimated"
-        )
+        pass  # a deliberate choice, said in the methods and alignment sections, not a problem
     elif scores is None:
         ctx.flag("alignment", "alignment/scores.csv missing")
     elif scores.empty:
         ctx.flag("alignment", "alignment/scores.csv has no scores")
     return ctx.attention
+
+
+def _answers_disagree(ctx: Context, outcome: str) -> None:
+    """Flag a Bayesian primary and the reference cross-check that disagree about 'no effect' (one
+    interval excludes 0 and the other does not, or they exclude it on opposite sides)."""
+    bayes = _row(ctx.estimates(outcome, ctx.primary(outcome)), "treatment_effect")
+    cc = ctx.crosscheck(outcome)
+    if bayes is None or cc is None or cc.empty:
+        return
+    rows = cc[cc["estimand"].eq("treatment_effect") & cc["estimate"].notna()].set_index("method")
+    method = next((m for m in REFERENCE_CROSSCHECKS if m in rows.index), None)
+    if method is None:
+        return
+    freq = rows.loc[method]
+
+    def side(r) -> int:  # -1 / +1: the interval excludes 0 below / above; 0: it includes 0
+        return -1 if r["upper"] < 0 else 1 if r["lower"] > 0 else 0
+
+    if side(bayes) != side(freq):
+        words = {-1: "below 0", 1: "above 0", 0: "includes 0"}
+        ctx.flag(
+            outcome,
+            f"Bayesian and frequentist answers differ: θ {num(bayes['estimate'], 3)} "
+            f"({num(bayes['lower'], 3)} to {num(bayes['upper'], 3)}, {words[side(bayes)]}) vs "
+            f"{_freq_label(method)} {num(freq['estimate'], 3)} ({num(freq['lower'], 3)} to "
+            f"{num(freq['upper'], 3)}, {words[side(freq)]})",
+        )
+
+
+def _few_events(ctx: Context, outcome: str) -> None:
+    """Flag a binary or count outcome with few events under control or under the intervention."""
+    cells = ctx.parquet(outcome, "cells.parquet")
+    stat = next((c for c in ("events", "count") if cells is not None and c in cells), None)
+    if stat is None:
+        return
+    by = cells.groupby("treated")[stat].sum().reindex([0, 1], fill_value=0)
+    if by.min() < FEW_EVENTS:
+        ctx.flag(
+            outcome,
+            f"few events: {int(by[0])} under control, {int(by[1])} under the intervention "
+            f"(fewer than {FEW_EVENTS}): the effect is imprecise and leans on the priors",
+        )
 
 
 # --------------------------------------------------------------------------------------------
