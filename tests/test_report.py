@@ -553,3 +553,37 @@ def test_attention_flags_few_events(report, tmp_path):
     box = _rerender(report, tmp_path, rare)
     assert ">y:</span> few events: 0 under control" in box and "(fewer than 10)" in box
     assert ">y:</span> few events" not in _section(report["html"], "attention")
+
+
+def test_design_counts_read_as_words_and_no_flat_forest(tmp_path):
+    """One site reads '1 site'; a model with no moderator and no cluster-specific effects gives
+    every cluster the same effect, so the page says so instead of drawing a flat forest plot."""
+    res, config, _ = _build(tmp_path, alignment={"source": "none"}, models=[{"id": "main"}])
+    clusters = pd.read_csv(config.parent.parent / "data" / "clusters.csv")
+    assert clusters["site"].nunique() == 2
+    for outcome in ("y", "cnt"):
+        ce = pd.read_csv(res / outcome / "main" / "cluster_effects.csv")
+        for c in ("estimate", "lower", "upper", "natural_estimate", "natural_lower", "natural_upper"):
+            if c in ce:
+                ce[c] = ce[c].iloc[0]
+        ce.to_csv(res / outcome / "main" / "cluster_effects.csv", index=False)
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    html = out.read_text(encoding="utf-8")
+    design = _section(html, "design")
+    assert "in 2 sites" in design and "4 clusters" in design and "6 periods" in design
+    from qialign.report.sections import _plural
+
+    assert (_plural(1, "site"), _plural(0, "site"), _plural(2, "site")) == ("1 site", "0 sites", "2 sites")
+    effects = _section(html, "effects")
+    assert "gives every cluster the same effect" in effects
+    assert "Forest plot of cluster-specific effects" not in effects
+    assert "Forest plot of cluster-specific effects" in _section(_report_html(tmp_path), "effects")
+
+
+def _report_html(tmp_path) -> str:
+    root = tmp_path / "with_alignment"
+    res, config, _ = _build(root)
+    out = root / "report.html"
+    render_report(res, config, out)
+    return out.read_text(encoding="utf-8")

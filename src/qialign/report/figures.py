@@ -207,6 +207,7 @@ def time_series(by_period: pd.DataFrame, ylabel: str, title: str = "", band_note
         label="observed, intervention",
     )
     ax.set_xlabel("Period (calendar time)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, loc="left")
@@ -277,6 +278,7 @@ def exposure_curve(e: np.ndarray, est: np.ndarray, lower: np.ndarray, upper: np.
     ax.plot(e, est, "o-", color=INTERVENTION, ms=4)
     ax.axhline(0, color=ACCENT, lw=1, ls="--")
     ax.set_xlabel("Exposure time (periods since the cluster started)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     return to_data_uri(fig)
 

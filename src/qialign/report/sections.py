@@ -578,6 +578,10 @@ def _cell_matrix(ctx: Context):
     return names, periods, treated, n, source
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def design(ctx: Context) -> Section:
     blocks = []
     names, periods, treated, n, source = _cell_matrix(ctx)
@@ -586,10 +590,10 @@ def design(ctx: Context) -> Section:
     starts = [c for c in (ctx.json("data.json") or {}).get("clusters", []) if c.get("start_period") is None]
     blocks.append(
         P(
-            f"Design: <strong>{escape(d)}</strong>; {len(names)} clusters"
-            + (f" in {len(sites)} sites" if sites else "")
-            + f", {len(periods)} periods"
-            + (f"; {len(starts)} cluster(s) never start (controls)" if starts else "")
+            f"Design: <strong>{escape(d)}</strong>; {_plural(len(names), 'cluster')}"
+            + (f" in {_plural(len(sites), 'site')}" if sites else "")
+            + f", {_plural(len(periods), 'period')}"
+            + (f"; {_plural(len(starts), 'cluster')} never start (controls)" if starts else "")
             + "."
         )
     )
@@ -918,7 +922,14 @@ def effects(ctx: Context) -> Section:
             )
         # forest
         ce = ctx.csv(outcome, primary, "cluster_effects.csv")
-        if ce is not None and not ce.empty:
+        if ce is not None and not ce.empty and ce["estimate"].nunique() == 1:
+            blocks.append(
+                NOTE(
+                    f"Model {escape(primary)} gives every cluster the same effect θ (no alignment "
+                    "moderator and no cluster-specific effects): no forest plot of cluster effects."
+                )
+            )
+        elif ce is not None and not ce.empty:
             natural = "natural_estimate" in ce
             cols = (
                 ("natural_estimate", "natural_lower", "natural_upper")
