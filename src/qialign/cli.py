@@ -99,6 +99,14 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _init(args: argparse.Namespace) -> None:
+    from qialign.init import init_trial
+
+    out = args.out or f"config/trials/{args.id}.yaml"
+    tables = {k: getattr(args, k) for k in ("patients", "cluster_periods", "clusters", "survey")}
+    print(init_trial(args.id, out, force=args.force, clusters_out=args.clusters_out, **tables))
+
+
 def _sbc(args: argparse.Namespace) -> None:
     from qialign.steps.sbc import run
 
@@ -111,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qialign {__version__}")
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    p = steps.add_parser("init", help="draft config/trials/<id>.yaml from your data files, then validate it")
+    p.add_argument("id", help="trial id (letters, digits, _): names the config and results/<id>/")
+    p.add_argument("--patients", help="patient-level table (CSV or Parquet)")
+    p.add_argument("--cluster-periods", help="cluster-period table instead of patients")
+    p.add_argument("--clusters", help="clusters table (cluster, start_period); else derived from treatment")
+    p.add_argument("--survey", help="staff survey table (respondent, cluster, role, item columns)")
+    p.add_argument("--out", help="config file to write (default config/trials/<id>.yaml)")
+    p.add_argument("--clusters-out", help="where a derived clusters table goes (default beside the data)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config")
+    p.set_defaults(func=_init)
 
     p = steps.add_parser("validate", help="validate a trial's config and data; print a summary")
     p.add_argument("config", help="trial config, e.g. config/trials/headsup_synthetic.yaml")
