@@ -475,6 +475,18 @@ def test_report_in_headless_chromium(report, tmp_path):
     with Image.open(shot) as im:
         colours = im.convert("RGB").resize((64, 120)).getcolors(64 * 120)
         assert colours is None or len(colours) > 20  # not a blank page
+    # the effects section as a reader first sees it: the lead forest plot above the folded table
+    effects = tmp_path / "effects.png"
+    run = subprocess.run(
+        [*common, "--window-size=1280,1200", f"--screenshot={effects}", f"{url}#effects-y"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    with Image.open(effects) as im:
+        colours = im.convert("RGB").resize((64, 60)).getcolors(64 * 60)
+        assert colours is None or len(colours) > 20
 
 
 def test_pareto_warning_from_real_fits(report, tmp_path):
@@ -587,3 +599,14 @@ def _report_html(tmp_path) -> str:
     out = root / "report.html"
     render_report(res, config, out)
     return out.read_text(encoding="utf-8")
+
+
+def test_effects_lead_with_a_forest_plot_and_fold_the_table(report):
+    """Per outcome: the compact forest plot (Bayesian models, the reference cross-check, the true
+    value of a synthetic trial) comes first; the full table is one click away."""
+    block = _section(report["html"], "effects")
+    y = block[block.index('id="effects-y"') : block.index('id="effects-cnt"')]
+    fig, table = y.index("Forest plot of the effect estimates"), y.index("<details><summary>All estimates")
+    assert fig < table
+    assert "dotted line: the true simulated value (synthetic data)" in y
+    assert "<table" in y[table:]  # the table lives inside the fold

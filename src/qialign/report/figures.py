@@ -232,8 +232,10 @@ def forest(
     null: float = 1.0,
     log: bool = True,
     better: str = "lower",
+    truth: float | None = None,
 ) -> str:
-    """A forest plot: one row per label, point and interval; the overall estimate as a diamond."""
+    """A forest plot: one row per label, point and interval; the overall estimate as a diamond;
+    ``truth`` (a simulated trial's true value) as a dotted line."""
     k = len(labels) + (1 if overall else 0)
     fig, ax = _fig(6.8, 0.8 + 0.32 * k)
     y = np.arange(len(labels))[::-1] + (1 if overall else 0)
@@ -246,10 +248,13 @@ def forest(
         ticks.append(0)
         names.append(overall_label)
     ax.axvline(null, color=ACCENT, lw=1, ls="--")
+    if truth is not None:
+        ax.axvline(truth, color=INK, lw=1.2, ls=":", label="true value (synthetic)")
+        ax.legend(loc="lower right", fontsize=7.5, frameon=False)
     if log:
         ax.set_xscale("log")
         vals = np.concatenate(
-            [np.asarray(lower, float), np.asarray(upper, float), [null], list(overall or [])]
+            [np.asarray(lower, float), np.asarray(upper, float), [null], list(overall or []), [truth or null]]
         )
         vals = vals[np.isfinite(vals) & (vals > 0)]
         _ratio_ticks(ax, vals.min(), vals.max())

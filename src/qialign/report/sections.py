@@ -877,7 +877,11 @@ def effects(ctx: Context) -> Section:
                     ]
                 )
                 t.row_classes.append("freq")
-        blocks.append(TAB(t))
+        lead = _effects_forest(ctx, outcome, primary)
+        if lead is not None:
+            blocks.append(lead)
+        summary = f"All estimates: {len(t.rows)} rows (every Bayesian model and frequentist cross-check)"
+        blocks.append({"kind": "details", "summary": summary, "blocks": [TAB(t)]})
         if cc_note:
             blocks.append(cc_note)
         if est0 is not None:
@@ -967,6 +971,50 @@ def effects(ctx: Context) -> Section:
         else:
             blocks.append(NOTE(f"No cluster_effects.csv for model {escape(primary)}."))
     return Section("effects", "Effects", blocks)
+
+
+def _true_effect(ctx: Context, outcome: str) -> float | None:
+    """The simulated treatment effect (link scale) of a synthetic trial, from its truth.json."""
+    if not ctx.cfg.get("synthetic"):
+        return None
+    truth = read_json(Path(ctx.cfg["data"]["clusters"]).parent / "truth.json")
+    value = ((truth or {}).get("outcomes", {}).get(outcome) or {}).get("treatment_effect")
+    return None if value is None else float(value)
+
+
+def _effects_forest(ctx: Context, outcome: str, primary: str) -> dict | None:
+    """The lead figure of an outcome: θ of every Bayesian model (primary first) and of the reference
+    frequentist cross-check, on the natural scale (link scale for gaussian), the truth if synthetic."""
+    natural = ctx.family(outcome) != "gaussian"
+    name = "treatment_effect_natural" if natural else "treatment_effect"
+    rows = []
+    for model in sorted(ctx.models(outcome), key=lambda m: m != primary):
+        r = _row(ctx.estimates(outcome, model), name)
+        if r is not None:
+            rows.append((f"Bayesian, {model}" + (" (primary)" if model == primary else ""), r))
+    cc = ctx.crosscheck(outcome)
+    if cc is not None and not cc.empty:
+        fr = cc[cc["estimand"].eq(name) & cc["estimate"].notna()].set_index("method")
+        method = next((m for m in REFERENCE_CROSSCHECKS if m in fr.index), None)
+        if method is not None:
+            rows.append((_freq_label(method), fr.loc[method]))
+    if not rows:
+        return None
+    truth = _true_effect(ctx, outcome)
+    if truth is not None and natural:
+        truth = float(np.exp(truth))
+    uri = figures.forest(
+        [label for label, _ in rows],
+        *(np.array([float(r[k]) for _, r in rows]) for k in ("estimate", "lower", "upper")),
+        xlabel=str(rows[0][1]["scale"]),
+        null=1.0 if natural else 0.0,
+        log=natural,
+        better=ctx.cfg["outcomes"][outcome].get("better", "lower"),
+        truth=truth,
+    )
+    caption = "Effect over and above the secular trend at mean alignment, with intervals"
+    caption += "; dotted line: the true simulated value (synthetic data)." if truth is not None else "."
+    return FIG(uri, caption, f"Forest plot of the effect estimates for {ctx.label(outcome)}")
 
 
 def _all_estimands(est: pd.DataFrame, model: str) -> dict:
