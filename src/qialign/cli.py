@@ -113,13 +113,7 @@ def _sbc(args: argparse.Namespace) -> None:
     run(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
-    )
-    parser.add_argument("--version", action="version", version=f"qialign {__version__}")
-    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-
+def _add_init(steps) -> None:
     p = steps.add_parser("init", help="draft config/trials/<id>.yaml from your data files, then validate it")
     p.add_argument("id", help="trial id (letters, digits, _): names the config and results/<id>/")
     p.add_argument("--patients", help="patient-level table (CSV or Parquet)")
@@ -131,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing config")
     p.set_defaults(func=_init)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
+    )
+    parser.add_argument("--version", action="version", version=f"qialign {__version__}")
+    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+
+    _add_init(steps)
     p = steps.add_parser("validate", help="validate a trial's config and data; print a summary")
     p.add_argument("config", help="trial config, e.g. config/trials/headsup_synthetic.yaml")
     p.add_argument("--out", help="also write the summary to this file")
