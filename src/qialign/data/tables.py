@@ -187,7 +187,7 @@ class Context:
 
     cfg: dict
     files: dict[str, str]  # table -> path as given in the config
-    display: dict[str, str]  # contract name -> user's name
+    display: dict[str, dict[str, str]]  # table -> (contract name -> user's name), data.renames
     cluster_ids: set[str] | None  # None when the clusters table has no cluster column
     period_range: tuple[int, int] | None
     locations: dict[str, str | None]  # outcome -> table holding it
@@ -197,7 +197,7 @@ class Context:
 
 
 def _new(table: str, df: pd.DataFrame, ctx: Context) -> TableSchema:
-    return TableSchema(table, ctx.files[table], list(df.columns), dict(ctx.display))
+    return TableSchema(table, ctx.files[table], list(df.columns), dict(ctx.display.get(table, {})))
 
 
 def _cluster_column(s: TableSchema, ctx: Context) -> None:
