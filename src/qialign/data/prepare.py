@@ -2,7 +2,9 @@
 
 Derived columns on ``patients`` and ``cluster_periods``: ``site`` (from clusters; "all" when the
 clusters table has no site column), ``treated`` (1 when start_period <= period) and
-``exposure_time`` (0 in control cells, period - start_period + 1 in treated cells).
+``exposure_time`` (0 in control cells, period - start_period + 1 in treated cells). A ``treated``
+column the user brings is checked against start_period first (:mod:`qialign.data.treatment`).
+Renames (``columns:``, global and per table) are :mod:`qialign.data.renames`.
 
 Analysis rows (``analysis_rows``) are one outcome's rows with missing outcomes and covariates
 dropped and counted in ``TrialData.exclusions``. Conventions:
@@ -37,6 +39,7 @@ from qialign.data.tables import (
     patients_schema,
     survey_schema,
 )
+from qialign.data.treatment import treatment_problems
 from qialign.data.validate import design_problems, run_schema
 from qialign.errors import DataValidationError, Problem, QialignError
 from qialign.models.identification import identification_problems
@@ -235,6 +238,7 @@ def load_trial(cfg: dict) -> TrialData:
 
     tables = {name: _coerce(name, df, cfg) for name, df in tables.items()}
     problems += _design(cfg, tables, paths, display["clusters"])
+    problems += treatment_problems(tables, paths, display)
     if problems:
         raise DataValidationError(problems, trial=cfg["id"])
 
