@@ -57,9 +57,9 @@ def test_moderator_alignment_matches_padded_ids_and_names_the_file_when_none_mat
 
 
 def test_id_columns_are_defined_once():
-    from qialign.data import prepare
+    from qialign.data import renames  # the user's names of the id columns read as text
 
-    assert prepare.ID_COLUMNS is ID_COLUMNS
+    assert renames.ID_COLUMNS is ID_COLUMNS
     assert {"cluster", "site", "respondent", "role", "id"} <= set(ID_COLUMNS)
 
 

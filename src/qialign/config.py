@@ -54,8 +54,16 @@ def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
             where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
             lines.append(f"- {where}: {_message(err)}")
         raise QialignError("\n".join(lines))
+    _roles_as_text(cfg)
     _check_cross_references(cfg, source)
     return cfg
+
+
+def _roles_as_text(cfg: dict) -> None:
+    """Role codes as the survey's role column reads them: text (integer codes 1 -> '1'), in place."""
+    roles = cfg["alignment"].get("roles", {})
+    for group, values in roles.items():
+        roles[group] = [str(int(v)) if isinstance(v, int | float) else v for v in values]
 
 
 def _message(err: jsonschema.ValidationError) -> str:
@@ -117,6 +125,13 @@ def _check_cross_references(cfg: dict, source: str) -> None:
         problems.append(
             f"- alignment/propagation: '{al['propagation']}' needs posterior draws of alignment, i.e. "
             "alignment.source: survey with method: latent; use plugin otherwise"
+        )
+    roles = al.get("roles", {})
+    both = [g for g in roles.get("clinical", []) if g in roles.get("managerial", [])]
+    if both:
+        problems.append(
+            f"- alignment/roles: {', '.join(repr(g) for g in dict.fromkeys(both))} listed as both "
+            "clinical and managerial; each staff group belongs to one role"
         )
     if al["source"] == "survey":
         for key in ("roles", "domains"):

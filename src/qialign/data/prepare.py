@@ -2,7 +2,9 @@
 
 Derived columns on ``patients`` and ``cluster_periods``: ``site`` (from clusters; "all" when the
 clusters table has no site column), ``treated`` (1 when start_period <= period) and
-``exposure_time`` (0 in control cells, period - start_period + 1 in treated cells).
+``exposure_time`` (0 in control cells, period - start_period + 1 in treated cells). A ``treated``
+column the user brings is checked against start_period first (:mod:`qialign.data.treatment`).
+Renames (``columns:``, global and per table) are :mod:`qialign.data.renames`.
 
 Analysis rows (``analysis_rows``) are one outcome's rows with missing outcomes and covariates
 dropped and counted in ``TrialData.exclusions``. Conventions:
@@ -25,6 +27,7 @@ import pandas as pd
 
 from qialign.data.io import read_table, sha256_file
 from qialign.data.periods import parse_dates, whole_units
+from qialign.data.renames import TABLES, absent_renames, id_columns, rename, shared_display, table_renames
 from qialign.data.tables import (
     BINARY_FAMILIES,
     COUNT_FAMILIES,
@@ -36,12 +39,11 @@ from qialign.data.tables import (
     patients_schema,
     survey_schema,
 )
+from qialign.data.treatment import treatment_problems
 from qialign.data.validate import design_problems, run_schema
 from qialign.errors import DataValidationError, Problem, QialignError
-from qialign.ids import ID_COLUMNS
 from qialign.models.identification import identification_problems
 
-TABLES = ("clusters", "patients", "cluster_periods", "survey", "implementation")
 BASE_COLUMNS = ["cluster", "site", "period", "treated", "exposure_time"]
 
 
@@ -71,15 +73,14 @@ def file_hashes(trial: TrialData) -> dict[str, str]:
 
 # ---------------------------------------------------------------- reading and renaming
 def _read_all(cfg: dict) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
-    display = cfg.get("columns", {})
-    id_cols = tuple(display.get(c, c) for c in ID_COLUMNS)
+    columns = cfg.get("columns", {})
     tables, files, errors = {}, {}, []
     for name in TABLES:
         path = cfg["data"].get(name)
         if path is None:
             continue
         try:
-            df = read_table(path, name, id_columns=id_cols)
+            df = read_table(path, name, id_columns=id_columns(columns, name))
         except QialignError as exc:
             errors.append(str(exc))
             continue
@@ -88,35 +89,6 @@ def _read_all(cfg: dict) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
     if errors:
         raise QialignError("\n".join(errors))
     return tables, files
-
-
-def _rename(df: pd.DataFrame, columns: dict, file: str) -> tuple[pd.DataFrame, list[Problem]]:
-    """Apply contract <- user renames; a clash with an existing contract column is a problem."""
-    mapping = {user: contract for contract, user in columns.items() if user in df.columns}
-    problems = [
-        Problem(
-            file,
-            contract,
-            f"column '{user}' is renamed to '{contract}' (config columns) "
-            f"but the file also has a column '{contract}'",
-        )
-        for user, contract in mapping.items()
-        if contract in df.columns and contract != user
-    ]
-    if problems:
-        return df, problems
-    return df.rename(columns=mapping), []
-
-
-def _absent_renames(columns: dict, tables: dict, paths: dict) -> list[Problem]:
-    """A ``columns:`` rename whose user column is in no table (a typo would otherwise be ignored)."""
-    present = set().union(*(t.columns for t in tables.values())) if tables else set()
-    files = ", ".join(paths.values())
-    return [
-        Problem("config", f"columns/{contract}", f"a column '{user}' in one of {files}; none has it")
-        for contract, user in columns.items()
-        if user != contract and user not in present
-    ]
 
 
 def _empty_tables(tables: dict, paths: dict) -> list[Problem]:
@@ -227,13 +199,14 @@ def load_trial(cfg: dict) -> TrialData:
     """Read, rename, bin dates, validate every table (all problems at once) and derive columns."""
     tables, files = _read_all(cfg)
     paths = {name: info["path"] for name, info in files.items()}
-    problems = _absent_renames(cfg.get("columns", {}), tables, paths) + _empty_tables(tables, paths)
+    columns = cfg.get("columns", {})
+    problems = absent_renames(columns, tables, paths) + _empty_tables(tables, paths)
+    display = {name: table_renames(columns, name) for name in tables}  # per table: contract -> user
     for name in list(tables):
-        tables[name], found = _rename(tables[name], cfg.get("columns", {}), paths[name])
+        tables[name], found = rename(tables[name], display[name], paths[name])
         problems += found
     if problems:
         raise DataValidationError(problems, trial=cfg["id"])
-    display = dict(cfg.get("columns", {}))
     dc, origin, unit = _bin_tables(cfg, tables)
     locations = locate_outcomes(cfg, tables)
     for name, table in locations.items():
@@ -264,7 +237,8 @@ def load_trial(cfg: dict) -> TrialData:
         problems += run_schema(builders[name](df), df)
 
     tables = {name: _coerce(name, df, cfg) for name, df in tables.items()}
-    problems += _design(cfg, tables, paths, display)
+    problems += _design(cfg, tables, paths, display["clusters"])
+    problems += treatment_problems(tables, paths, display)
     if problems:
         raise DataValidationError(problems, trial=cfg["id"])
 
@@ -325,6 +299,7 @@ def _coerce(name: str, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 
 
 def _design(cfg: dict, tables: dict, paths: dict, display: dict) -> list[Problem]:
+    """Design checks; ``display`` is the clusters table's, the outcome tables' names are shared."""
     clusters = tables["clusters"]
     if not {"cluster", "start_period"} <= set(clusters.columns):
         return []
@@ -339,7 +314,9 @@ def _design(cfg: dict, tables: dict, paths: dict, display: dict) -> list[Problem
     cells = cells[cells["cluster"].isin(set(clusters["cluster"].dropna()))]
     cells = cells.assign(period=cells["period"].astype("int64"))
     cl = clusters.dropna(subset=["cluster"])
-    return design_problems(cfg, cl, cells, paths, display)
+    outcome_tables = [t for t in ("patients", "cluster_periods") if t in tables]
+    data_display = shared_display(cfg.get("columns", {}), outcome_tables)
+    return design_problems(cfg, cl, cells, paths, display, data_display)
 
 
 def derive(df: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:

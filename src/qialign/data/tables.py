@@ -172,6 +172,11 @@ def outcome_rules(family: str) -> list:
     return [("a finite number", is_number), ("a finite number", when_number(np.isfinite))]
 
 
+def treatment_rules() -> list:
+    """A user's own treatment indicator (``treated``; checked against start_period by data.treatment)."""
+    return [("a number", is_number), ("0 or 1 (treatment indicator)", when_number(lambda x: x.isin([0, 1])))]
+
+
 def period_rules() -> list:
     return [("an integer period", is_integer)]
 
@@ -187,7 +192,7 @@ class Context:
 
     cfg: dict
     files: dict[str, str]  # table -> path as given in the config
-    display: dict[str, str]  # contract name -> user's name
+    display: dict[str, dict[str, str]]  # table -> (contract name -> user's name), data.renames
     cluster_ids: set[str] | None  # None when the clusters table has no cluster column
     period_range: tuple[int, int] | None
     locations: dict[str, str | None]  # outcome -> table holding it
@@ -197,7 +202,7 @@ class Context:
 
 
 def _new(table: str, df: pd.DataFrame, ctx: Context) -> TableSchema:
-    return TableSchema(table, ctx.files[table], list(df.columns), dict(ctx.display))
+    return TableSchema(table, ctx.files[table], list(df.columns), dict(ctx.display.get(table, {})))
 
 
 def _cluster_column(s: TableSchema, ctx: Context) -> None:
@@ -278,6 +283,7 @@ def patients_schema(df: pd.DataFrame, ctx: Context, elsewhere: set[str] | None) 
     _cluster_column(s, ctx)
     _period_column(s, df, ctx)
     s.column("id", [unique_values()], required=False, nullable=False)
+    s.column("treated", treatment_rules(), required=False)
     for name, out in ctx.cfg["outcomes"].items():
         if ctx.locations.get(name) != "patients":
             continue
@@ -314,6 +320,7 @@ def cluster_periods_schema(df: pd.DataFrame, ctx: Context, elsewhere: set[str] |
     _period_column(s, df, ctx)
     s.column("n", integer_rules(1, "a whole number of patients"), required=True, nullable=False)
     unique_rows(s, ["cluster", "period"], "period")
+    s.column("treated", treatment_rules(), required=False)
     for name, out in ctx.cfg["outcomes"].items():
         if ctx.locations.get(name) != "cluster_periods":
             continue

@@ -211,12 +211,18 @@ def period_schema(file: str, display: dict, lo: int, hi: int) -> TableSchema:
 
 
 def design_problems(
-    cfg: dict, clusters: pd.DataFrame, cells: pd.DataFrame, files: dict, display: dict
+    cfg: dict,
+    clusters: pd.DataFrame,
+    cells: pd.DataFrame,
+    files: dict,
+    display: dict,
+    data_display: dict | None = None,
 ) -> list[Problem]:
     """Design sanity and coverage: clusters without data, periods without data, design vs starts.
 
     ``clusters`` has cluster (str) and start_period (Int64); ``cells`` has cluster and period
-    (int) of every cluster-period with data in the outcome tables.
+    (int) of every cluster-period with data in the outcome tables. ``display`` names the clusters
+    table's columns as the user wrote them, ``data_display`` (default ``display``) the outcome tables'.
     """
     data_files = " and ".join(files[t] for t in ("patients", "cluster_periods") if t in files)
     summary = cluster_summary(clusters, cells)
@@ -226,5 +232,6 @@ def design_problems(
         per = cells.groupby("period").size().reindex(range(lo, hi + 1), fill_value=0)
         per = pd.DataFrame({"rows": per})
         per.index.name = "period"
-        problems += run_schema(period_schema(data_files, display, lo, hi), per)
+        names = display if data_display is None else data_display
+        problems += run_schema(period_schema(data_files, names, lo, hi), per)
     return problems
