@@ -168,8 +168,20 @@ def _survey_block(path: str, cluster_names: tuple[str, ...]) -> tuple[list[str],
         "  domains:  # one domain of every item: group the items into the survey's domains",
         f"    all: {_flow(items)}",
     ]
-    renames = {k: v for k, v in cols.items() if v and v != k and k != "cluster"}
+    renames = {k: v for k, v in cols.items() if v and v != k}
     return lines, renames
+
+
+def _columns_block(renames: dict[str, dict]) -> list[str]:
+    """``columns:`` lines, one mapping per table that needs renames (contract name: your column)."""
+    used = {t: m for t, m in renames.items() if m}
+    if not used:
+        return []
+    lines = ["columns:  # per table, contract name: your column"]
+    for table, mapping in used.items():
+        pairs = ", ".join(f"{k}: {v}" for k, v in mapping.items())
+        lines.append(f"  {table}: {{{pairs}}}")
+    return lines
 
 
 def _flow(values) -> str:
@@ -183,8 +195,11 @@ def _data_table(patients: str | None, cluster_periods: str | None) -> tuple[str,
     return table, path, read_table(path, table)
 
 
-def _clusters(args: dict, df: pd.DataFrame, cols: dict, clusters_out: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The clusters table (read, or derived and written) and the YAML comment lines saying which."""
+def _clusters(
+    args: dict, df: pd.DataFrame, cols: dict, clusters_out: Path
+) -> tuple[pd.DataFrame, list, dict]:
+    """The clusters table (read, or derived and written), the YAML lines saying which, and the
+    clusters file's renames."""
     if args.get("clusters"):
         cl = read_table(args["clusters"], "clusters")
         c = _find(cl, "cluster")
@@ -192,7 +207,8 @@ def _clusters(args: dict, df: pd.DataFrame, cols: dict, clusters_out: Path) -> t
         if c is None or s is None:
             raise QialignError(f"{args['clusters']}: needs a cluster and a start_period column")
         out = cl.rename(columns={c: "cluster", s: "start_period"})
-        return out, [f"  clusters: {args['clusters']}"]
+        renames = {k: v for k, v in (("cluster", c), ("start_period", s)) if k != v}
+        return out, [f"  clusters: {args['clusters']}"], renames
     if cols["treatment"] is None:
         raise QialignError(
             f"{args['path']}: no clusters file given and no 0/1 treatment column found "
@@ -200,9 +216,9 @@ def _clusters(args: dict, df: pd.DataFrame, cols: dict, clusters_out: Path) -> t
         )
     out = _start_periods(df, cols["cluster"], cols["period"], cols["treatment"], args["path"])
     clusters_out.parent.mkdir(parents=True, exist_ok=True)
-    out.rename(columns={"cluster": cols["cluster"]}).to_csv(clusters_out, index=False)  # renamed alike
+    out.to_csv(clusters_out, index=False)
     note = f"  # derived from '{cols['treatment']}': each cluster's first treated period"
-    return out, [f"  clusters: {clusters_out}{note}"]
+    return out, [f"  clusters: {clusters_out}{note}"], {}
 
 
 def draft_config(trial_id: str, **args) -> tuple[str, Path | None]:
@@ -220,10 +236,12 @@ def draft_config(trial_id: str, **args) -> tuple[str, Path | None]:
     if table == "cluster_periods" and cols["n"] is None:
         raise QialignError(f"{path}: no n column (patients per cluster-period) found")
     derived = Path(args.get("clusters_out") or Path(path).with_name(f"{trial_id}_clusters.csv"))
-    clusters, data_lines = _clusters(args, df, cols, derived)
+    clusters, data_lines, cluster_renames = _clusters(args, df, cols, derived)
     design, why = detect_design(clusters["start_period"])
     outcomes = _outcomes(df, table, taken, cols["exposure"], cols["n"])
-    renames = {k: v for k, v in cols.items() if v and v != k and k not in ("treatment", "exposure")}
+    cols["treated"] = cols.pop("treatment")  # the contract name: checked against the start periods
+    renames = {table: {k: v for k, v in cols.items() if v and v != k and k != "exposure"}}
+    renames["clusters"] = cluster_renames
     lines = [
         f"# Drafted by `qialign init` from {path}: review every '# guess' line, then run",
         f"#   qialign validate {args.get('out', f'config/trials/{trial_id}.yaml')}",
@@ -236,9 +254,10 @@ def draft_config(trial_id: str, **args) -> tuple[str, Path | None]:
     ]
     if args.get("survey"):
         lines.append(f"  survey: {args['survey']}")
-    if renames:
-        pairs = ", ".join(f"{k}: {v}" for k, v in renames.items())
-        lines.append(f"columns: {{{pairs}}}  # contract name: your column")
+    survey_lines, renames["survey"] = (
+        _survey_block(args["survey"], CANDIDATES["cluster"]) if args.get("survey") else ([], {})
+    )
+    lines += _columns_block(renames)
     lines.append("outcomes:")
     for name, family, reason in outcomes:
         extra = (
@@ -247,11 +266,8 @@ def draft_config(trial_id: str, **args) -> tuple[str, Path | None]:
             else ""
         )
         lines.append(f"  {name}: {{family: {family}{extra}, better: lower}}  # guess: {reason}; set better")
-    if args.get("survey"):
-        survey_lines, survey_renames = _survey_block(args["survey"], CANDIDATES["cluster"])
+    if survey_lines:
         lines += survey_lines
-        if survey_renames:
-            lines.append(f"# the survey's columns {survey_renames} need renaming to the contract names")
     else:
         lines.append("alignment: {source: none}  # no staff survey given: no alignment moderator")
     lines += [
