@@ -239,7 +239,8 @@ def check(command: str, project: Path) -> None:
     elif name == "make":
         planned = run(with_flag(command, "-n"), project).stdout
         assert ".venv/.installed" not in planned, (
-            f"`{command}` would reinstall the venv in a fresh copy whose .venv is installed:\n" + planned
+            f"`{command}` plans to (re)install the venv (is .venv/.installed older than requirements.lock"
+            f" or pyproject.toml? run `make .venv/.installed`); not run into the shared venv:\n{planned}"
         )
         for line in filter(str.strip, planned.splitlines()):
             check(line, project)
