@@ -115,7 +115,13 @@ def power_step(config_path: str | Path, prepared_root: Path, out: Path) -> pd.Da
     if outcome is None:
         table = pd.DataFrame(columns=COLUMNS)
     else:
-        cells = read_results_parquet(prepared_root / outcome / "cells.parquet")
+        where = prepared_root / outcome
+        if not (where / "cells.parquet").is_file() or not (where / "prepared.json").is_file():
+            raise QialignError(
+                f"{where}: no prepared cells (cells.parquet, prepared.json) for outcome '{outcome}'; "
+                f"run the workflow first, e.g. snakemake --cores 2 {where}/cells.parquet"
+            )
+        cells = read_results_parquet(where / "cells.parquet")
         record = json.loads((prepared_root / outcome / "prepared.json").read_text())
         if record.get("family", cfg["outcomes"][outcome]["family"]) not in SUPPORTED:
             raise QialignError(f"{outcome}: analytic power covers {', '.join(SUPPORTED)} outcomes")
