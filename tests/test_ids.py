@@ -6,7 +6,6 @@ The fast tests check the one reader of intermediate files (``read_results_csv``)
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import yaml
 
 from qialign.data.io import read_results_csv, read_results_parquet
 from qialign.ids import ID_COLUMNS, natural_codes, sort_ids
+from tiny_project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 GEECRT = ROOT / "tests" / "data" / "geecrt" / "sampleSWCRTSmall.csv"
@@ -148,8 +148,7 @@ def ids_project(tmp_path_factory) -> dict:
     from test_workflow import _snakemake
 
     work = tmp_path_factory.mktemp("ids_project")
-    for item in ("Snakefile", "workflow", "src"):
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+    copy_project(work)
     (work / "config" / "trials").mkdir(parents=True)
     tables = _trial_tables()
     _write_trial(work, "geecrt_int", tables, pad=False)

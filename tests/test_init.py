@@ -15,6 +15,7 @@ import yaml
 
 from qialign.errors import QialignError
 from qialign.init import _start_periods, detect_design, draft_config, guess_family
+from tiny_project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -73,8 +74,7 @@ def test_survey_roles_and_items_are_guessed():
 def test_drafted_configs_run_through_the_workflow(tmp_path):
     """geeCRT's small trial (integer ids, a 0/1 treatment column, no clusters file) and the Sicily
     series: init writes configs that run through snakemake as written, with the published answers."""
-    for item in ("Snakefile", "workflow", "src"):
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, tmp_path / item)
+    copy_project(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(GEECRT, data / "gee.csv")

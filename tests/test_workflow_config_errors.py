@@ -3,13 +3,14 @@ expected, a close match for a typo), never a traceback or a dump of the schema."
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tiny_project import copy_project
 
 pytestmark = pytest.mark.workflow
 
@@ -27,8 +28,7 @@ GOOD = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("config_errors")
-    for item in ("Snakefile", "workflow", "src"):
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+    copy_project(work)
     (work / "config" / "trials").mkdir(parents=True)
     return work
 

@@ -10,7 +10,6 @@ Bayesian estimates agree within Monte Carlo error and the cross-checks to 1e-8.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from tiny_project import copy_project
 
 pytestmark = pytest.mark.workflow
 
@@ -52,8 +53,7 @@ def _trial(trial: str, data: dict) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("default_cells")
-    for item in ("Snakefile", "workflow", "src"):
-        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, work / item)
+    copy_project(work)
     patients = pd.read_csv(DATA / "patients.csv", dtype={"cluster": str})
     counts = pd.read_csv(DATA / "cluster_periods.csv", dtype={"cluster": str})
     data = work / "data"

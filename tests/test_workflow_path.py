@@ -37,3 +37,29 @@ def test_rules_run_without_the_environment_on_path(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / "results" / "tiny" / "y_bin" / "cells.parquet").is_file()
+
+
+def test_a_failed_step_prints_its_cause_in_the_terminal(tmp_path):
+    """The default profile shows a failed job's log: the user sees qialign's message, not only an
+    exit status (here: alignment given but the clusters table has no alignment column)."""
+    data = tiny_project(tmp_path)
+    (tmp_path / "config" / "trials").mkdir(parents=True)
+    cfg = {
+        "id": "tiny",
+        "design": "stepped_wedge",
+        "data": {"clusters": str(data / "clusters.csv"), "patients": str(data / "patients.csv")},
+        "outcomes": {"y_bin": {"family": "bernoulli"}},
+        "alignment": {"source": "given"},
+        "seed": 1,
+    }
+    (tmp_path / "config" / "trials" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "config" / "config.yaml").write_text("trials: [tiny]\n")
+    run = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", "results/tiny/alignment/scores.csv"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    text = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Logfile results/tiny/logs/" in text
+    assert "qialign" in text and "alignment" in text.split("Logfile", 1)[1]
+    assert "Traceback" not in text.split("Logfile", 1)[1].split("=====", 2)[1]
