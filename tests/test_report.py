@@ -610,3 +610,27 @@ def test_effects_lead_with_a_forest_plot_and_fold_the_table(report):
     assert fig < table
     assert "dotted line: the true simulated value (synthetic data)" in y
     assert "<table" in y[table:]  # the table lives inside the fold
+
+
+def test_period_axes_are_ticked_in_whole_periods(monkeypatch):
+    """Periods and exposure times are counts: no 1.5 on their axes."""
+    from qialign.report import figures
+
+    seen = []
+    monkeypatch.setattr(figures, "to_data_uri", lambda fig, dpi=130: seen.append(fig) or "data:")
+    by_period = pd.DataFrame(
+        {
+            "period": [1, 2, 3],
+            "observed_control": [0.3, 0.32, 0.31],
+            "observed_intervention": [np.nan, 0.28, 0.25],
+        }
+        | {"n_control": [10, 6, 3], "n_intervention": [0, 4, 7]}
+    )
+    figures.time_series(by_period, "risk")
+    figures.exposure_curve(np.array([1, 2, 3]), np.zeros(3), -np.ones(3), np.ones(3), "log-odds")
+    for fig in seen:
+        ax = fig.axes[0]
+        ax.figure.canvas.draw()
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
