@@ -18,18 +18,24 @@ pytestmark = pytest.mark.workflow
 BIN = Path(sys.executable).parent
 
 
-def test_rules_run_without_the_environment_on_path(tmp_path):
-    data = tiny_project(tmp_path)
-    (tmp_path / "config" / "trials").mkdir(parents=True)
+def _tiny_trial(work: Path, **extra) -> None:
+    """The tiny simulated trial, one binary outcome, as the only trial of a workflow copy."""
+    data = tiny_project(work)
+    (work / "config" / "trials").mkdir(parents=True)
     cfg = {
         "id": "tiny",
         "design": "stepped_wedge",
         "data": {"clusters": str(data / "clusters.csv"), "patients": str(data / "patients.csv")},
         "outcomes": {"y_bin": {"family": "bernoulli"}},
         "seed": 1,
+        **extra,
     }
-    (tmp_path / "config" / "trials" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    (tmp_path / "config" / "config.yaml").write_text("trials: [tiny]\n")
+    (work / "config" / "trials" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    (work / "config" / "config.yaml").write_text("trials: [tiny]\n")
+
+
+def test_rules_run_without_the_environment_on_path(tmp_path):
+    _tiny_trial(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": "/usr/bin:/bin"}
     run = subprocess.run(
         [str(BIN / "snakemake"), "--cores", "1", "results/tiny/y_bin/cells.parquet"],
@@ -42,18 +48,7 @@ def test_rules_run_without_the_environment_on_path(tmp_path):
 def test_a_failed_step_prints_its_cause_in_the_terminal(tmp_path):
     """The default profile shows a failed job's log: the user sees qialign's message, not only an
     exit status (here: alignment given but the clusters table has no alignment column)."""
-    data = tiny_project(tmp_path)
-    (tmp_path / "config" / "trials").mkdir(parents=True)
-    cfg = {
-        "id": "tiny",
-        "design": "stepped_wedge",
-        "data": {"clusters": str(data / "clusters.csv"), "patients": str(data / "patients.csv")},
-        "outcomes": {"y_bin": {"family": "bernoulli"}},
-        "alignment": {"source": "given"},
-        "seed": 1,
-    }
-    (tmp_path / "config" / "trials" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    (tmp_path / "config" / "config.yaml").write_text("trials: [tiny]\n")
+    _tiny_trial(tmp_path, alignment={"source": "given"})
     run = subprocess.run(
         [str(BIN / "snakemake"), "--cores", "1", "results/tiny/alignment/scores.csv"],
         cwd=tmp_path, capture_output=True, text=True,
