@@ -25,7 +25,7 @@ rule fit:
     params:
         code=source_hash("steps/fit.py"),
     message:
-        "Fitting {wildcards.trial} / {wildcards.outcome} / {wildcards.model}: compile, sample, diagnose (seconds to minutes; progress in {log})"
+        "Fitting {wildcards.trial} / {wildcards.outcome} / {wildcards.model} into results/{wildcards.trial}/{wildcards.outcome}/{wildcards.model}/: compile, sample, diagnose (seconds to minutes; progress in {log})"
     shell:
         "qialign fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
