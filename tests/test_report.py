@@ -475,18 +475,28 @@ def test_report_in_headless_chromium(report, tmp_path):
     with Image.open(shot) as im:
         colours = im.convert("RGB").resize((64, 120)).getcolors(64 * 120)
         assert colours is None or len(colours) > 20  # not a blank page
-    # the effects section as a reader first sees it: the lead forest plot above the folded table
+    # the effects section as a reader first sees it (the page with only that section): the lead
+    # forest plot above the folded table
+    html = report["html"]
+    others = [m.group(0) for m in re.finditer(r'<section[^>]*id="(\w[\w-]*)".*?</section>', html, re.S)]
+    only = html
+    for block in others:
+        if 'id="effects"' not in block[:200]:
+            only = only.replace(block, "")
+    page = tmp_path / "effects.html"
+    page.write_text(only, encoding="utf-8")
     effects = tmp_path / "effects.png"
     run = subprocess.run(
-        [*common, "--window-size=1280,1200", f"--screenshot={effects}", f"{url}#effects-y"],
+        [*common, "--window-size=1280,1400", f"--screenshot={effects}", page.resolve().as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    assert 'id="effects"' in only and 'id="design"' not in only
     with Image.open(effects) as im:
-        colours = im.convert("RGB").resize((64, 60)).getcolors(64 * 60)
-        assert colours is None or len(colours) > 20
+        colours = im.convert("RGB").resize((64, 70)).getcolors(64 * 70)
+        assert colours is None or len(colours) > 20  # the forest plots are drawn
 
 
 def test_pareto_warning_from_real_fits(report, tmp_path):
