@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from qialign.errors import QialignError
+from qialign.waves import wave_label
 
 SCHEMA_PATH = Path(str(files("qialign") / "schemas" / "trial.schema.yaml"))
 
@@ -46,6 +47,7 @@ def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
     if not isinstance(raw, dict):
         raise QialignError(f"{source}: expected a YAML mapping of trial settings, got {type(raw).__name__}.")
     cfg = copy.deepcopy(raw)
+    _wave_labels(cfg)
     validator = _default_filling_validator()(trial_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
@@ -64,6 +66,18 @@ def _roles_as_text(cfg: dict) -> None:
     roles = cfg["alignment"].get("roles", {})
     for group, values in roles.items():
         roles[group] = [str(int(v)) if isinstance(v, int | float) else v for v in values]
+
+
+def _wave_labels(cfg: dict) -> None:
+    """``alignment.wave`` / ``alignment.waves`` as text labels (:func:`qialign.waves.wave_label`), in
+    place: a YAML date (``2024-01-31``) is the label of that day, an integer its digits."""
+    al = cfg.get("alignment")
+    if not isinstance(al, dict):
+        return
+    if al.get("wave") is not None and not isinstance(al["wave"], (list, dict, bool)):
+        al["wave"] = wave_label(al["wave"])
+    if isinstance(al.get("waves"), list):
+        al["waves"] = [w if isinstance(w, (list, dict, bool)) else wave_label(w) for w in al["waves"]]
 
 
 def _message(err: jsonschema.ValidationError) -> str:
@@ -132,6 +146,11 @@ def _check_cross_references(cfg: dict, source: str) -> None:
         problems.append(
             f"- alignment/roles: {', '.join(repr(g) for g in dict.fromkeys(both))} listed as both "
             "clinical and managerial; each staff group belongs to one role"
+        )
+    listed = al.get("waves")
+    if listed is not None and al["wave"] is not None and al["wave"] not in listed:
+        problems.append(
+            f"- alignment/wave: '{al['wave']}' is not one of alignment.waves ({', '.join(listed)})"
         )
     if al["source"] == "survey":
         for key in ("roles", "domains"):
