@@ -29,7 +29,7 @@ def test_results_csv_keeps_integer_looking_ids_as_text(tmp_path):
     assert scores["cluster"].tolist() == ["007", "10", "3"]
     assert pd.api.types.is_string_dtype(scores["cluster"])
     assert scores["site"].tolist()[:2] == ["1", "2"] and pd.isna(scores["site"].iloc[2])
-    assert scores["wave"].tolist() == [1, 1, 1]  # waves and values keep their numeric type
+    assert scores["wave"].tolist() == ["1", "1", "1"]  # waves are labels (qialign.waves); values numbers
     assert scores["alignment"].dtype == float
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from qialign.errors import QialignError
 from qialign.ids import ID_COLUMNS
+from qialign.waves import WAVE_COLUMNS
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -102,9 +103,10 @@ def ids_to_text(df: pd.DataFrame, columns: Iterable[str] = ID_COLUMNS) -> pd.Dat
 
 
 def read_results_csv(path: str | Path) -> pd.DataFrame:
-    """An intermediate CSV (scores, draws, estimates, cluster effects, ...) with text ids."""
+    """An intermediate CSV (scores, draws, estimates, cluster effects, ...) with text ids and text
+    wave labels (their order is the file's ``wave_order`` column, :mod:`qialign.waves`)."""
     header = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, dtype={c: "str" for c in ID_COLUMNS if c in header})
+    return pd.read_csv(path, dtype={c: "str" for c in ID_COLUMNS + WAVE_COLUMNS if c in header})
 
 
 def read_results_parquet(path: str | Path) -> pd.DataFrame:

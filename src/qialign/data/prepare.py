@@ -43,6 +43,7 @@ from qialign.data.treatment import treatment_problems
 from qialign.data.validate import design_problems, run_schema
 from qialign.errors import DataValidationError, Problem, QialignError
 from qialign.models.identification import identification_problems
+from qialign.waves import ONE_WAVE, wave_labels
 
 BASE_COLUMNS = ["cluster", "site", "period", "treated", "exposure_time"]
 
@@ -280,11 +281,11 @@ def _coerce(name: str, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         df["start_period"] = _int_or_na(df["start_period"]) if "start_period" in df else pd.NA
         if "alignment" in df.columns:
             df["alignment"] = num(df["alignment"])
-    for col in ("period", "wave", "n"):
+    for col in ("period", "n"):
         if col in df.columns:
             df[col] = _int_or_na(df[col])
-    if name == "survey" and "wave" not in df.columns:
-        df["wave"] = pd.array([1] * len(df), dtype="Int64")
+    if name == "survey":  # waves are text labels (qialign.waves); no wave column: one wave
+        df["wave"] = wave_labels(df["wave"]) if "wave" in df.columns else ONE_WAVE
     numeric = set(cfg.get("covariates", []))
     for oname, spec in cfg["outcomes"].items():
         numeric |= {oname, f"{oname}_mean", f"{oname}_sd"}

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from qialign.waves import ONE_WAVE, wave_labels, wave_order
+
 COUNT_FAMILIES = ("poisson", "negative_binomial")
 BINARY_FAMILIES = ("bernoulli", "binomial")
 CONTINUOUS_FAMILIES = ("gaussian", "lognormal")
@@ -355,7 +357,8 @@ def when_finite() -> Callable[[pd.Series], pd.Series]:
 
 
 def survey_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
-    """survey: unique respondent, known cluster and role, integer wave, Likert items in the scale."""
+    """survey: unique respondent, known cluster and role, a wave (listed in alignment.waves when
+    given), Likert items in the scale."""
     al = ctx.cfg.get("alignment", {})
     s = _new("survey", df, ctx)
     s.column("respondent", [unique_values()], required=True, nullable=False)
@@ -366,7 +369,7 @@ def survey_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
     if allowed:
         role_rules = [in_set(allowed, "a role listed in alignment.roles: " + ", ".join(allowed))]
     s.column("role", role_rules, required=True, nullable=False)
-    s.column("wave", integer_rules(1, "an integer wave"), required=False, nullable=False)
+    _wave_column(s, df, al)
     lo, hi = al.get("scale", {}).get("min", 1), al.get("scale", {}).get("max", 5)
     items = [i for its in al.get("domains", {}).values() for i in its]
     for item in dict.fromkeys(items):
@@ -389,6 +392,32 @@ def survey_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
                 values=False,
             )
     return s
+
+
+def _wave_column(s: TableSchema, df: pd.DataFrame, al: dict) -> None:
+    """Every row has a wave; with ``alignment.waves`` each is listed there; ``alignment.wave``, when
+    set, is one of the survey's waves."""
+    listed = al.get("waves")
+    rules = []
+    if listed is not None:
+        allowed = set(listed)
+        rules.append(
+            (
+                f"a wave listed in alignment.waves ({', '.join(listed)})",
+                lambda v: v.isna() | wave_labels(v).isin(allowed),
+            )
+        )
+    s.column("wave", rules, required=False, nullable=False)
+    present = set(wave_labels(df["wave"]).dropna()) if "wave" in df.columns else {ONE_WAVE}
+    chosen = al.get("wave")
+    if al.get("source") == "survey" and chosen is not None and present and chosen not in present:
+        shown = wave_order(present & set(listed), listed) if listed else wave_order(present)
+        s.frame_rule(
+            "wave",
+            f"the wave '{chosen}' of alignment.wave among the survey's waves ({', '.join(shown)})",
+            lambda df: False,
+            values=False,
+        )
 
 
 def implementation_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
