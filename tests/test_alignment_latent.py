@@ -89,7 +89,7 @@ def test_latent_tiny_shapes_warning_and_wide_prior():
     assert width["C"] > width["A"]
     assert fit.warnings and "cluster C" in fit.warnings[0]
     # kept draws: long table, keep x waves x clusters, matrix in cluster order
-    assert list(fit.draws.columns) == ["draw", "wave", "cluster", "alignment"]
+    assert list(fit.draws.columns) == ["draw", "wave", "wave_order", "cluster", "alignment"]
     assert len(fit.draws) == FAST["keep"] * 3
     m = draws_matrix(fit.draws, 1, ["C", "A", "B"])
     assert m.shape == (FAST["keep"], 3)
@@ -111,7 +111,7 @@ def test_change_between_waves_from_draws_and_sds():
     assert out.loc["A", "difference"] == pytest.approx(0.1)
     assert out.loc["A", "difference_sd"] == pytest.approx(0.05)
     assert out.loc["B", "lower"] == pytest.approx(-0.1 - 1.959964 * 0.05, rel=1e-5)
-    assert (out["wave_from"] == 1).all() and (out["wave_to"] == 2).all()
+    assert (out["wave_from"] == "1").all() and (out["wave_to"] == "2").all()  # labels
     # draws: the interval of the paired difference
     rng = np.random.default_rng(0)
     base = rng.normal(-1.0, 0.2, size=(400, 2))
@@ -167,7 +167,7 @@ def test_latent_recovers_true_alignment_on_simulated_surveys():
     }
     clusters = sim.clusters["cluster"].tolist()
     fit = latent_scores(sim.survey, cfg, clusters, seed=5, prob=0.9)
-    s = fit.scores[fit.scores["wave"] == 1].set_index("cluster").reindex(clusters)
+    s = fit.scores[fit.scores["wave"] == "1"].set_index("cluster").reindex(clusters)
     truth = pd.Series({c: v["raw"] for c, v in sim.truth["alignment"].items()}).reindex(clusters)
     r = np.corrcoef(s["alignment"], truth)[0, 1]
     covered = ((s["lower"] <= truth) & (truth <= s["upper"])).mean()
@@ -191,9 +191,9 @@ def test_default_trial_ranks_wards_like_the_truth():
     t0 = time.perf_counter()
     fit = latent_scores(trial.survey, cfg["alignment"], clusters, seed=cfg["seed"])
     wall = time.perf_counter() - t0
-    lat = fit.scores[fit.scores["wave"] == 1].set_index("cluster").reindex(clusters)["alignment"]
+    lat = fit.scores[fit.scores["wave"] == "1"].set_index("cluster").reindex(clusters)["alignment"]
     desc = descriptive_scores(trial.survey, cfg["alignment"], clusters, seed=cfg["seed"], n_boot=100)
-    desc = desc[desc["wave"] == 1].set_index("cluster").reindex(clusters)["alignment"]
+    desc = desc[desc["wave"] == "1"].set_index("cluster").reindex(clusters)["alignment"]
     rho_lat = spearmanr(lat, true).statistic
     rho_desc = spearmanr(desc, true).statistic
     print(f"\nSpearman vs truth: latent {rho_lat:.3f}, descriptive {rho_desc:.3f}; latent fit {wall:.0f} s")

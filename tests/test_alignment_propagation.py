@@ -181,7 +181,7 @@ def test_carrying_measurement_error_widens_and_covers_better():
         sim, cfg, cells = _small_survey_trial(100 + i)
         clusters = sort_ids(cells["cluster"])
         lat = latent_scores(sim.survey, cfg, clusters, seed=i, prob=0.9)
-        plug = lat.scores[lat.scores["wave"] == 1].set_index("cluster")["alignment"].reindex(clusters)
+        plug = lat.scores[lat.scores["wave"] == "1"].set_index("cluster")["alignment"].reindex(clusters)
         truth = pd.Series({c: v["raw"] for c, v in sim.truth["alignment"].items()}).reindex(clusters)
         all_draws = draws_matrix(lat.draws, 1, clusters)
         modes = {

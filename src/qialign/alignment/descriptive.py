@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from qialign.ids import natural_order
+from qialign.waves import ONE_WAVE, order_codes, wave_labels, wave_order
 
 ROLES = ("clinical", "managerial")
 
@@ -34,7 +35,7 @@ def standardise_over_clusters(values: pd.Series) -> pd.Series:
 
 
 def score_items(survey: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """Long table respondent x domain: cluster, wave, role (clinical|managerial), domain, score.
+    """Long table respondent x domain: cluster, wave (label), role (clinical|managerial), domain, score.
 
     Raw staff groups are mapped to roles by ``cfg['roles']``; reverse items are flipped first.
     """
@@ -42,8 +43,7 @@ def score_items(survey: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     role_of = {g: r for r in ROLES for g in cfg["roles"][r]}
     items = survey.copy()
     items["role"] = items["role"].map(role_of)
-    if "wave" not in items:
-        items["wave"] = 1
+    items["wave"] = wave_labels(items["wave"]) if "wave" in items else ONE_WAVE
     for item in cfg.get("reverse", []):
         items[item] = lo + hi - items[item]
     frames = []
@@ -54,7 +54,7 @@ def score_items(survey: pd.DataFrame, cfg: dict) -> pd.DataFrame:
                 {
                     "respondent": items["respondent"].to_numpy(),
                     "cluster": items["cluster"].to_numpy(),
-                    "wave": items["wave"].astype(int).to_numpy(),
+                    "wave": items["wave"].to_numpy(),
                     "role": items["role"].to_numpy(),
                     "domain": domain,
                     "score": 100 * (score.to_numpy() - lo) / (hi - lo),
@@ -87,7 +87,8 @@ def descriptive_scores(
     n_boot: int = 1000,
     prob: float = 0.95,
 ) -> pd.DataFrame:
-    """One row per cluster x wave: role domain means, gaps, alignment with bootstrap SD and interval.
+    """One row per cluster x wave (waves first to last, ``wave_order`` 1 = first; see
+    :mod:`qialign.waves`): role domain means, gaps, alignment with bootstrap SD and interval.
 
     A cluster without respondents of a role gets NaN alignment and a warning; it never raises.
     """
@@ -97,11 +98,12 @@ def descriptive_scores(
     rng = np.random.default_rng(seed)
     tail = (1 - prob) / 2
     rows = []
-    waves = sorted(long["wave"].unique()) or [1]
+    waves = wave_order(long["wave"], cfg.get("waves")) or [ONE_WAVE]
+    rank = order_codes(waves)
     for wave in waves:
         for cluster in clusters:
             cell = long[(long["cluster"] == cluster) & (long["wave"] == wave)]
-            row: dict = {"cluster": cluster, "wave": int(wave)}
+            row: dict = {"cluster": cluster, "wave": wave, "wave_order": rank[wave]}
             wide = {
                 r: cell[cell["role"] == r]
                 .pivot_table(index="respondent", columns="domain", values="score")
@@ -153,5 +155,5 @@ def descriptive_scores(
                 row[f"rwg_{r}"] = float(np.nanmean(per_domain)) if np.isfinite(per_domain).any() else np.nan
             rows.append(row)
     out = pd.DataFrame(rows)
-    out.insert(2, "method", "descriptive")
+    out.insert(3, "method", "descriptive")
     return out

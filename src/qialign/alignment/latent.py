@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_labels, wave_order
+
 ROLES = ("clinical", "managerial")
 SAMPLER_DEFAULTS = {"chains": 2, "draws": 500, "tune": 500, "target_accept": 0.9, "cores": 2, "keep": 200}
 
@@ -49,7 +51,7 @@ class SurveyData:
     item: np.ndarray
     respondent: np.ndarray
     cell: np.ndarray  # flat index into (wave, cluster, role, domain)
-    waves: list[int]
+    waves: list[str]  # labels, first to last (qialign.waves.wave_order)
     clusters: list[str]
     domains: list[str]
     items: list[str]
@@ -86,14 +88,14 @@ def survey_long(survey: pd.DataFrame, cfg: dict, clusters: list[str]) -> SurveyD
     cluster = s["cluster"]
     keep = cluster.isin(clusters).to_numpy() & s["role"].isin(role_of).to_numpy()
     s, cluster = s[keep].reset_index(drop=True), cluster[keep].reset_index(drop=True)
-    wave = s["wave"].astype(int) if "wave" in s else pd.Series(1, index=s.index)
-    waves = sorted(wave.unique().tolist()) or [1]
+    wave = wave_labels(s["wave"]) if "wave" in s else pd.Series(ONE_WAVE, index=s.index, dtype="object")
+    waves = wave_order(wave, cfg.get("waves")) or [ONE_WAVE]
     role = s["role"].map(role_of).to_numpy()
     answers = s[items].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64", copy=True)
     reverse = np.isin(items, cfg.get("reverse", []))
     answers[:, reverse] = lo + hi - answers[:, reverse]
     resp, item = np.nonzero(np.isfinite(answers))
-    w_idx = np.searchsorted(waves, wave.to_numpy())
+    w_idx = wave.map({w: k for k, w in enumerate(waves)}).to_numpy(dtype=int)
     j_idx = np.array([clusters.index(c) for c in cluster]) if len(cluster) else np.zeros(0, int)
     shape = (len(waves), len(clusters), len(ROLES), len(domains))
     cell = np.ravel_multi_index((w_idx[resp], j_idx[resp], role[resp], item_domain[item]), shape)
@@ -109,7 +111,7 @@ def survey_long(survey: pd.DataFrame, cfg: dict, clusters: list[str]) -> SurveyD
         item=item,
         respondent=resp_idx,
         cell=cell,
-        waves=[int(w) for w in waves],
+        waves=list(waves),
         clusters=list(clusters),
         domains=domains,
         items=items,
@@ -277,10 +279,11 @@ def latent_scores(
     mean_clin, mean_gap = clinical.mean(axis=0), gap.mean(axis=0)
     mean_man = (clinical + gap).mean(axis=0)
     counts = data.counts.set_index(["wave", "cluster"])
+    rank = order_codes(data.waves)
     rows = []
     for w, wave in enumerate(data.waves):
         for j, cluster in enumerate(data.clusters):
-            row = {"cluster": cluster, "wave": wave, "method": "latent"}
+            row = {"cluster": cluster, "wave": wave, "wave_order": rank[wave], "method": "latent"}
             row["alignment"] = float(align[:, w, j].mean())
             row["alignment_sd"] = float(align[:, w, j].std(ddof=1))
             row["lower"], row["upper"] = float(lower[w, j]), float(upper[w, j])
@@ -300,6 +303,7 @@ def latent_scores(
         {
             "draw": np.repeat(np.arange(len(keep)), len(data.waves) * len(data.clusters)),
             "wave": np.tile(np.repeat(data.waves, len(data.clusters)), len(keep)),
+            "wave_order": np.tile(np.repeat(list(rank.values()), len(data.clusters)), len(keep)),
             "cluster": np.tile(data.clusters, len(keep) * len(data.waves)),
             "alignment": kept.ravel(),
         }
@@ -314,9 +318,11 @@ def latent_scores(
     )
 
 
-def draws_matrix(draws: pd.DataFrame, wave: int, clusters: list[str]) -> np.ndarray:
-    """(draw, cluster) array of raw alignment draws for one wave, columns in ``clusters`` order."""
-    at = draws[draws["wave"] == wave].pivot(index="draw", columns="cluster", values="alignment")
+def draws_matrix(draws: pd.DataFrame, wave: str, clusters: list[str]) -> np.ndarray:
+    """(draw, cluster) array of raw alignment draws for one wave (its label), columns in ``clusters``
+    order."""
+    at = draws[wave_labels(draws["wave"]) == wave_label(wave)]
+    at = at.pivot(index="draw", columns="cluster", values="alignment")
     return at.reindex(columns=clusters).to_numpy()
 
 
@@ -325,22 +331,25 @@ def alignment_change(
 ) -> pd.DataFrame:
     """Change in alignment from the first wave to each later one, per cluster, with an interval.
 
+    Waves are labels in the order ``scores`` records (``wave_order``, :func:`qialign.waves.file_order`);
+    ``wave_to_order`` is the later wave's place in that order (2 = the second wave).
+
     With ``draws`` (latent) the difference and interval come from the joint posterior draws; without
     them (descriptive) the interval is normal, difference +/- z sqrt(sd_1^2 + sd_w^2), the two waves'
     respondents being independent samples.
     """
     from scipy.stats import norm
 
-    cols = ["cluster", "method", "wave_from", "wave_to", "alignment_from", "alignment_to"]
+    cols = ["cluster", "method", "wave_from", "wave_to", "wave_to_order", "alignment_from", "alignment_to"]
     cols += ["difference", "difference_sd", "lower", "upper"]
-    waves = sorted(scores["wave"].dropna().astype(int).unique())
+    waves = file_order(scores)
     if len(waves) < 2:
         return pd.DataFrame(columns=cols)
     first = waves[0]
-    by = scores.assign(wave=scores["wave"].astype(int)).set_index(["wave", "cluster"])
+    by = scores.assign(wave=wave_labels(scores["wave"])).set_index(["wave", "cluster"])
     clusters = list(dict.fromkeys(scores["cluster"]))
     rows = []
-    for later in waves[1:]:
+    for k, later in enumerate(waves[1:], start=2):
         if draws is not None:
             diff = draws_matrix(draws, later, clusters) - draws_matrix(draws, first, clusters)
             lo, hi = _interval(diff, prob)
@@ -352,6 +361,7 @@ def alignment_change(
                 "method": a0["method"],
                 "wave_from": first,
                 "wave_to": later,
+                "wave_to_order": k,
                 "alignment_from": a0["alignment"],
                 "alignment_to": a1["alignment"],
             }

@@ -39,6 +39,7 @@ from qialign.report.tables import (
 )
 from qialign.results import FEW_EVENTS, PARETO_K_BAD, REFERENCE_CROSSCHECKS
 from qialign.scales import NATURAL_SCALE
+from qialign.waves import ONE_WAVE, file_order, resolve_wave, wave_label, wave_labels
 
 LINK_PHRASE = {
     "log-odds": "log odds ratio",
@@ -1065,6 +1066,15 @@ def _eti_curve(ctx: Context, outcome: str, model: str) -> pd.DataFrame | None:
     return out
 
 
+def _moderator_wave(al: dict, scores: pd.DataFrame) -> str:
+    """The label of the wave that moderates the effect: ``alignment.wave``, else the first wave in the
+    order ``scores.csv`` records (:func:`qialign.waves.resolve_wave`)."""
+    try:
+        return resolve_wave(al.get("wave"), file_order(scores))
+    except ValueError:  # the configured wave is not scored: the section says so
+        return wave_label(al.get("wave")) or ONE_WAVE
+
+
 def alignment(ctx: Context) -> Section:
     al = ctx.cfg.get("alignment", {})
     blocks: list[dict] = []
@@ -1081,21 +1091,21 @@ def alignment(ctx: Context) -> Section:
     if scores is None or scores.empty:
         blocks.append(NOTE("No alignment scores were found (alignment/scores.csv missing or empty).", "bad"))
         return Section("alignment", "Alignment", blocks)
-    wave = int(al.get("wave", 1))
+    wave = _moderator_wave(al, scores)
     method = str(scores["method"].iloc[0]) if "method" in scores else al.get("method", "")
     blocks.append(
         P(
             f"Source: <strong>{escape(al['source'])}</strong>, method <strong>{escape(method)}</strong>; "
-            f"wave {wave} moderates the effect. Alignment enters the models standardised over clusters "
+            f"wave {escape(wave)} moderates the effect. Alignment enters the models standardised over clusters "
             "(mean 0, SD 1), so γ is per SD of alignment. "
             + PROPAGATION_TEXT.get(al.get("propagation", "plugin"), "")
         )
     )
     domains = list(al.get("domains", {}))
-    sw = scores[scores["wave"] == wave] if "wave" in scores else scores
+    sw = scores[wave_labels(scores["wave"]) == wave] if "wave" in scores else scores
     if sw.empty:
         sw = scores
-        blocks.append(NOTE(f"No scores for wave {wave}; showing all waves.", "bad"))
+        blocks.append(NOTE(f"No scores for wave {escape(wave)}; showing all waves.", "bad"))
     if domains and all(f"clinical_{d}" in sw for d in domains):
         vals = sw[[f"{r}_{d}" for r in ("clinical", "managerial") for d in domains]].to_numpy(float)
         scale = (
@@ -1105,7 +1115,7 @@ def alignment(ctx: Context) -> Section:
         blocks.append(
             FIG(
                 figures.alignment_profiles(prof, domains, scale),
-                f"Survey profiles by role, wave {wave}: mean domain scores of clinical and managerial staff per cluster.",
+                f"Survey profiles by role, wave {escape(wave)}: mean domain scores of clinical and managerial staff per cluster.",
                 "Survey profiles by role per cluster",
             )
         )
@@ -1126,9 +1136,8 @@ def alignment(ctx: Context) -> Section:
         numeric={2, 4, 5, 6, 7, 8},
         caption=f"Alignment scores (higher = more aligned). Respondent counts under {ctx.below} shown as “<{ctx.below}”.",
     )
-    for _, r in scores.sort_values(
-        ["wave", "cluster"] if "wave" in scores else ["cluster"], key=ids_key
-    ).iterrows():
+    by = [c for c in ("wave_order", "cluster") if c in scores]  # waves in their recorded order
+    for _, r in scores.sort_values(by, key=ids_key, kind="stable").iterrows():
         e, lo, hi = triple(r["alignment"], r.get("lower"), r.get("upper"))
         t.rows.append(
             [

@@ -2,9 +2,10 @@
 
 Writes, next to ``scores.csv``: ``change.csv`` (alignment change from the first survey wave to each later
 one, per cluster, with an interval; empty with a header when there is one wave or no survey) and, for
-``method: latent``, ``alignment_draws.csv`` (long: draw, wave, cluster, alignment; a fixed number of
-evenly thinned joint posterior draws of the raw alignment, for ``draws`` / ``joint`` propagation; a
-header only for the other methods).
+``method: latent``, ``alignment_draws.csv`` (long: draw, wave, wave_order, cluster, alignment; a fixed
+number of evenly thinned joint posterior draws of the raw alignment, for ``draws`` / ``joint``
+propagation; a header only for the other methods). Waves are text labels with their order in ``wave_order``
+(1 = first; :mod:`qialign.waves`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from qialign.config import load_trial_config
 from qialign.data import load_trial
 from qialign.data.io import read_results_csv
 from qialign.errors import QialignError
+from qialign.waves import ONE_WAVE, file_order, natural_basis, resolve_wave, wave_labels, wave_order
 
-SCORE_COLUMNS = ["cluster", "wave", "method", "alignment", "alignment_sd", "lower", "upper"]
+SCORE_COLUMNS = ["cluster", "wave", "wave_order", "method", "alignment", "alignment_sd", "lower", "upper"]
+DRAW_COLUMNS = ["draw", "wave", "wave_order", "cluster", "alignment"]
 
 
 def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
@@ -37,6 +40,7 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     prob = float(cfg.get("interval", {}).get("prob", 0.95))
     draws = None
     if al["source"] == "survey":
+        _order_note(trial.survey["wave"], al)
         if al["method"] == "latent":
             fit = latent_scores(
                 trial.survey, al, clusters, seed=cfg["seed"], sampler=al.get("latent"), prob=prob
@@ -58,7 +62,8 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
         scores = pd.DataFrame(
             {
                 "cluster": clusters,
-                "wave": al["wave"],
+                "wave": al.get("wave") or ONE_WAVE,
+                "wave_order": 1,
                 "method": "given",
                 "alignment": trial.clusters["alignment"].astype(float).to_numpy(),
                 "alignment_sd": 0.0,
@@ -74,14 +79,26 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     change.to_csv(out.parent / "change.csv", index=False)
     # always written (header only unless latent), so that a rule can declare it as an output
     if draws is None:
-        draws = pd.DataFrame(columns=["draw", "wave", "cluster", "alignment"])
+        draws = pd.DataFrame(columns=DRAW_COLUMNS)
     draws.to_csv(out.parent / "alignment_draws.csv", index=False)
     return scores
 
 
-def moderator_alignment(path: Path, wave: int, clusters: list[str]) -> tuple[pd.Series | None, list[str]]:
-    """Raw alignment per cluster for the model (the configured wave, from ``scores.csv`` at ``path``),
-    and warnings.
+def _order_note(waves: pd.Series, al: dict) -> None:
+    """Say how the waves were ordered when text labels fell in natural (alphabetical) order."""
+    order = wave_order(waves, al.get("waves"))
+    if al.get("waves") is None and len(order) > 1 and natural_basis(order) == "labels":
+        print(
+            f"survey waves in natural (alphabetical) order: {', '.join(order)}; the first is the "
+            "baseline of change.csv; list them in alignment.waves to fix the order"
+        )
+
+
+def moderator_alignment(
+    path: Path, wave: str | int | None, clusters: list[str]
+) -> tuple[pd.Series | None, list[str]]:
+    """Raw alignment per cluster for the model (the configured wave, a label; None = the first wave
+    in the file's order; from ``scores.csv`` at ``path``), and warnings.
 
     ``clusters`` are text ids, as the scores' ids are read (``read_results_csv``). Clusters without a
     score are set to the mean of the others (z = 0) and named in the warnings; no cluster scored, or
@@ -90,7 +107,11 @@ def moderator_alignment(path: Path, wave: int, clusters: list[str]) -> tuple[pd.
     scores = read_results_csv(path)
     if scores.empty:
         return None, []
-    at = scores[scores["wave"] == wave].set_index("cluster")["alignment"].astype(float)
+    try:
+        wave = resolve_wave(wave, file_order(scores))
+    except ValueError as exc:
+        raise QialignError(f"{path}: {exc}") from None
+    at = scores[wave_labels(scores["wave"]) == wave].set_index("cluster")["alignment"].astype(float)
     scored = at.dropna().index.tolist()
     at = at.reindex(clusters)
     notes = []

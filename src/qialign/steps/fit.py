@@ -14,6 +14,7 @@ from qialign.errors import QialignError
 from qialign.ids import sort_ids
 from qialign.provenance import provenance
 from qialign.steps.alignment import moderator_alignment
+from qialign.waves import file_order, resolve_wave
 
 ESTIMATE_COLUMNS = [
     "trial",
@@ -47,15 +48,21 @@ def model_config(cfg: dict, outcome: str, model_id: str) -> dict:
 def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> dict:
     """``fit_model`` keywords for the trial's ``alignment.propagation``: nothing for plugin;
     ``alignment_draws`` (``alignment.draws`` evenly spaced rows of the latent posterior draws,
-    clusters in ``clusters`` order) for draws; ``latent`` = (survey, wave index) for joint."""
+    clusters in ``clusters`` order) for draws; ``latent`` = (survey, wave index) for joint. The wave
+    is ``alignment.wave`` by its label, or the first wave (:func:`qialign.waves.resolve_wave`)."""
     from qialign.alignment.latent import draws_matrix, survey_long
 
     al = cfg["alignment"]
     if al["propagation"] == "draws":
-        all_draws = draws_matrix(read_results_csv(draws_csv), al["wave"], clusters)
+        draws = read_results_csv(draws_csv)
+        try:
+            wave = resolve_wave(al["wave"], file_order(draws))
+        except ValueError as exc:
+            raise QialignError(f"{draws_csv}: {exc}") from None
+        all_draws = draws_matrix(draws, wave, clusters)
         if len(all_draws) < 2 or np.isnan(all_draws).any():
             raise QialignError(
-                f"{draws_csv}: no complete alignment draws for wave {al['wave']} and clusters "
+                f"{draws_csv}: no complete alignment draws for wave {wave} and clusters "
                 f"{', '.join(clusters)} (propagation: draws needs method: latent)"
             )
         pick = np.unique(np.linspace(0, len(all_draws) - 1, min(int(al["draws"]), len(all_draws))).round())
@@ -64,9 +71,11 @@ def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> di
         from qialign.data import load_trial
 
         survey = survey_long(load_trial(cfg).survey, al, clusters)
-        if al["wave"] not in survey.waves:
-            raise QialignError(f"{cfg['data']['survey']}: no survey wave {al['wave']} (alignment.wave)")
-        return {"latent": (survey, survey.waves.index(al["wave"]))}
+        try:
+            wave = resolve_wave(al["wave"], survey.waves)
+        except ValueError as exc:
+            raise QialignError(f"{cfg['data']['survey']}: {exc}") from None
+        return {"latent": (survey, survey.waves.index(wave))}
     return {}
 
 
