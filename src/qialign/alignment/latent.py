@@ -295,26 +295,31 @@ def latent_scores(
                 row[f"gap_{name}"] = -float(mean_gap[w, j, d])  # clinical - managerial, as descriptive
             row["r_hat"], row["ess_bulk"] = float(r_hat[w, j]), float(ess[w, j])
             rows.append(row)
-    keep = np.unique(
-        np.linspace(0, align.shape[0] - 1, min(int(s["keep"]), align.shape[0])).round().astype(int)
-    )
-    kept = align[keep]  # (K, W, J)
-    draws = pd.DataFrame(
-        {
-            "draw": np.repeat(np.arange(len(keep)), len(data.waves) * len(data.clusters)),
-            "wave": np.tile(np.repeat(data.waves, len(data.clusters)), len(keep)),
-            "wave_order": np.tile(np.repeat(list(rank.values()), len(data.clusters)), len(keep)),
-            "cluster": np.tile(data.clusters, len(keep) * len(data.waves)),
-            "alignment": kept.ravel(),
-        }
-    )
     return LatentFit(
         scores=pd.DataFrame(rows),
-        draws=draws,
+        draws=_kept_draws(data, align, int(s["keep"])),
         idata=idata,
         diagnostics=diag,
         timings={"compile_s": t1 - t0, "sample_s": t2 - t1},
         warnings=notes,
+    )
+
+
+def _kept_draws(data: SurveyData, align: np.ndarray, keep: int) -> pd.DataFrame:
+    """Long table of ``keep`` evenly thinned joint draws of alignment ``align`` (S, W, J): draw, wave,
+    wave_order, cluster, alignment."""
+    picked = np.unique(np.linspace(0, align.shape[0] - 1, min(keep, align.shape[0])).round().astype(int))
+    kept = align[picked]  # (K, W, J)
+    per_draw = len(data.waves) * len(data.clusters)
+    rank = order_codes(data.waves)
+    return pd.DataFrame(
+        {
+            "draw": np.repeat(np.arange(len(picked)), per_draw),
+            "wave": np.tile(np.repeat(data.waves, len(data.clusters)), len(picked)),
+            "wave_order": np.tile(np.repeat([rank[w] for w in data.waves], len(data.clusters)), len(picked)),
+            "cluster": np.tile(data.clusters, len(picked) * len(data.waves)),
+            "alignment": kept.ravel(),
+        }
     )
 
 
