@@ -220,3 +220,13 @@ def test_moderator_picks_wave_by_label_and_defaults_to_first(tmp_path):
     with pytest.raises(QialignError, match=r"scores.csv: no wave 'mid' \(alignment.wave\); waves: pre, post"):
         moderator_alignment(path, "mid", ["A", "B", "C"])
     assert read_results_csv(path)["wave"].tolist()[:1] == ["post"]
+
+
+def test_alphabetical_order_is_said(capsys):
+    from qialign.steps.alignment import _order_note
+
+    _order_note(pd.Series(["pre", "post"]), {"waves": None})
+    assert "natural (alphabetical) order: post, pre" in capsys.readouterr().out
+    _order_note(pd.Series(["pre", "post"]), {"waves": ["pre", "post"]})
+    _order_note(pd.Series(["2", "1"]), {})
+    assert capsys.readouterr().out == ""
