@@ -644,3 +644,32 @@ def test_period_axes_are_ticked_in_whole_periods(monkeypatch):
         lo, hi = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_attention_flags_role_groups_of_one_or_two(report):
+    """The fixture's survey has one ward manager per ward: every ward is named with its count."""
+    box = _section(report["html"], "attention")
+    assert "role groups with fewer than 3 respondents" in box
+    assert "W1 (wave 1: managerial 1)" in box
+
+
+def test_alignment_change_between_waves_is_drawn(report, tmp_path):
+    """Two waves: the change since the first one (the real producer, alignment_change) is drawn."""
+    from qialign.alignment.latent import alignment_change
+
+    def two_waves(res):
+        scores = pd.read_csv(res / "alignment" / "scores.csv", dtype={"cluster": str, "wave": str})
+        later = scores.assign(wave="follow-up", alignment=scores["alignment"] + 0.05)
+        both = pd.concat([scores.assign(wave="baseline"), later], ignore_index=True)
+        both["wave_order"] = np.repeat([1, 2], len(scores))
+        both.to_csv(res / "alignment" / "scores.csv", index=False)
+        alignment_change(both).to_csv(res / "alignment" / "change.csv", index=False)
+
+    res = tmp_path / "results" / TRIAL
+    shutil.copytree(report["results"], res)
+    two_waves(res)
+    out = tmp_path / "report.html"
+    render_report(res, report["config"], out)
+    block = _section(out.read_text(encoding="utf-8"), "alignment")
+    assert "Change in alignment per cluster from wave baseline to wave follow-up" in block
+    assert "Change in alignment" not in _section(report["html"], "alignment")  # one wave: nothing drawn

@@ -39,3 +39,6 @@ REFERENCE_CROSSCHECKS = (
 #: an outcome with fewer events or counts than this under control or under the intervention is
 #: flagged: its effect is imprecise and leans on the priors
 FEW_EVENTS = 10
+
+#: a cluster whose clinical or managerial survey group has fewer respondents than this is flagged
+MIN_ROLE_RESPONDENTS = 3

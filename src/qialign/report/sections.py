@@ -37,7 +37,7 @@ from qialign.report.tables import (
     triple,
     with_interval,
 )
-from qialign.results import FEW_EVENTS, PARETO_K_BAD, REFERENCE_CROSSCHECKS
+from qialign.results import FEW_EVENTS, MIN_ROLE_RESPONDENTS, PARETO_K_BAD, REFERENCE_CROSSCHECKS
 from qialign.scales import NATURAL_SCALE
 from qialign.waves import ONE_WAVE, file_order, resolve_wave, wave_label, wave_labels
 
@@ -327,6 +327,8 @@ def attention(ctx: Context) -> list[tuple[str, str]]:
         ctx.flag("alignment", "alignment/scores.csv missing")
     elif scores.empty:
         ctx.flag("alignment", "alignment/scores.csv has no scores")
+    else:
+        _small_role_groups(ctx, scores)
     return ctx.attention
 
 
@@ -1166,6 +1168,7 @@ def alignment(ctx: Context) -> Section:
         )
     )
     blocks.append(TAB(t))
+    blocks += _alignment_change(ctx)
     for outcome in ctx.outcomes:
         model = ctx.primary(outcome)
         est = ctx.estimates(outcome, model)
@@ -1206,6 +1209,54 @@ def alignment(ctx: Context) -> Section:
             )
         )
     return Section("alignment", "Alignment", blocks)
+
+
+def _alignment_change(ctx: Context) -> list[dict]:
+    """One ranked-interval figure per later wave: each cluster's change in alignment since the first
+    wave (change.csv), when the survey has two waves or more."""
+    change = ctx.csv("alignment", "change.csv")
+    if change is None or change.empty:
+        return []
+    blocks = []
+    for (w_from, w_to), g in change.groupby(["wave_from", "wave_to"], sort=False):
+        g = g.dropna(subset=["difference"])
+        if g.empty:
+            continue
+        uri = figures.ranked_intervals(
+            g["cluster"].astype(str).tolist(),
+            g["difference"],
+            g.get("lower", np.nan * g["difference"]),
+            g.get("upper", np.nan * g["difference"]),
+            f"change in alignment, wave {w_from} to wave {w_to}",
+        )
+        caption = (
+            f"Change in alignment per cluster from wave {w_from} to wave {w_to}, with intervals (ranked)."
+        )
+        blocks.append(FIG(uri, escape(caption), "Change in alignment between survey waves"))
+    return blocks
+
+
+def _small_role_groups(ctx: Context, scores: pd.DataFrame) -> None:
+    """Flag clusters whose clinical or managerial group has under MIN_ROLE_RESPONDENTS answers: their
+    score and its interval rest on one or two people."""
+    counts = [c for c in ("n_clinical", "n_managerial") if c in scores]
+    if not counts:
+        return
+    small = scores[(scores[counts] < MIN_ROLE_RESPONDENTS).any(axis=1)]
+    if small.empty:
+        return
+    shown = ", ".join(
+        f"{r['cluster']} (wave {r.get('wave', '?')}: "
+        + ", ".join(f"{c[2:]} {int(r[c])}" for c in counts if r[c] < MIN_ROLE_RESPONDENTS)
+        + ")"
+        for _, r in small.head(6).iterrows()
+    )
+    more = f" and {len(small) - 6} more" if len(small) > 6 else ""
+    ctx.flag(
+        "alignment",
+        f"role groups with fewer than {MIN_ROLE_RESPONDENTS} respondents: {shown}{more}; their scores and "
+        "intervals rest on one or two people",
+    )
 
 
 def model_checks(ctx: Context) -> Section:
