@@ -526,9 +526,14 @@ def test_pareto_warning_from_real_fits(report, tmp_path):
     shutil.copytree(report["results"], res)
     loo = compare_models(paths, res / "y" / "loo.csv")
     assert list(loo.columns) == list(LOO_COLUMNS) and (loo["n_pareto_k_bad"] > 0).any()
+    alone = compare_models({"main": paths["main"]}, res / "cnt" / "loo.csv")  # cnt fits one model
+    assert alone["rank"].tolist() == [0] and np.isfinite(alone["elpd"]).all()
     out = tmp_path / "report.html"
     render_report(res, report["config"], out)
-    box = _section(out.read_text(encoding="utf-8"), "attention")
+    html = out.read_text(encoding="utf-8")
+    checks = _section(html, "model-checks")
+    assert num(alone["elpd"].item(), 2) in checks  # a single model's LOO row shows its elpd
+    box = _section(html, "attention")
     bad = loo[loo["n_pareto_k_bad"] > 0]
     for _, row in bad.iterrows():
         assert (
