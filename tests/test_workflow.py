@@ -206,9 +206,7 @@ def test_model_code_edit_reruns_fits(project):
     assert dry.returncode == 0, dry.stderr
     assert "params have changed" in out
     outputs = [line for line in out.splitlines() if line.strip().startswith("output:")]
-    jobs = [line for line in out.splitlines() if line.startswith("Job ")]  # rules with a message
-    fit = "Fitting tiny_a / y_bin / hh into results/tiny_a/y_bin/hh/"
-    assert any(fit in line for line in jobs), out[-4000:]
+    assert any("results/tiny_a/y_bin/hh/posterior.nc" in line for line in outputs), out[-4000:]
     # the data code is untouched: tiny_a's prepared tables are not re-made (tiny_b's config was edited)
     assert not any("results/tiny_a/y_bin/cells.parquet" in line for line in outputs)
 

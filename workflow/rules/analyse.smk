@@ -24,8 +24,6 @@ rule fit:
         runtime=60,
     params:
         code=source_hash("steps/fit.py"),
-    message:
-        "Fitting {wildcards.trial} / {wildcards.outcome} / {wildcards.model} into results/{wildcards.trial}/{wildcards.outcome}/{wildcards.model}/: compile, sample, diagnose (seconds to minutes; progress in {log})"
     shell:
         "qialign fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
@@ -51,8 +49,6 @@ rule crosscheck:
         runtime=30,
     params:
         code=source_hash("steps/crosscheck.py"),
-    message:
-        "Frequentist cross-checks of {wildcards.trial} / {wildcards.outcome} (log: {log})"
     shell:
         "qialign crosscheck {input.config} --outcome {wildcards.outcome} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
@@ -151,8 +147,6 @@ rule report:
     params:
         code=source_hash("report/__init__.py", "report/templates/template.html.j2"),
         logs=lambda wc: trial_logs(wc.trial),
-    message:
-        "Report of {wildcards.trial} -> {output} (log: {log})"
     shell:
         "qialign report {input.config} --results results/{wildcards.trial} --out {output} "
         "--logs {params.logs} > {log} 2>&1"

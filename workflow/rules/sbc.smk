@@ -23,8 +23,6 @@ rule sbc_chunk:
         runtime=120,
     params:
         code=source_hash("steps/sbc.py"),
-    message:
-        "Calibration chunk {wildcards.chunk} of {wildcards.study}: simulate and fit replicates (minutes; progress in {log})"
     shell:
         "qialign sbc chunk --config {input.config} --chunk {wildcards.chunk} --out {output} "
         "> {log} 2>&1"

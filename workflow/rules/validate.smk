@@ -62,7 +62,5 @@ rule alignment:
     params:
         config=lambda wc: trial_config_path(wc.trial),
         code=source_hash("steps/alignment.py"),
-    message:
-        "Alignment scores of {wildcards.trial} (a latent survey model takes a minute or more; progress in {log})"
     shell:
         "qialign alignment {params.config} --out {output.scores} > {log} 2>&1"
