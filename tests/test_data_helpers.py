@@ -8,6 +8,8 @@ data rows, i.e. DataFrame position + 1.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ import yaml
 from qialign.config import validate_trial_config
 from qialign.data import load_trial
 from qialign.errors import DataValidationError
+
+QIALIGN = str(Path(sys.executable).parent / "qialign")
 
 CLUSTERS = ["A1", "A2", "B1", "B2"]
 STARTS = {"A1": 2, "A2": 3, "B1": 4, "B2": 5}
@@ -140,6 +144,22 @@ def write_config(directory: Path, cfg: dict) -> Path:
     path = Path(directory) / "trial.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def validate_concurrently(tmp_path_factory, makers: dict) -> dict:
+    """``qialign validate`` on each case's config, all at once (each subprocess pays the import
+    cost); ``makers`` maps name -> (directory -> config). Returns name -> (cfg, exit code, out, err)."""
+    cases, procs = {}, {}
+    for name, make in makers.items():
+        d = tmp_path_factory.mktemp(name)
+        cases[name] = make(d)
+        cmd = [QIALIGN, "validate", str(write_config(d, cases[name]))]
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        out[name] = (cases[name], proc.returncode, stdout, stderr)
+    return out
 
 
 def problems_of(cfg: dict) -> DataValidationError:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qialign.data import design_diagram, load_trial, summarise
-from test_data_helpers import put, tiny_tables, write_config, write_trial
-
-QIALIGN = str(Path(sys.executable).parent / "qialign")
+from test_data_helpers import put, tiny_tables, validate_concurrently, write_trial
 
 
 def test_summary_text(tmp_path):
@@ -73,17 +69,7 @@ def _missing(d: Path) -> dict:
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """Run the three CLI cases concurrently (each subprocess pays the import cost)."""
-    cases, procs = {}, {}
-    for name, make in (("ok", _ok), ("bad", _bad), ("missing", _missing)):
-        d = tmp_path_factory.mktemp(name)
-        cases[name] = make(d)
-        cmd = [QIALIGN, "validate", str(write_config(d, cases[name]))]
-        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=120)
-        out[name] = (cases[name], proc.returncode, stdout, stderr)
-    return out
+    return validate_concurrently(tmp_path_factory, {"ok": _ok, "bad": _bad, "missing": _missing})
 
 
 def test_cli_validate_ok(cli_runs):

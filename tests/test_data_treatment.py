@@ -7,17 +7,21 @@ A1 2, A2 3, B1 4, B2 5.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qialign.data import load_trial
-from test_data_helpers import STARTS, find, problems_of, put, tiny_tables, write_config, write_trial
-
-QIALIGN = str(Path(sys.executable).parent / "qialign")
+from test_data_helpers import (
+    STARTS,
+    find,
+    problems_of,
+    put,
+    tiny_tables,
+    validate_concurrently,
+    write_trial,
+)
 
 
 def with_treatment(tables, table="cluster_periods", column="treated"):
@@ -142,17 +146,7 @@ def _bad_treatment(d: Path) -> dict:
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """``qialign validate`` on both configs, concurrently (each subprocess pays the import cost)."""
-    cases, procs = {}, {}
-    for name, make in (("renamed", _renamed), ("bad", _bad_treatment)):
-        d = tmp_path_factory.mktemp(name)
-        cases[name] = make(d)
-        cmd = [QIALIGN, "validate", str(write_config(d, cases[name]))]
-        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=120)
-        out[name] = (cases[name], proc.returncode, stdout, stderr)
-    return out
+    return validate_concurrently(tmp_path_factory, {"renamed": _renamed, "bad": _bad_treatment})
 
 
 def test_cli_validate_per_table_renames_exit_0(cli_runs):
