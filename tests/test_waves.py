@@ -16,14 +16,9 @@ from qialign.data.io import read_results_csv
 from qialign.errors import QialignError
 from qialign.steps.alignment import moderator_alignment
 from qialign.waves import file_order, resolve_wave, wave_label, wave_order
+from test_alignment_descriptive import CFG
+from test_alignment_descriptive import _survey as hand_computed_survey
 from test_data_helpers import RAW_CONFIG, find, problems_of, tiny_tables, write_trial
-
-CFG = {
-    "roles": {"clinical": ["doctor", "nurse"], "managerial": ["matron"]},
-    "scale": {"min": 1, "max": 5},
-    "domains": {"safety": ["q1", "q2"], "flow": ["q3"]},
-    "reverse": ["q2"],
-}
 
 
 # ------------------------------------------------------------------ the order of waves
@@ -152,16 +147,7 @@ def test_labelled_and_dated_surveys_load(tmp_path):
 # ------------------------------------------------------------------ scores and change
 def _two_waves(labels):
     """Wave 1: cluster A aligned (1), B opposed (0); wave 2 the other way round."""
-    base = pd.DataFrame(
-        {
-            "respondent": [1, 2, 3, 4, 5, 6, 7, 8],
-            "cluster": ["A", "A", "A", "A", "B", "B", "B", "B"],
-            "role": ["doctor", "nurse", "matron", "matron", "doctor", "nurse", "matron", "matron"],
-            "q1": [5, 3, 5, 3, 5, 5, 1, 1],
-            "q2": [1, 3, 1, 3, 1, 1, 5, 5],
-            "q3": [4, 2, 4, 2, 5, 5, 1, 1],
-        }
-    )
+    base = hand_computed_survey()  # test_alignment_descriptive's survey
     later = base.assign(respondent=base["respondent"] + 8, cluster=base["cluster"].map({"A": "B", "B": "A"}))
     return pd.concat([base.assign(wave=labels[0]), later.assign(wave=labels[1])], ignore_index=True)
 
