@@ -132,6 +132,18 @@ def nb_shape(spec: ModelSpec, n, phi):
     return n * phi if spec.overdispersion == "patient" else phi + 0 * n
 
 
+def standardised_fidelity(cells: pd.DataFrame) -> tuple[np.ndarray | None, float, float]:
+    """(F, centre, scale): fidelity standardised over the treated cluster-periods (unweighted,
+    ddof = 1) and 0 in control cells; F is None when a treated cluster-period lacks fidelity or
+    fidelity does not vary. Shared by the Bayesian design and the frequentist cross-checks."""
+    treated = cells["treated"].to_numpy() == 1
+    tcp = cells.loc[treated].drop_duplicates(["cluster", "period"])["fidelity"]
+    if not (tcp.notna().all() and tcp.std(ddof=1) > 0):
+        return None, np.nan, np.nan
+    centre, scale = float(tcp.mean()), float(tcp.std(ddof=1))
+    return np.where(treated, (cells["fidelity"].to_numpy(float) - centre) / scale, 0.0), centre, scale
+
+
 def season_basis(spec: ModelSpec, periods: np.ndarray) -> np.ndarray:
     """Fourier basis per period (periods x 2K): sin(2 pi k t / L), then cos, k = 1..K."""
     k = np.arange(1, spec.harmonics + 1)
@@ -220,14 +232,9 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
             raise QialignError("alignment is constant over clusters; cannot standardise it")
         A = ((align_raw - a_c) / a_s).to_numpy(float)
 
-    F = None
-    f_c = f_s = np.nan
+    F, f_c, f_s = None, np.nan, np.nan
     if "fidelity" in spec.moderators and "fidelity" in cells:
-        f = cells["fidelity"].to_numpy(float)
-        tcp = cells.loc[treated == 1].drop_duplicates(["cluster", "period"])["fidelity"]
-        if tcp.notna().all() and tcp.std(ddof=1) > 0:
-            f_c, f_s = float(tcp.mean()), float(tcp.std(ddof=1))
-            F = np.where(treated == 1, (f - f_c) / f_s, 0.0)
+        F, f_c, f_s = standardised_fidelity(cells)
 
     y: dict = {}
     y_c, y_s = 0.0, 1.0

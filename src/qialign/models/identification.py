@@ -70,8 +70,9 @@ def _term_columns(cp: pd.DataFrame, spec: ModelSpec, moderated: bool) -> dict[st
 
 def unidentified_terms(cells: pd.DataFrame, spec: ModelSpec, moderated: bool = False) -> list[str]:
     """Terms of ``spec`` whose columns are not all estimable given the terms before them."""
-    cols = _term_columns(_schedule(cells), spec, moderated)
-    design = np.zeros((len(cells.drop_duplicates(["cluster", "period"])), 0))
+    cp = _schedule(cells)
+    cols = _term_columns(cp, spec, moderated)
+    design = np.zeros((len(cp), 0))
     rank, bad = 0, []
     for term in TERMS:
         if term not in cols:

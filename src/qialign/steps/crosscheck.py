@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from qialign.config import load_trial_config
@@ -14,6 +13,7 @@ from qialign.errors import QialignError
 from qialign.frequentist import cross_check
 from qialign.frequentist.its import its_cross_check
 from qialign.ids import sort_ids
+from qialign.models.design import standardised_fidelity
 from qialign.models.spec import ModelSpec
 from qialign.steps.alignment import moderator_alignment
 
@@ -49,11 +49,9 @@ def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> l
         rows["alignment_z"] = rows["cluster"].map(standardise_over_clusters(raw))
         names.append("alignment_z")
     if "fidelity" in primary["moderators"] and "fidelity" in rows.columns:
-        treated = rows["treated"].to_numpy() == 1
-        tcp = rows.loc[treated].drop_duplicates(["cluster", "period"])["fidelity"]
-        if tcp.notna().all() and tcp.std(ddof=1) > 0:
-            z = (rows["fidelity"] - tcp.mean()) / tcp.std(ddof=1)
-            rows["fidelity_z"] = np.where(treated, z, 0.0)
+        fidelity = standardised_fidelity(rows)[0]
+        if fidelity is not None:
+            rows["fidelity_z"] = fidelity
             names.append("fidelity_z")
     return names
 
