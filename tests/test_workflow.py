@@ -123,6 +123,11 @@ def test_interrupted_run_resumes_to_completion(project):
     assert project["interrupted"], "the run finished before a fit started: nothing was interrupted"
     run = project["resumed"]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # each long step tells the terminal what runs and how long it took (its details stay in its log)
+    terminal = run.stdout + run.stderr
+    assert "▶ report tiny_a: started; " in terminal and "✓ report tiny_a: done in " in terminal
+    log = (project["work"] / "results" / "tiny_a" / "logs" / "report.log").read_text()
+    assert "✓ report tiny_a: done in " in log
 
 
 def test_outputs_and_numbers(project):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from qialign import __version__
 from qialign.errors import QialignError
+from qialign.progress import attach_terminal, timed_step
 
 
 def _path(value: str | None) -> Path | None:
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
     )
     parser.add_argument("--version", action="version", version=f"qialign {__version__}")
+    parser.add_argument("--progress-fd", type=int, metavar="FD", help="also write progress lines to FD")
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
 
     _add_init(steps)
@@ -207,10 +209,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: steps long enough to announce, with what names one run of them (for its learnt duration)
+TIMED_STEPS = {
+    "fit": lambda a: (Path(a.config).stem, a.outcome, a.model),
+    "crosscheck": lambda a: (Path(a.config).stem, a.outcome),
+    "alignment": lambda a: (Path(a.config).stem,),
+    "report": lambda a: (Path(a.config).stem,),
+    "sbc": lambda a: (Path(a.config).stem, f"chunk {a.chunk}") if a.sbc_step == "chunk" else None,
+}
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The step, announced with its expected time when it is a long one (``qialign.progress``)."""
+    key = TIMED_STEPS[args.step](args) if args.step in TIMED_STEPS else None
+    if key is None:
+        args.func(args)
+        return
+    with timed_step(args.step, key):
+        args.func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    attach_terminal(args.progress_fd)
     try:
-        args.func(args)
+        _run(args)
     except QialignError as exc:
         print(f"qialign {args.step}: error\n{exc}", file=sys.stderr)
         return 2

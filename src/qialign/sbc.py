@@ -368,7 +368,7 @@ def run_replicates(cfg: dict, replicates, progress=None) -> pd.DataFrame:
         if progress:
             worst = rows.iloc[0]
             progress(
-                f"replicate {r}: {time.perf_counter() - t0:.1f} s, divergences {worst['divergences']}, "
+                f"#{r} in {time.perf_counter() - t0:.1f} s, divergences {worst['divergences']}, "
                 f"max R-hat {worst['r_hat_max']:.3f}, min bulk ESS {worst['ess_bulk_min']:.0f}, "
                 f"event rate {worst['event_rate']:.3f}"
             )

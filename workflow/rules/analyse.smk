@@ -25,10 +25,10 @@ rule fit:
     params:
         code=source_hash("steps/fit.py"),
     shell:
-        "qialign fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
+        "qialign --progress-fd 3 fit {input.config} --outcome {wildcards.outcome} --model {wildcards.model} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
         "--out-dir results/{wildcards.trial}/{wildcards.outcome}/{wildcards.model} --threads {threads} "
-        "> {log} 2>&1"
+        "3>&2 > {log} 2>&1"
 
 
 rule crosscheck:
@@ -50,9 +50,9 @@ rule crosscheck:
     params:
         code=source_hash("steps/crosscheck.py"),
     shell:
-        "qialign crosscheck {input.config} --outcome {wildcards.outcome} "
+        "qialign --progress-fd 3 crosscheck {input.config} --outcome {wildcards.outcome} "
         "--prepared results/{wildcards.trial}/{wildcards.outcome} --scores {input.scores} "
-        "--out {output} > {log} 2>&1"
+        "--out {output} 3>&2 > {log} 2>&1"
 
 
 rule compare:
@@ -71,7 +71,7 @@ rule compare:
     params:
         code=source_hash("steps/collect.py"),
     shell:
-        "qialign compare {input.posteriors} --out {output} > {log} 2>&1"
+        "qialign --progress-fd 3 compare {input.posteriors} --out {output} 3>&2 > {log} 2>&1"
 
 
 rule collect:
@@ -94,8 +94,8 @@ rule collect:
     params:
         code=source_hash("steps/collect.py"),
     shell:
-        "qialign collect {input.config} --bayes {input.bayes} "
-        "--crosschecks {input.crosschecks} --out {output} > {log} 2>&1"
+        "qialign --progress-fd 3 collect {input.config} --bayes {input.bayes} "
+        "--crosschecks {input.crosschecks} --out {output} 3>&2 > {log} 2>&1"
 
 
 rule power:
@@ -115,8 +115,8 @@ rule power:
     params:
         code=source_hash("steps/power.py"),
     shell:
-        "qialign power {input.config} --prepared-root results/{wildcards.trial} --out {output} "
-        "> {log} 2>&1"
+        "qialign --progress-fd 3 power {input.config} --prepared-root results/{wildcards.trial} --out {output} "
+        "3>&2 > {log} 2>&1"
 
 
 rule report:
@@ -148,5 +148,5 @@ rule report:
         code=source_hash("report/__init__.py", "report/templates/template.html.j2"),
         logs=lambda wc: trial_logs(wc.trial),
     shell:
-        "qialign report {input.config} --results results/{wildcards.trial} --out {output} "
-        "--logs {params.logs} > {log} 2>&1"
+        "qialign --progress-fd 3 report {input.config} --results results/{wildcards.trial} --out {output} "
+        "--logs {params.logs} 3>&2 > {log} 2>&1"

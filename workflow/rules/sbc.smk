@@ -24,8 +24,8 @@ rule sbc_chunk:
     params:
         code=source_hash("steps/sbc.py"),
     shell:
-        "qialign sbc chunk --config {input.config} --chunk {wildcards.chunk} --out {output} "
-        "> {log} 2>&1"
+        "qialign --progress-fd 3 sbc chunk --config {input.config} --chunk {wildcards.chunk} --out {output} "
+        "3>&2 > {log} 2>&1"
 
 
 rule sbc_summarise:
@@ -47,8 +47,8 @@ rule sbc_summarise:
     params:
         code=source_hash("steps/sbc.py"),
     shell:
-        "qialign sbc summarise --config {input.config} --chunks {input.chunks} "
-        "--out-dir results/{wildcards.study} > {log} 2>&1"
+        "qialign --progress-fd 3 sbc summarise --config {input.config} --chunks {input.chunks} "
+        "--out-dir results/{wildcards.study} 3>&2 > {log} 2>&1"
 
 
 rule sbc:

@@ -16,7 +16,7 @@ rule validate:
         config=lambda wc: trial_config_path(wc.trial),
         code=source_hash("steps/prepare.py", "schemas/trial.schema.yaml"),
     shell:
-        "qialign validate {params.config} --out {output.summary} --data-json {output.data} > {log} 2>&1"
+        "qialign --progress-fd 3 validate {params.config} --out {output.summary} --data-json {output.data} 3>&2 > {log} 2>&1"
 
 
 rule prepare:
@@ -39,8 +39,8 @@ rule prepare:
         config=lambda wc: trial_config_path(wc.trial),
         code=source_hash("steps/prepare.py"),
     shell:
-        "qialign prepare {params.config} --outcome {wildcards.outcome} "
-        "--out-dir results/{wildcards.trial}/{wildcards.outcome} > {log} 2>&1"
+        "qialign --progress-fd 3 prepare {params.config} --outcome {wildcards.outcome} "
+        "--out-dir results/{wildcards.trial}/{wildcards.outcome} 3>&2 > {log} 2>&1"
 
 
 rule alignment:
@@ -63,4 +63,4 @@ rule alignment:
         config=lambda wc: trial_config_path(wc.trial),
         code=source_hash("steps/alignment.py"),
     shell:
-        "qialign alignment {params.config} --out {output.scores} > {log} 2>&1"
+        "qialign --progress-fd 3 alignment {params.config} --out {output.scores} 3>&2 > {log} 2>&1"

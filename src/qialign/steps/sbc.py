@@ -9,12 +9,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qialign.progress import Countdown, say
+
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that light
     import pandas as pd
-
-
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def sbc_chunk_step(config_path: str | Path, chunk: int, out: Path) -> pd.DataFrame:
@@ -24,17 +22,17 @@ def sbc_chunk_step(config_path: str | Path, chunk: int, out: Path) -> pd.DataFra
     cfg = load_sbc_config(config_path)
     reps = chunk_replicates(cfg, int(chunk))
     s = cfg["sampler"]
-    _progress(
+    say(
         f"SBC chunk {chunk}/{cfg['chunks']}: replicates {reps[0]}..{reps[-1]} ({len(reps)}); "
         f"{s['chains']} chains x ({s['tune']} tune + {s['draws']} draws), target_accept "
         f"{s['target_accept']}, cores {s['cores']}"
     )
     t0 = time.perf_counter()
-    table = run_replicates(cfg, reps, progress=_progress)
+    table = run_replicates(cfg, reps, progress=Countdown(len(reps), "replicate").tick)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
-    _progress(f"wrote {len(table)} rows to {out} in {time.perf_counter() - t0:.0f} s")
+    say(f"wrote {len(table)} rows to {out} in {time.perf_counter() - t0:.0f} s")
     return table
 
 
@@ -47,7 +45,7 @@ def sbc_summarise_step(config_path: str | Path, chunks: list[Path], out_dir: Pat
     ranks = read_chunks(chunks)
     n_reps = ranks["replicate"].nunique()
     if n_reps < int(cfg["replicates"]):
-        _progress(f"warning: {n_reps} of {cfg['replicates']} replicates present in the chunks")
+        say(f"warning: {n_reps} of {cfg['replicates']} replicates present in the chunks")
     summary = summarise(ranks, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
