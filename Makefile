@@ -10,7 +10,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: run test test-slow lint format clean-results
+.PHONY: run test test-slow mutate lint format clean-results
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -34,6 +34,13 @@ test: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	$(BIN)/pytest -m slow
+
+# Mutation testing ([tool.mutmut] in pyproject.toml lists the modules and their tests); the fits the
+# estimand tests need are made once and kept (the sampler is not what is mutated). Prints survivors.
+mutate: $(VENV)/.installed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-mutate.lock
+	QIALIGN_TEST_FIT_CACHE=$(CURDIR)/.cache/mutmut-fits $(BIN)/mutmut run --max-children $(CORES)
+	$(BIN)/mutmut results
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks

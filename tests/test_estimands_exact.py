@@ -7,6 +7,11 @@ lognormal fit (the marginal difference integrates exp(m + s^2 / 2) on the raw sc
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.special import expit
@@ -18,14 +23,30 @@ SAMPLER = {"chains": 2, "draws": 150, "tune": 150}
 LAX = {"retry": False}
 
 
-@pytest.fixture(scope="module", params=["binomial", "lognormal"])
-def fitted(request):
-    family = request.param
+def _fit(family: str):
     cells, _, alignment, _ = simulate(family, n_clusters=8, n_periods=5, n_per_cp=20, seed=3)
     spec = ModelSpec.from_config(
         {"id": "m", "covariates": False}, "y", {"family": family, "better": "lower"}, {}
     )
-    fit = fit_model(cells, spec, alignment=alignment, sampler=SAMPLER, diagnostics=LAX, seed=2)
+    return fit_model(cells, spec, alignment=alignment, sampler=SAMPLER, diagnostics=LAX, seed=2)
+
+
+def _cached_fit(family: str):
+    """The fit; under ``make mutate`` (which mutates estimands, not the sampler) fitted once and kept
+    in ``$QIALIGN_TEST_FIT_CACHE``, so each mutant is tested in seconds."""
+    cache = os.environ.get("QIALIGN_TEST_FIT_CACHE")
+    if not cache:
+        return _fit(family)
+    path = Path(cache) / f"estimands_exact_{family}.pkl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(dataclasses.replace(_fit(family), model=None)))
+    return pickle.loads(path.read_bytes())
+
+
+@pytest.fixture(scope="module", params=["binomial", "lognormal"])
+def fitted(request):
+    fit = _cached_fit(request.param)
     return fit, estimates(fit, {"prob": 0.9}).set_index("estimand")
 
 
