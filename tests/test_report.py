@@ -191,6 +191,9 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
         "versions": {"python": "3.12", "qialign": "0.1.0", "pymc": "6.0"},
         "divergences": 0,
         "ebfmi": [0.9, 0.95],
+        "r_hat_max": float(diag["r_hat"].max()),
+        "ess_bulk_min": float(diag["ess_bulk"].min()),
+        "ess_tail_min": float(diag["ess_tail"].min()),
     }
     (folder / "fit.json").write_text(json.dumps(fit))
 
@@ -355,9 +358,9 @@ def test_small_counts_suppressed(report):
     for r in body:
         cells = re.findall(r"<td[^>]*>(.*?)</td>", r)
         assert cells[5] == "&lt;5", cells  # managerial respondents
-    # the clusters file has 4 rows: its row count is suppressed too
+    # the clusters file's 4 rows are clusters, not people: their count is printed whole
     prov = _section(html, "provenance")
-    assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>&lt;5</td>", prov)
+    assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>4</td>", prov)
     # no table cell anywhere shows a bare count 1..4 in a count column of the data-flow table
     flow = _section(html, "data-flow")
     for v in re.findall(r'<td class="n">([^<]*)</td>', flow):
@@ -599,9 +602,9 @@ def test_design_counts_read_as_words_and_no_flat_forest(tmp_path):
     html = out.read_text(encoding="utf-8")
     design = _section(html, "design")
     assert "in 2 sites" in design and "4 clusters" in design and "6 periods" in design
-    from qialign.report.sections import _plural
+    from qialign.report.blocks import plural
 
-    assert (_plural(1, "site"), _plural(0, "site"), _plural(2, "site")) == ("1 site", "0 sites", "2 sites")
+    assert (plural(1, "site"), plural(0, "site"), plural(2, "site")) == ("1 site", "0 sites", "2 sites")
     effects = _section(html, "effects")
     assert "gives every cluster the same effect" in effects
     assert "Forest plot of cluster-specific effects" not in effects
