@@ -163,9 +163,14 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
     for c in ("estimate", "lower", "upper"):
         ce[f"natural_{c}"] = np.exp(ce[c])
     ce.to_csv(folder / "cluster_effects.csv", index=False)
-    params = ["mu", "treatment_effect", "sd_cluster"] + (
-        [f"theta_e[{e}]" for e in range(1, 5)] if eti else []
-    )
+    # the parameters the fit of this model reports (models.diagnostics.REPORTED): the methods
+    # section names the terms they belong to
+    params = ["mu", "b_trend[2]", "treatment_effect"]
+    params += [f"theta_e[{e}]" for e in range(1, 5)] if eti else []
+    params += ["beta[age]"] if family == "bernoulli" else []
+    params += ["alignment_main", "alignment_interaction"] if gamma else []
+    params += ["sd_cluster"] + (["sd_cluster_period"] if family == "bernoulli" else [])
+    params += ["sd_treatment"] if eti else []  # the fixture's eti model has random_treatment
     diag = pd.DataFrame(
         {
             "parameter": params,
