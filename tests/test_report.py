@@ -203,10 +203,11 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
     (folder / "fit.json").write_text(json.dumps(fit))
 
 
-def _build(root: Path, **over) -> tuple[Path, Path, list[Path]]:
-    """A results folder for a small simulated trial; returns (results_dir, config_path, logs)."""
+def _build(root: Path, sim: dict | None = None, **over) -> tuple[Path, Path, list[Path]]:
+    """A results folder for a small simulated trial (``_sim_spec()`` updated by ``sim``); returns
+    (results_dir, config_path, logs)."""
     data = root / "data"
-    simulate_trial(_sim_spec(), 3).write(data)
+    simulate_trial({**_sim_spec(), **(sim or {})}, 3).write(data)
     cfg = _trial_config(data, **over)
     config = root / "config" / f"{TRIAL}.yaml"
     config.parent.mkdir(parents=True)
@@ -686,3 +687,36 @@ def test_alignment_change_between_waves_is_drawn(report, tmp_path):
     block = _section(out.read_text(encoding="utf-8"), "alignment")
     assert "Change in alignment per cluster from wave baseline to wave follow-up" in block
     assert "Change in alignment" not in _section(report["html"], "alignment")  # one wave: nothing drawn
+
+
+def test_design_diagram_lists_clusters_in_natural_order(tmp_path, monkeypatch):
+    """Twelve wards in one hospital: the diagram's rows read W1, W2, ..., W10, W11, W12 (not the
+    text order W1, W10, W11, W12, W2)."""
+    from qialign.report import figures
+
+    drawn = []
+    real = figures.design_grid
+    monkeypatch.setattr(figures, "design_grid", lambda names, *a: drawn.append(names) or real(names, *a))
+    sim = {"clusters_per_site": [12], "schedule": {"baseline": 1, "every": 1, "per_step": 3}}
+    res, config, _ = _build(tmp_path, sim=sim, alignment={"source": "none"}, models=[{"id": "main"}])
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    assert "Design diagram: clusters by periods" in _section(out.read_text(encoding="utf-8"), "design")
+    (names,) = drawn
+    assert [c for c, _ in names] == [f"W{i}" for i in range(1, 13)]
+
+
+def test_suppression_threshold_is_configurable(tmp_path):
+    """``report.suppress_below: 2``: one ward manager is shown as <2; the clinical counts (3 to 10
+    per ward) are printed whole, and the clusters file's row count is never suppressed."""
+    res, config, _ = _build(tmp_path, report={"suppress_below": 2}, models=[{"id": "main"}])
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    html = out.read_text(encoding="utf-8")
+    scores = pd.read_csv(res / "alignment" / "scores.csv")
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", _section(html, "alignment"), re.S)
+    body = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows if "<td" in r and "W" in r]
+    assert len(body) == len(scores)
+    for cells, (_, r) in zip(body, scores.sort_values("cluster").iterrows(), strict=True):
+        assert cells[4] == str(int(r["n_clinical"])) and cells[5] == "&lt;2", cells
+    assert "&lt;5" not in html

@@ -141,6 +141,11 @@ class Context:
     def model_cfg(self, outcome: str, model: str) -> dict:
         return next(m for m in self.model_cfgs(outcome) if m["id"] == model)
 
+    @property
+    def crosscheck_model_cfg(self) -> dict:
+        """The model whose trend and terms the cross-checks follow (the first in ``models``)."""
+        return self.cfg["models"][0]
+
     def primary(self, outcome: str) -> str:
         return self.models(outcome)[0]
 

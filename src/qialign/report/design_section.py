@@ -138,8 +138,9 @@ def data_flow(ctx: Context) -> Section:
         DATA_FLOW_COLUMNS,
         [],
         numeric={2, 3, 4, 5, 6},
-        caption=f"From the data files to the analysed rows. Counts of patients under {ctx.below} are shown as “<{ctx.below}”.",
+        caption="From the data files to the analysed rows.",
     )
+    people = False
     for outcome in ctx.outcomes:
         prep = ctx.json(outcome, "prepared.json") or {}
         e = excl.get(outcome) or prep.get("exclusions") or {}
@@ -147,6 +148,7 @@ def data_flow(ctx: Context) -> Section:
             t.rows.append([ctx.label(outcome), DASH, DASH, DASH, DASH, DASH, DASH, "no record"])
             continue
         table = e.get("table")
+        people |= ctx.people(table)
 
         def n(v, table=table) -> str:
             return ctx.count(v, table)
@@ -167,6 +169,8 @@ def data_flow(ctx: Context) -> Section:
                 ", ".join(e.get("covariates") or prep.get("covariates") or []) or "none",
             ]
         )
+    if people:
+        t.caption += f" Counts of patients under {ctx.below} are shown as “<{ctx.below}”."
     note = P(
         "Rows with a missing outcome or a missing covariate are excluded from that outcome's analysis "
         "(complete cases); the other outcomes keep them."

@@ -113,8 +113,6 @@ def _random_effect_words(f: Fitted) -> str:
         parts.append("u<sub>k</sub> ~ N(0, σ<sub>site</sub>²) site intercepts")
     if f.cluster:
         parts.append("v<sub>j</sub> ~ N(0, σ<sub>cluster</sub>²) cluster intercepts")
-    else:
-        parts.append("one series: no cluster intercepts")
     if f.cluster_period == "exchangeable":
         parts.append("w<sub>jt</sub> ~ N(0, σ<sub>cp</sub>²) exchangeable cluster-period effects")
     elif f.cluster_period == "ar1":
@@ -122,7 +120,7 @@ def _random_effect_words(f: Fitted) -> str:
         parts.append(
             f"w<sub>jt</sub> AR(1) residuals{within} (correlation ρ ~ Beta(2, 2)), stationary SD σ<sub>cp</sub>"
         )
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + "." if parts else ""
 
 
 def _overdispersion_words(spec: ModelSpec) -> str:
@@ -339,7 +337,7 @@ def crosscheck_text(ctx: Context) -> str:
 def _segmented_text(ctx: Context, its: list[str]) -> str:
     """Segmented regression of the series, with the primary model's seasonality and slope change."""
     outcome = ctx.outcomes[0]
-    spec = model_spec(ctx, outcome, ctx.cfg["models"][0])
+    spec = model_spec(ctx, outcome, ctx.crosscheck_model_cfg)
     fam = " and ".join(dict.fromkeys("quasi-Poisson" if "quasipoisson" in m else "OLS" for m in its))
     se = " and ".join(dict.fromkeys("Newey-West" if m.endswith("newey_west") else "model-based" for m in its))
     extra = (
