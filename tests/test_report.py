@@ -720,3 +720,17 @@ def test_suppression_threshold_is_configurable(tmp_path):
     for cells, (_, r) in zip(body, scores.sort_values("cluster").iterrows(), strict=True):
         assert cells[4] == str(int(r["n_clinical"])) and cells[5] == "&lt;2", cells
     assert "&lt;5" not in html
+
+
+def test_report_package_sizes():
+    """One idea per module: no report module over 500 lines, no function over 80."""
+    import ast
+
+    import qialign.report
+
+    for path in Path(qialign.report.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) <= 500, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno - node.lineno < 80, f"{path.name}: {node.name}"
