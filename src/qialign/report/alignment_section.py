@@ -27,13 +27,13 @@ PROPAGATION_TEXT = {
 }
 
 
-def _moderator_wave(al: dict, scores: pd.DataFrame) -> str:
+def _moderator_wave(wave, scores: pd.DataFrame) -> str:
     """The label of the wave that moderates the effect: ``alignment.wave``, else the first wave in the
     order ``scores.csv`` records (:func:`qialign.waves.resolve_wave`)."""
     try:
-        return resolve_wave(al.get("wave"), file_order(scores))
+        return resolve_wave(wave, file_order(scores))
     except ValueError:  # the configured wave is not scored: the section says so
-        return wave_label(al.get("wave")) or ONE_WAVE
+        return wave_label(wave) or ONE_WAVE
 
 
 SCORE_COLUMNS = [
@@ -50,7 +50,6 @@ SCORE_COLUMNS = [
 
 
 def alignment(ctx: Context) -> Section:
-    al = ctx.alignment_cfg
     scores = ctx.csv("alignment", "scores.csv")
     if not ctx.alignment_on:
         note = NOTE(
@@ -62,21 +61,21 @@ def alignment(ctx: Context) -> Section:
     if scores is None or scores.empty:
         note = NOTE("No alignment scores were found (alignment/scores.csv missing or empty).", "bad")
         return Section("alignment", "Alignment", [note])
-    wave = _moderator_wave(al, scores)
-    method = str(scores["method"].iloc[0]) if "method" in scores else al.get("method", "")
+    wave = _moderator_wave(ctx.alignment_wave, scores)
+    method = str(scores["method"].iloc[0]) if "method" in scores else ctx.alignment_method
     blocks = [
         P(
-            f"Source: <strong>{escape(al['source'])}</strong>, method <strong>{escape(method)}</strong>; "
+            f"Source: <strong>{escape(ctx.alignment_source)}</strong>, method <strong>{escape(method)}</strong>; "
             f"wave {escape(wave)} moderates the effect. Alignment enters the models standardised over clusters "
             "(mean 0, SD 1), so γ is per SD of alignment. "
-            + PROPAGATION_TEXT.get(al.get("propagation", "plugin"), "")
+            + PROPAGATION_TEXT.get(ctx.alignment_propagation, "")
         )
     ]
     sw = scores[wave_labels(scores["wave"]) == wave] if "wave" in scores else scores
     if sw.empty:
         sw = scores
         blocks.append(NOTE(f"No scores for wave {escape(wave)}; showing all waves.", "bad"))
-    blocks += _profiles(al, sw, wave)
+    blocks += _profiles(ctx, sw, wave)
     ranked = figures.ranked_intervals(
         sw["cluster"].tolist(),
         sw["alignment"],
@@ -95,13 +94,13 @@ def alignment(ctx: Context) -> Section:
     return Section("alignment", "Alignment", blocks)
 
 
-def _profiles(al: dict, sw: pd.DataFrame, wave: str) -> list[dict]:
+def _profiles(ctx: Context, sw: pd.DataFrame, wave: str) -> list[dict]:
     """Mean domain scores by role per cluster, when the scores carry them."""
-    domains = list(al.get("domains", {}))
+    domains = ctx.alignment_domains
     if not domains or not all(f"clinical_{d}" in sw for d in domains):
         return []
     vals = sw[[f"{r}_{d}" for r in ("clinical", "managerial") for d in domains]].to_numpy(float)
-    scale = "domain score (0–100)" if np.nanmax(vals) > al.get("scale", {}).get("max", 5) else "domain mean"
+    scale = "domain score (0–100)" if np.nanmax(vals) > ctx.survey_scale_max else "domain mean"
     prof = sw.sort_values("cluster", key=ids_key)
     return [
         FIG(

@@ -15,7 +15,7 @@ import pandas as pd
 
 from qialign.config import models_for
 from qialign.data.io import read_results_csv, read_results_parquet
-from qialign.models.spec import DIAGNOSTIC_DEFAULTS, INTERVAL_DEFAULTS
+from qialign.models.spec import DIAGNOSTIC_DEFAULTS, INTERVAL_DEFAULTS, ModelSpec
 from qialign.report import estimates as E
 from qialign.report.tables import count
 
@@ -94,12 +94,38 @@ class Context:
         return {**INTERVAL_DEFAULTS, **self.cfg.get("interval", {})}
 
     @property
-    def alignment_cfg(self) -> dict:
+    def _alignment(self) -> dict:
         return self.cfg.get("alignment", {})
 
     @property
+    def alignment_source(self) -> str:
+        return self._alignment.get("source", "none")
+
+    @property
     def alignment_on(self) -> bool:
-        return self.alignment_cfg.get("source", "none") != "none"
+        return self.alignment_source != "none"
+
+    @property
+    def alignment_method(self) -> str:
+        return self._alignment.get("method", "")
+
+    @property
+    def alignment_wave(self):
+        """The configured moderating wave (None: the first scored)."""
+        return self._alignment.get("wave")
+
+    @property
+    def alignment_propagation(self) -> str:
+        return self._alignment.get("propagation", "plugin")
+
+    @property
+    def alignment_domains(self) -> list[str]:
+        return list(self._alignment.get("domains", {}))
+
+    @property
+    def survey_scale_max(self) -> float:
+        """The top of the survey's answer scale (``alignment.scale.max``)."""
+        return self._alignment.get("scale", {}).get("max", 5)
 
     @property
     def covariates(self) -> list[str]:
@@ -138,13 +164,22 @@ class Context:
     def models(self, outcome: str) -> list[str]:
         return [m["id"] for m in self.model_cfgs(outcome)]
 
-    def model_cfg(self, outcome: str, model: str) -> dict:
-        return next(m for m in self.model_cfgs(outcome) if m["id"] == model)
+    def model_cfg(self, model: str) -> dict:
+        """A ``models:`` entry by id."""
+        return next(m for m in self.cfg["models"] if m["id"] == model)
 
     @property
-    def crosscheck_model_cfg(self) -> dict:
+    def crosscheck_model(self) -> str:
         """The model whose trend and terms the cross-checks follow (the first in ``models``)."""
-        return self.cfg["models"][0]
+        return self.cfg["models"][0]["id"]
+
+    def spec(self, outcome: str, model: str) -> ModelSpec:
+        """The model's spec as the fit step built it (covariates and table from ``prepared.json``)."""
+        prep = self.json(outcome, "prepared.json") or {}
+        trial_cfg = {**self.cfg, "covariates": prep.get("covariates", self.covariates)}
+        return ModelSpec.from_config(
+            self.model_cfg(model), outcome, self.outcome_cfg(outcome), trial_cfg, table=prep.get("table")
+        )
 
     def primary(self, outcome: str) -> str:
         return self.models(outcome)[0]

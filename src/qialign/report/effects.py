@@ -100,26 +100,26 @@ def _estimates_table(ctx: Context, outcome: str, est0) -> Table:
 def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
     """The effect by exposure time of every ``eti`` model, else what the primary model assumes."""
     blocks = []
-    for m in ctx.model_cfgs(outcome):
-        if m.get("exposure", "step") != "eti":
+    for model in ctx.models(outcome):
+        if ctx.spec(outcome, model).exposure != "eti":
             continue
-        curve = _eti_curve(ctx, outcome, m["id"])
+        curve = _eti_curve(ctx, outcome, model)
         if curve is None:
             continue
-        th = E.row(ctx.estimates(outcome, m["id"]), "treatment_effect")
+        th = E.row(ctx.estimates(outcome, model), "treatment_effect")
         lab = E.link_phrase(th["scale"], "effect") if th is not None else "effect"
         uri = figures.exposure_curve(curve["e"], curve["estimate"], curve["lower"], curve["upper"], lab)
         note = " (internal standardised scale)" if ctx.family(outcome) in ("gaussian", "lognormal") else ""
-        caption = f"Effect by exposure time, model {m['id']}{note}; θ is their unweighted mean."
+        caption = f"Effect by exposure time, model {model}{note}; θ is their unweighted mean."
         blocks.append(FIG(uri, caption, "Effect by exposure time"))
     if blocks:
         return blocks
-    mcfg = ctx.model_cfg(outcome, ctx.primary(outcome))
+    spec = ctx.spec(outcome, ctx.primary(outcome))
     desc = {
         "step": "an immediate step: the full effect from a cluster's first intervention period",
-        "ramp": f"a linear ramp reaching the full effect after {mcfg.get('ramp_periods', 2)} period(s)",
+        "ramp": f"a linear ramp reaching the full effect after {spec.ramp_periods} period(s)",
         "eti": "one effect per exposure time (no per-exposure-time results found)",
-    }[mcfg.get("exposure", "step")]
+    }[spec.exposure]
     return [P(f"Exposure time: the primary model assumes {escape(desc)}; no exposure-time curve.")]
 
 

@@ -63,6 +63,19 @@ def gee_parts(method: str) -> tuple[str, str] | None:
     return None
 
 
+SEGMENTED_FAMILY = {"its_quasipoisson": "quasi-Poisson", "its_ols": "OLS"}
+
+
+def segmented_parts(method: str) -> tuple[str, str] | None:
+    """(family, standard errors) of a segmented-regression method name, else None."""
+    for prefix, family in SEGMENTED_FAMILY.items():
+        if method == prefix:
+            return family, "model-based"
+        if method == f"{prefix}_newey_west":
+            return family, "Newey-West"
+    return None
+
+
 def method_label(method: str) -> str:
     """A cross-check method as a reader names it (``gee_exchangeable_kc`` -> GEE, exchangeable, ...)."""
     if method in METHOD_LABEL:

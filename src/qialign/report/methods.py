@@ -220,43 +220,35 @@ def priors_table(spec: ModelSpec, f: Fitted) -> Table:
     return t
 
 
-def model_spec(ctx: Context, outcome: str, model_cfg: dict) -> ModelSpec:
-    """The spec as the fit step built it (covariates and table from ``prepared.json``)."""
-    prep = ctx.json(outcome, "prepared.json") or {}
-    trial_cfg = {**ctx.cfg, "covariates": prep.get("covariates", ctx.covariates)}
-    return ModelSpec.from_config(
-        model_cfg, outcome, ctx.outcome_cfg(outcome), trial_cfg, table=prep.get("table")
-    )
-
-
 def methods(ctx: Context) -> Section:
     blocks = [P(design_text(ctx))]
     n_clusters = len((ctx.json("data.json") or {}).get("clusters") or []) or None
     seen = set()
     for outcome in ctx.outcomes:
-        for m in ctx.model_cfgs(outcome):
-            spec = model_spec(ctx, outcome, m)
-            f = fitted_terms(spec, parameter_names(ctx, outcome, m["id"]), n_clusters or 0, ctx.alignment_on)
-            key = (m["id"], spec.family, tuple(spec.covariates), spec.overdispersion, f)
+        for model in ctx.models(outcome):
+            spec = ctx.spec(outcome, model)
+            f = fitted_terms(spec, parameter_names(ctx, outcome, model), n_clusters or 0, ctx.alignment_on)
+            key = (model, spec.family, tuple(spec.covariates), spec.overdispersion, f)
             if key in seen:
                 continue
             seen.add(key)
-            blocks += _model_blocks(ctx, outcome, m, spec, f)
+            blocks += _model_blocks(ctx, spec, f)
     blocks.append(P(crosscheck_text(ctx)))
     return Section("methods", "Methods", blocks)
 
 
-def _model_blocks(ctx: Context, outcome: str, m: dict, spec: ModelSpec, f: Fitted) -> list[dict]:
+def _model_blocks(ctx: Context, spec: ModelSpec, f: Fitted) -> list[dict]:
+    """Heading, label, equation, terms, priors and sampler of one fitted model."""
     fam = spec.family
-    outs = [o for o in ctx.outcomes if ctx.family(o) == fam and m["id"] in ctx.models(o)]
+    outs = [o for o in ctx.outcomes if ctx.family(o) == fam and spec.id in ctx.models(o)]
     blocks = [
         H3(
-            f"Model {m['id']}: {fam} outcomes ({', '.join(ctx.label(o) for o in outs)})",
-            f"methods-{slug(m['id'])}-{slug(fam)}",
+            f"Model {spec.id}: {fam} outcomes ({', '.join(ctx.label(o) for o in outs)})",
+            f"methods-{slug(spec.id)}-{slug(fam)}",
         )
     ]
-    if m.get("label"):
-        blocks.append(P(f"<em>{escape(m['label'])}</em>"))
+    if spec.label:
+        blocks.append(P(f"<em>{escape(spec.label)}</em>"))
     blocks.append({"kind": "equation", "html": Markup(equation(spec, f))})
     blocks.append(LIST(model_words(spec, f)))
     blocks.append(TAB(priors_table(spec, f)))
@@ -322,7 +314,7 @@ def crosscheck_text(ctx: Context) -> str:
         parts.append("a cluster-robust GLM")
     if "mixedlm" in methods:
         parts.append("a linear mixed model (REML)")
-    its = [m for m in methods if m.startswith("its_")]
+    its = [m for m in methods if E.segmented_parts(m) is not None]
     if its:
         parts.append(_segmented_text(ctx, its))
     level = (
@@ -337,7 +329,7 @@ def crosscheck_text(ctx: Context) -> str:
 def _segmented_text(ctx: Context, its: list[str]) -> str:
     """Segmented regression of the series, with the primary model's seasonality and slope change."""
     outcome = ctx.outcomes[0]
-    spec = model_spec(ctx, outcome, ctx.crosscheck_model_cfg)
+    spec = ctx.spec(outcome, ctx.crosscheck_model)
     fam = " and ".join(dict.fromkeys("quasi-Poisson" if "quasipoisson" in m else "OLS" for m in its))
     se = " and ".join(dict.fromkeys("Newey-West" if m.endswith("newey_west") else "model-based" for m in its))
     extra = (
