@@ -89,3 +89,21 @@ def test_no_count_of_a_population_series_is_suppressed(sicily):
     assert re.search(r"<td>cluster_periods</td>\s*<td class=\"n\">59</td>", flow), flow
     prov = _section(html, "provenance")
     assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>1</td>", prov)
+
+
+def test_report_fixture_writes_only_what_the_real_steps_write(sicily, tmp_path):
+    """tests/test_report.py writes its model outputs by hand: every column and fit-record key it
+    writes is one the real fit and cross-check steps write (here, for the Sicily fit)."""
+    import json
+
+    from test_report import _build
+
+    res, _, _ = _build(tmp_path)
+    real, fake = sicily["results"] / "aces", res / "y"
+    for name in ("estimates.csv", "diagnostics.csv", "cluster_effects.csv", "counterfactual.csv", "ppc.csv"):
+        written = set(pd.read_csv(fake / "alt" / name, nrows=1).columns)
+        assert written <= set(pd.read_csv(real / "its" / name, nrows=1).columns), name
+    written = set(pd.read_csv(fake / "crosscheck.csv", nrows=1).columns)
+    assert written <= set(pd.read_csv(real / "crosscheck.csv", nrows=1).columns)
+    keys = set(json.loads((fake / "alt" / "fit.json").read_text()))
+    assert keys <= set(json.loads((real / "its" / "fit.json").read_text()))
