@@ -45,6 +45,7 @@ class Fitted:
     random_treatment: bool
     alignment: bool
     fidelity: bool
+    from_fit: bool  # read from the fit's parameters (else the spec as planned: no fit yet)
 
 
 def parameter_names(ctx: Context, outcome: str, model: str) -> set[str] | None:
@@ -73,6 +74,7 @@ def fitted_terms(spec: ModelSpec, params: set[str] | None, n_clusters: int, alig
         random_treatment=has("sd_treatment", spec.random_treatment),
         alignment=has("alignment_interaction", alignment_on and "alignment" in spec.moderators),
         fidelity=has("fidelity_interaction", "fidelity" in spec.moderators),
+        from_fit=params is not None,
     )
 
 
@@ -110,7 +112,8 @@ def _random_effect_words(f: Fitted) -> str:
     if f.random_treatment:
         parts.append("δ<sub>j</sub> ~ N(0, σ<sub>δ</sub>²): cluster-specific effect heterogeneity")
     if f.site:
-        parts.append("u<sub>k</sub> ~ N(0, σ<sub>site</sub>²) site intercepts")
+        planned = "" if f.from_fit else " (fitted with at least three sites)"
+        parts.append(f"u<sub>k</sub> ~ N(0, σ<sub>site</sub>²) site intercepts{planned}")
     if f.cluster:
         parts.append("v<sub>j</sub> ~ N(0, σ<sub>cluster</sub>²) cluster intercepts")
     if f.cluster_period == "exchangeable":
