@@ -107,3 +107,17 @@ def test_report_fixture_writes_only_what_the_real_steps_write(sicily, tmp_path):
     assert written <= set(pd.read_csv(real / "crosscheck.csv", nrows=1).columns)
     keys = set(json.loads((fake / "alt" / "fit.json").read_text()))
     assert keys <= set(json.loads((real / "its" / "fit.json").read_text()))
+
+
+def test_attention_quotes_the_problems_the_fit_recorded(sicily):
+    """The box says what fit.json records (few draws: the fit is unreliable), not a re-diagnosis."""
+    import json
+
+    from markupsafe import escape
+
+    fit = json.loads((sicily["results"] / "aces" / "its" / "fit.json").read_text())
+    box = _section(sicily["html"], "attention")
+    quoted = f"fit unreliable: {escape('; '.join(fit['problems']))}"
+    assert (quoted in box) == (not fit["reliable"])  # 2 x 200 draws: unreliable here, by ESS
+    checks = _section(sicily["html"], "model-checks")
+    assert f'<td class="n">{fit["r_hat_max"]:.3f}</td>' in checks
