@@ -734,3 +734,29 @@ def test_report_package_sizes():
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 assert node.end_lineno - node.lineno < 80, f"{path.name}: {node.name}"
+
+
+def test_methods_describe_the_design_analysed(report, tmp_path):
+    """Stepped wedge and controlled before-after each read as what was analysed: the clusters,
+    periods and the never-starting controls counted from data.json."""
+    methods = _section(report["html"], "methods")
+    assert "Design analysed: <strong>stepped wedge</strong> (4 clusters, 6 periods)" in methods
+    sim = {"design": "controlled_before_after", "schedule": {"start": 4, "controls": 2}}
+    res, config, _ = _build(
+        tmp_path,
+        sim=sim,
+        design="controlled_before_after",
+        alignment={"source": "none"},
+        models=[{"id": "main"}],
+    )
+    starts = [c["start_period"] for c in json.loads((res / "data.json").read_text())["clusters"]]
+    assert starts.count(None) == 2
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    html = out.read_text(encoding="utf-8")
+    assert (
+        "Design analysed: <strong>controlled before-after</strong> (4 clusters, 6 periods; 2 control "
+        "clusters never start): the controls carry the secular trend."
+    ) in _section(html, "methods")
+    assert "2 clusters never start (controls)" in _section(html, "design")
+    assert "stepped wedge" not in _section(html, "methods")
