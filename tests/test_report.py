@@ -163,9 +163,14 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
     for c in ("estimate", "lower", "upper"):
         ce[f"natural_{c}"] = np.exp(ce[c])
     ce.to_csv(folder / "cluster_effects.csv", index=False)
-    params = ["mu", "treatment_effect", "sd_cluster"] + (
-        [f"theta_e[{e}]" for e in range(1, 5)] if eti else []
-    )
+    # the parameters the fit of this model reports (models.diagnostics.REPORTED): the methods
+    # section names the terms they belong to
+    params = ["mu", "b_trend[2]", "treatment_effect"]
+    params += [f"theta_e[{e}]" for e in range(1, 5)] if eti else []
+    params += ["beta[age]"] if family == "bernoulli" else []
+    params += ["alignment_main", "alignment_interaction"] if gamma else []
+    params += ["sd_cluster"] + (["sd_cluster_period"] if family == "bernoulli" else [])
+    params += ["sd_treatment"] if eti else []  # the fixture's eti model has random_treatment
     diag = pd.DataFrame(
         {
             "parameter": params,
@@ -191,14 +196,18 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
         "versions": {"python": "3.12", "qialign": "0.1.0", "pymc": "6.0"},
         "divergences": 0,
         "ebfmi": [0.9, 0.95],
+        "r_hat_max": float(diag["r_hat"].max()),
+        "ess_bulk_min": float(diag["ess_bulk"].min()),
+        "ess_tail_min": float(diag["ess_tail"].min()),
     }
     (folder / "fit.json").write_text(json.dumps(fit))
 
 
-def _build(root: Path, **over) -> tuple[Path, Path, list[Path]]:
-    """A results folder for a small simulated trial; returns (results_dir, config_path, logs)."""
+def _build(root: Path, sim: dict | None = None, **over) -> tuple[Path, Path, list[Path]]:
+    """A results folder for a small simulated trial (``_sim_spec()`` updated by ``sim``); returns
+    (results_dir, config_path, logs)."""
     data = root / "data"
-    simulate_trial(_sim_spec(), 3).write(data)
+    simulate_trial({**_sim_spec(), **(sim or {})}, 3).write(data)
     cfg = _trial_config(data, **over)
     config = root / "config" / f"{TRIAL}.yaml"
     config.parent.mkdir(parents=True)
@@ -355,9 +364,9 @@ def test_small_counts_suppressed(report):
     for r in body:
         cells = re.findall(r"<td[^>]*>(.*?)</td>", r)
         assert cells[5] == "&lt;5", cells  # managerial respondents
-    # the clusters file has 4 rows: its row count is suppressed too
+    # the clusters file's 4 rows are clusters, not people: their count is printed whole
     prov = _section(html, "provenance")
-    assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>&lt;5</td>", prov)
+    assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>4</td>", prov)
     # no table cell anywhere shows a bare count 1..4 in a count column of the data-flow table
     flow = _section(html, "data-flow")
     for v in re.findall(r'<td class="n">([^<]*)</td>', flow):
@@ -599,9 +608,9 @@ def test_design_counts_read_as_words_and_no_flat_forest(tmp_path):
     html = out.read_text(encoding="utf-8")
     design = _section(html, "design")
     assert "in 2 sites" in design and "4 clusters" in design and "6 periods" in design
-    from qialign.report.sections import _plural
+    from qialign.report.blocks import plural
 
-    assert (_plural(1, "site"), _plural(0, "site"), _plural(2, "site")) == ("1 site", "0 sites", "2 sites")
+    assert (plural(1, "site"), plural(0, "site"), plural(2, "site")) == ("1 site", "0 sites", "2 sites")
     effects = _section(html, "effects")
     assert "gives every cluster the same effect" in effects
     assert "Forest plot of cluster-specific effects" not in effects
@@ -678,3 +687,76 @@ def test_alignment_change_between_waves_is_drawn(report, tmp_path):
     block = _section(out.read_text(encoding="utf-8"), "alignment")
     assert "Change in alignment per cluster from wave baseline to wave follow-up" in block
     assert "Change in alignment" not in _section(report["html"], "alignment")  # one wave: nothing drawn
+
+
+def test_design_diagram_lists_clusters_in_natural_order(tmp_path, monkeypatch):
+    """Twelve wards in one hospital: the diagram's rows read W1, W2, ..., W10, W11, W12 (not the
+    text order W1, W10, W11, W12, W2)."""
+    from qialign.report import figures
+
+    drawn = []
+    real = figures.design_grid
+    monkeypatch.setattr(figures, "design_grid", lambda names, *a: drawn.append(names) or real(names, *a))
+    sim = {"clusters_per_site": [12], "schedule": {"baseline": 1, "every": 1, "per_step": 3}}
+    res, config, _ = _build(tmp_path, sim=sim, alignment={"source": "none"}, models=[{"id": "main"}])
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    assert "Design diagram: clusters by periods" in _section(out.read_text(encoding="utf-8"), "design")
+    (names,) = drawn
+    assert [c for c, _ in names] == [f"W{i}" for i in range(1, 13)]
+
+
+def test_suppression_threshold_is_configurable(tmp_path):
+    """``report.suppress_below: 2``: one ward manager is shown as <2; the clinical counts (3 to 10
+    per ward) are printed whole, and the clusters file's row count is never suppressed."""
+    res, config, _ = _build(tmp_path, report={"suppress_below": 2}, models=[{"id": "main"}])
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    html = out.read_text(encoding="utf-8")
+    scores = pd.read_csv(res / "alignment" / "scores.csv")
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", _section(html, "alignment"), re.S)
+    body = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows if "<td" in r and "W" in r]
+    assert len(body) == len(scores)
+    for cells, (_, r) in zip(body, scores.sort_values("cluster").iterrows(), strict=True):
+        assert cells[4] == str(int(r["n_clinical"])) and cells[5] == "&lt;2", cells
+    assert "&lt;5" not in html
+
+
+def test_report_package_sizes():
+    """One idea per module: no report module over 500 lines, no function over 80."""
+    import ast
+
+    import qialign.report
+
+    for path in Path(qialign.report.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) <= 500, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno - node.lineno < 80, f"{path.name}: {node.name}"
+
+
+def test_methods_describe_the_design_analysed(report, tmp_path):
+    """Stepped wedge and controlled before-after each read as what was analysed: the clusters,
+    periods and the never-starting controls counted from data.json."""
+    methods = _section(report["html"], "methods")
+    assert "Design analysed: <strong>stepped wedge</strong> (4 clusters, 6 periods)" in methods
+    sim = {"design": "controlled_before_after", "schedule": {"start": 4, "controls": 2}}
+    res, config, _ = _build(
+        tmp_path,
+        sim=sim,
+        design="controlled_before_after",
+        alignment={"source": "none"},
+        models=[{"id": "main"}],
+    )
+    starts = [c["start_period"] for c in json.loads((res / "data.json").read_text())["clusters"]]
+    assert starts.count(None) == 2
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    html = out.read_text(encoding="utf-8")
+    assert (
+        "Design analysed: <strong>controlled before-after</strong> (4 clusters, 6 periods; 2 control "
+        "clusters never start): the controls carry the secular trend."
+    ) in _section(html, "methods")
+    assert "2 clusters never start (controls)" in _section(html, "design")
+    assert "stepped wedge" not in _section(html, "methods")

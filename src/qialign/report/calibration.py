@@ -20,6 +20,7 @@ from scipy import stats  # noqa: E402
 
 from qialign import __version__  # noqa: E402
 from qialign.report.figures import ACCENT, CONTROL, INK, INTERVENTION, styled, to_data_uri  # noqa: E402
+from qialign.sbc import ecdf_uniformity  # noqa: E402
 
 LABELS = {
     "treatment_effect": "treatment effect θ (log-odds)",
@@ -198,36 +199,34 @@ def _fmt(v: float, digits: int = 3) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def render_sbc_report(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict, out_html: Path) -> None:
-    """Write the self-contained SBC page."""
-    from qialign.sbc import ecdf_uniformity
+def _summary_row(r: pd.Series) -> dict:
+    """One parameter's row of the summary table."""
+    v = _flag(r["passes"])
+    return {
+        "label": LABELS.get(r["parameter"], r["parameter"]),
+        "replicates": int(r["replicates"]),
+        "chi2_p": _fmt(r["chi2_p"]),
+        "ecdf_p": _fmt(r["ecdf_p"]),
+        "coverage": f"{r['coverage']:.3f} ({r['coverage_lower']:.3f}–{r['coverage_upper']:.3f})",
+        "divergent": int(r["replicates_divergent"]),
+        "success": f"{r['success_rate']:.3f} ({r['success_lower']:.3f}–{r['success_upper']:.3f})",
+        "verdict": "not checked" if not isinstance(v, bool) else ("pass" if v else "fail"),
+        "cls": "" if not isinstance(v, bool) else ("pass" if v else "fail"),
+    }
 
+
+def _parameter_figures(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict) -> list[dict]:
+    """Rank histogram, ECDF difference and recovery plot of every parameter."""
     L, B = int(cfg["ranks"]["draws"]), int(cfg["ranks"]["bins"])
     sims = int(cfg["ranks"]["ecdf_simulations"])
-    rows, figs = [], []
-    for i, (_, r) in enumerate(summary.iterrows()):
-        p = r["parameter"]
-        v = _flag(r["passes"])
-        rows.append(
-            {
-                "label": LABELS.get(p, p),
-                "replicates": int(r["replicates"]),
-                "chi2_p": _fmt(r["chi2_p"]),
-                "ecdf_p": _fmt(r["ecdf_p"]),
-                "coverage": f"{r['coverage']:.3f} ({r['coverage_lower']:.3f}–{r['coverage_upper']:.3f})",
-                "divergent": int(r["replicates_divergent"]),
-                "success": f"{r['success_rate']:.3f} ({r['success_lower']:.3f}–{r['success_upper']:.3f})",
-                "verdict": "not checked" if not isinstance(v, bool) else ("pass" if v else "fail"),
-                "cls": "" if not isinstance(v, bool) else ("pass" if v else "fail"),
-            }
-        )
+    figs = []
+    for i, p in enumerate(summary["parameter"]):
         t = ranks[ranks["parameter"] == p]
         test = ecdf_uniformity(t["rank"].to_numpy(int), L, sims, seed=int(cfg["seed"]) + i)
-        label = LABELS.get(p, p)
         figs.append(
             {
                 "name": p,
-                "label": label,
+                "label": LABELS.get(p, p),
                 "hist": rank_histogram(t["rank"], L, B, title="Rank histogram"),
                 "ecdf": ecdf_difference(test, len(t), title="ECDF difference"),
                 "recovery": recovery(
@@ -235,25 +234,73 @@ def render_sbc_report(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict, out
                 ),
             }
         )
-    checked = [v for v in map(_flag, summary["passes"]) if v is not None]
-    all_pass = bool(checked) and all(checked)
-    n_reps = int(ranks["replicate"].nunique()) if len(ranks) else 0
+    return figs
+
+
+def _sampler_diagnostics(ranks: pd.DataFrame) -> str:
+    """Divergences, R-hat, ESS and time over the replicates, in one sentence."""
     per_rep = ranks.drop_duplicates("replicate")
-    diag = (
+    if not len(per_rep):
+        return "no replicates"
+    return (
         f"{int((per_rep['divergences'] > 0).sum())} replicate(s) with divergent transitions "
         f"({int(per_rep['divergences'].sum())} in total); max R-hat {per_rep['r_hat_max'].max():.3f}; "
         f"min bulk ESS {per_rep['ess_bulk_min'].min():.0f}; replicates with R-hat > 1.01: "
         f"{int((per_rep['r_hat_max'] > 1.01).sum())}; sampling time {per_rep['sample_s'].sum():.0f} s "
         f"(+ {per_rep['compile_s'].sum():.0f} s compiling)"
-        if len(per_rep)
-        else "no replicates"
     )
-    d, s = cfg["design"], cfg["sampler"]
-    crit = cfg["criteria"]
+
+
+def _success_note(cfg: dict) -> str:
+    note = f"Success: posterior probability above {cfg['success']} that the parameter is on one side of 0. "
+    if cfg["truth"]:
+        return note + (
+            "With "
+            + ", ".join(f"{k} = {v:g}" for k, v in cfg["truth"].items())
+            + " fixed and the other parameters drawn from their priors, the success rate is "
+            "simulation-based power at those values (fixed parameters are not calibration checks)."
+        )
+    return note + (
+        "With every parameter drawn from its prior (the analysis prior as design prior), "
+        "the success rate is Bayesian assurance."
+    )
+
+
+def _setup(cfg: dict) -> dict:
+    """The page's description of the simulation design, sampler and criteria."""
+    d, s, crit = cfg["design"], cfg["sampler"], cfg["criteria"]
+    return {
+        "model_label": f"{cfg['family']} stepped wedge, model '{cfg['model']['id']}'",
+        "success_label": "power at the fixed truth" if cfg["truth"] else "assurance",
+        "success_note": _success_note(cfg),
+        "bins": int(cfg["ranks"]["bins"]),
+        "L": int(cfg["ranks"]["draws"]),
+        "sims": int(cfg["ranks"]["ecdf_simulations"]),
+        "band": "99%",
+        "interval": cfg["interval"],
+        "interval_pct": f"{100 * float(cfg['interval']):g}%",
+        "p_min": crit["uniformity_p"],
+        "cov_lo": crit["coverage"][0],
+        "cov_hi": crit["coverage"][1],
+        "baseline": d["baseline"],
+        "design": (
+            f"{d['clusters']} clusters × {d['periods']} periods stepped wedge, n = {d['n']} patients per "
+            "cluster-period, alignment = normal scores per cluster"
+        ),
+        "sampler": (
+            f"{s['chains']} chains × ({s['tune']} tune + {s['draws']} draws), target_accept "
+            f"{s['target_accept']}"
+        ),
+    }
+
+
+def render_sbc_report(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict, out_html: Path) -> None:
+    """Write the self-contained SBC page."""
+    checked = [v for v in map(_flag, summary["passes"]) if v is not None]
+    all_pass = bool(checked) and all(checked)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(PAGE).render(
-        model_label=f"{cfg['family']} stepped wedge, model '{cfg['model']['id']}'",
-        n_reps=n_reps,
+        n_reps=int(ranks["replicate"].nunique()) if len(ranks) else 0,
         generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         version=__version__,
         all_pass=all_pass,
@@ -262,40 +309,10 @@ def render_sbc_report(ranks: pd.DataFrame, summary: pd.DataFrame, cfg: dict, out
             if all_pass
             else "At least one checked parameter fails the calibration criteria (see the table)."
         ),
-        rows=rows,
-        figs=figs,
-        success_label="power at the fixed truth" if cfg["truth"] else "assurance",
-        success_note=(
-            f"Success: posterior probability above {cfg['success']} that the parameter is on one side of 0. "
-            + (
-                "With "
-                + ", ".join(f"{k} = {v:g}" for k, v in cfg["truth"].items())
-                + " fixed and the other parameters drawn from their priors, the success rate is "
-                "simulation-based power at those values (fixed parameters are not calibration checks)."
-                if cfg["truth"]
-                else "With every parameter drawn from its prior (the analysis prior as design prior), "
-                "the success rate is Bayesian assurance."
-            )
-        ),
-        bins=B,
-        L=L,
-        sims=sims,
-        band="99%",
-        interval=cfg["interval"],
-        interval_pct=f"{100 * float(cfg['interval']):g}%",
-        p_min=crit["uniformity_p"],
-        cov_lo=crit["coverage"][0],
-        cov_hi=crit["coverage"][1],
-        baseline=d["baseline"],
-        design=(
-            f"{d['clusters']} clusters × {d['periods']} periods stepped wedge, n = {d['n']} patients per "
-            "cluster-period, alignment = normal scores per cluster"
-        ),
-        sampler=(
-            f"{s['chains']} chains × ({s['tune']} tune + {s['draws']} draws), target_accept "
-            f"{s['target_accept']}"
-        ),
-        diag=diag,
+        rows=[_summary_row(r) for _, r in summary.iterrows()],
+        figs=_parameter_figures(ranks, summary, cfg),
+        diag=_sampler_diagnostics(ranks),
+        **_setup(cfg),
     )
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)

@@ -127,85 +127,57 @@ def design_grid(
     return to_data_uri(fig)
 
 
+#: the model's lines on the time-series plot: column, then the line's style and legend
+TIME_SERIES_LINES = (
+    (
+        "without_all",
+        {"color": CONTROL, "lw": 1.8, "ls": "--", "label": "expected without intervention (all clusters)"},
+    ),
+    (
+        "deseasonalised",
+        {"color": "0.35", "lw": 1.2, "label": "secular trend without intervention, deseasonalised"},
+    ),
+    (
+        "without_treated",
+        {"color": ACCENT, "lw": 1.6, "ls": ":", "label": "counterfactual: intervention cells without it"},
+    ),
+    (
+        "actual_treated",
+        {"color": INTERVENTION, "lw": 1.4, "alpha": 0.8, "label": "model fit, intervention cells"},
+    ),
+)
+
+
 @styled
 def time_series(by_period: pd.DataFrame, ylabel: str, title: str = "", band_note: str = "") -> str:
     """Observed outcome per period by arm, the expected course without the intervention, the fit.
 
     ``by_period`` columns: period, observed_control, observed_intervention, n_control,
-    n_intervention and optionally without_all (+_lower/_upper), without_treated, actual_treated.
+    n_intervention and optionally without_all (+_lower/_upper), without_treated, actual_treated,
+    deseasonalised. Dot area is proportional to the patients behind the point.
     """
     fig, ax = _fig(7.6, 3.6)
     d = by_period.sort_values("period")
     t = d["period"].to_numpy()
-    if "without_all" in d and d["without_all"].notna().any():
-        if "without_all_lower" in d:
-            ax.fill_between(
-                t, d["without_all_lower"], d["without_all_upper"], color=CONTROL, alpha=0.18, lw=0
-            )
-        ax.plot(
-            t,
-            d["without_all"],
-            color=CONTROL,
-            lw=1.8,
-            ls="--",
-            label="expected without intervention (all clusters)",
-        )
-    if "deseasonalised" in d and d["deseasonalised"].notna().any():
-        ax.plot(
-            t,
-            d["deseasonalised"],
-            color="0.35",
-            lw=1.2,
-            label="secular trend without intervention, deseasonalised",
-        )
-    if "without_treated" in d and d["without_treated"].notna().any():
-        ax.plot(
-            t,
-            d["without_treated"],
-            color=ACCENT,
-            lw=1.6,
-            ls=":",
-            label="counterfactual: intervention cells without it",
-        )
-    if "actual_treated" in d and d["actual_treated"].notna().any():
-        ax.plot(
-            t,
-            d["actual_treated"],
-            color=INTERVENTION,
-            lw=1.4,
-            alpha=0.8,
-            label="model fit, intervention cells",
-        )
-
-    def size(nn):
-        nn = np.asarray(nn, float)
-        top = np.nanmax(
-            [
-                by_period.get("n_control", pd.Series([1])).max(),
-                by_period.get("n_intervention", pd.Series([1])).max(),
-                1,
-            ]
-        )
-        return 12 + 90 * np.nan_to_num(nn) / top
-
-    ax.scatter(
-        t,
-        d["observed_control"],
-        s=size(d["n_control"]),
-        color=CONTROL,
-        edgecolor="white",
-        zorder=3,
-        label="observed, control",
+    if "without_all" in d and d["without_all"].notna().any() and "without_all_lower" in d:
+        ax.fill_between(t, d["without_all_lower"], d["without_all_upper"], color=CONTROL, alpha=0.18, lw=0)
+    for column, style in TIME_SERIES_LINES:
+        if column in d and d[column].notna().any():
+            ax.plot(t, d[column], **style)
+    top = np.nanmax(
+        [d.get("n_control", pd.Series([1])).max(), d.get("n_intervention", pd.Series([1])).max(), 1]
     )
-    ax.scatter(
-        t,
-        d["observed_intervention"],
-        s=size(d["n_intervention"]),
-        color=INTERVENTION,
-        edgecolor="white",
-        zorder=3,
-        label="observed, intervention",
-    )
+    for arm, colour in (("control", CONTROL), ("intervention", INTERVENTION)):
+        size = 12 + 90 * np.nan_to_num(np.asarray(d[f"n_{arm}"], float)) / top
+        ax.scatter(
+            t,
+            d[f"observed_{arm}"],
+            s=size,
+            color=colour,
+            edgecolor="white",
+            zorder=3,
+            label=f"observed, {arm}",
+        )
     ax.set_xlabel("Period (calendar time)")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)

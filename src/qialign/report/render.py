@@ -14,7 +14,48 @@ from pathlib import Path
 import jinja2
 
 from qialign.config import load_trial_config
-from qialign.report import sections as S
+from qialign.provenance import package_versions
+from qialign.report.alignment_section import alignment
+from qialign.report.attention import attention
+from qialign.report.blocks import Section
+from qialign.report.checks import model_checks
+from qialign.report.context import Context
+from qialign.report.design_section import data_flow, design
+from qialign.report.effects import effects
+from qialign.report.methods import methods
+from qialign.report.planning import planning
+from qialign.report.provenance_section import logs, provenance
+from qialign.report.summary import summary
+from qialign.report.trends import time_trends
+
+#: the sections in page order (the "needs attention" box is gathered separately, first)
+SECTIONS = [
+    summary,
+    design,
+    data_flow,
+    time_trends,
+    effects,
+    alignment,
+    model_checks,
+    planning,
+    methods,
+    provenance,
+    logs,
+]
+SECTION_IDS = [
+    "attention",
+    "summary",
+    "design",
+    "data-flow",
+    "time-trends",
+    "effects",
+    "alignment",
+    "model-checks",
+    "planning",
+    "methods",
+    "provenance",
+    "logs",
+]
 
 
 def _environment() -> jinja2.Environment:
@@ -28,9 +69,9 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def build_sections(ctx: S.Context) -> list[S.Section]:
-    """Every section in page order (the "needs attention" box is gathered separately)."""
-    return [fn(ctx) for fn in S.SECTIONS]
+def build_sections(ctx: Context) -> list[Section]:
+    """Every section in page order."""
+    return [fn(ctx) for fn in SECTIONS]
 
 
 def render_report(
@@ -44,34 +85,26 @@ def render_report(
     """
     results_dir, config_path, out_html = Path(results_dir), Path(config_path), Path(out_html)
     cfg = load_trial_config(config_path)
-    ctx = S.Context(
+    ctx = Context(
         results=results_dir,
         cfg=cfg,
         config_path=config_path,
         out_html=out_html,
         logs=[Path(p) for p in (logs or [])],
     )
-    attention = S.attention(ctx)
-    sections = build_sections(ctx)
     html = (
         _environment()
         .get_template("template.html.j2")
         .render(
             cfg=cfg,
-            title=cfg.get("title") or cfg["id"],
-            trial=cfg["id"],
-            synthetic=bool(cfg.get("synthetic")),
-            attention=attention,
-            sections=sections,
+            title=ctx.title,
+            trial=ctx.trial,
+            synthetic=ctx.synthetic,
+            attention=attention(ctx),
+            sections=build_sections(ctx),
             generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            version=_version(),
+            version=package_versions().get("qialign", "unknown"),
         )
     )
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_html.write_text(html, encoding="utf-8")
-
-
-def _version() -> str:
-    from qialign.provenance import package_versions
-
-    return package_versions().get("qialign", "unknown")

@@ -1,8 +1,10 @@
 """Number formatting and HTML-ready tables for the report, with small-count suppression.
 
-Every count shown anywhere in the report goes through :func:`count`, so a count from 1 to
-``report.suppress_below`` - 1 (default 5) is always printed as ``<5`` (disclosure control); zero
-discloses nothing about individuals and is shown as 0.
+Every count of people the report shows (patients, survey respondents: rows of the tables in
+:data:`qialign.report.context.PEOPLE_TABLES`) goes through :func:`count` with
+``report.suppress_below`` (default 5), so a count from 1 to 4 prints as ``<5`` (disclosure
+control); zero discloses nothing about individuals and is shown as 0. Counts of clusters, periods
+or cells, and a population series, are not people and are printed whole (``below=0``).
 """
 
 from __future__ import annotations

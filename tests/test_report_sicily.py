@@ -1,0 +1,123 @@
+"""The report of the shipped Sicily interrupted time series (config/trials/sicily_its.yaml), from a
+real run of the steps (validate, alignment, prepare, fit with few draws, cross-check): the methods
+section describes what was fitted and nothing else, and no count is suppressed (a population
+series has no individuals)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from qialign.report import figures, render_report
+from qialign.steps.alignment import alignment_scores
+from qialign.steps.crosscheck import crosscheck_step
+from qialign.steps.fit import fit_step
+from qialign.steps.prepare import prepare_outcome, validate_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sicily(tmp_path_factory):
+    work = tmp_path_factory.mktemp("sicily")
+    cfg = yaml.safe_load((ROOT / "config/trials/sicily_its.yaml").read_text())
+    cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
+    cfg["models"] = cfg["models"][:1]  # the tutorial's model: level change, 2 harmonics, AR(1)
+    cfg["sampler"] = {"chains": 2, "draws": 200, "tune": 300}
+    cfg["diagnostics"] = {"retry": False}
+    config = work / "sicily_its.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = work / "results" / "sicily_its"
+    scores = res / "alignment" / "scores.csv"
+    validate_trial(config, res / "validation.txt", res / "data.json")
+    alignment_scores(config, scores)
+    prepare_outcome(config, "aces", res / "aces")
+    fit_step(config, "aces", "its", res / "aces", scores, res / "aces" / "its")
+    crosscheck_step(config, "aces", res / "aces", scores, res / "aces" / "crosscheck.csv")
+    drawn = []
+    real = figures.design_grid
+    mp = pytest.MonkeyPatch()
+    mp.setattr(figures, "design_grid", lambda *a: drawn.append(a) or real(*a))
+    out = work / "report.html"
+    try:
+        render_report(res, config, out)
+    finally:
+        mp.undo()
+    return {"html": out.read_text(encoding="utf-8"), "results": res, "cfg": cfg, "grid": drawn}
+
+
+def _section(html: str, sid: str) -> str:
+    m = re.search(rf'<section[^>]*id="{sid}".*?</section>', html, re.S)
+    assert m, f"section {sid} missing"
+    return m.group(0)
+
+
+def test_methods_name_what_was_fitted(sicily):
+    methods = _section(sicily["html"], "methods")
+    diag = pd.read_csv(sicily["results"] / "aces" / "its" / "diagnostics.csv")
+    harmonics = int(diag["parameter"].str.startswith("b_season[").sum() // 2)
+    assert harmonics == sicily["cfg"]["models"][0]["harmonics"] == 2
+    assert "interrupted time series" in methods and "from period 37" in methods
+    assert "Seasonality s(t): 2 harmonics (sine and cosine pairs) of a 12-period cycle" in methods
+    assert "AR(1) residuals" in methods and "ρ ~ Beta(2, 2)" in methods
+    assert "segmented regression of the series (quasi-Poisson; model-based and Newey-West" in methods
+    assert "2 harmonics of a 12-period cycle" in methods.split("Frequentist cross-checks")[1]
+    assert "seasonal harmonics s(t)" in methods  # its prior row
+
+
+def test_methods_name_nothing_that_was_not_fitted(sicily):
+    methods = _section(sicily["html"], "methods")
+    diag = set(pd.read_csv(sicily["results"] / "aces" / "its" / "diagnostics.csv")["parameter"])
+    assert not diag & {"sd_site", "sd_cluster", "alignment_interaction", "slope_change"}
+    for absent in ("site", "σ<sub>cluster</sub>", "σ_cluster<", "v<sub>j</sub>", "u<sub>k</sub>", "GEE", "κ"):
+        assert absent not in methods, absent
+    assert "cluster-robust GLM" not in methods and "mixed model" not in methods
+    assert "No alignment moderator." in methods
+
+
+def test_no_count_of_a_population_series_is_suppressed(sicily):
+    html = sicily["html"]
+    assert "&lt;5" not in html
+    (args,) = sicily["grid"]
+    assert args[-1] == 0  # the diagram's cell sizes (one row per month) are printed whole
+    assert "cluster-period units analysed" in _section(html, "design")
+    flow = _section(html, "data-flow")
+    assert re.search(r"<td>cluster_periods</td>\s*<td class=\"n\">59</td>", flow), flow
+    prov = _section(html, "provenance")
+    assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>1</td>", prov)
+
+
+def test_report_fixture_writes_only_what_the_real_steps_write(sicily, tmp_path):
+    """tests/test_report.py writes its model outputs by hand: every column and fit-record key it
+    writes is one the real fit and cross-check steps write (here, for the Sicily fit)."""
+    import json
+
+    from test_report import _build
+
+    res, _, _ = _build(tmp_path)
+    real, fake = sicily["results"] / "aces", res / "y"
+    for name in ("estimates.csv", "diagnostics.csv", "cluster_effects.csv", "counterfactual.csv", "ppc.csv"):
+        written = set(pd.read_csv(fake / "alt" / name, nrows=1).columns)
+        assert written <= set(pd.read_csv(real / "its" / name, nrows=1).columns), name
+    written = set(pd.read_csv(fake / "crosscheck.csv", nrows=1).columns)
+    assert written <= set(pd.read_csv(real / "crosscheck.csv", nrows=1).columns)
+    keys = set(json.loads((fake / "alt" / "fit.json").read_text()))
+    assert keys <= set(json.loads((real / "its" / "fit.json").read_text()))
+
+
+def test_attention_quotes_the_problems_the_fit_recorded(sicily):
+    """The box says what fit.json records (few draws: the fit is unreliable), not a re-diagnosis."""
+    import json
+
+    from markupsafe import escape
+
+    fit = json.loads((sicily["results"] / "aces" / "its" / "fit.json").read_text())
+    box = _section(sicily["html"], "attention")
+    quoted = f"fit unreliable: {escape('; '.join(fit['problems']))}"
+    assert (quoted in box) == (not fit["reliable"])  # 2 x 200 draws: unreliable here, by ESS
+    checks = _section(sicily["html"], "model-checks")
+    assert f'<td class="n">{fit["r_hat_max"]:.3f}</td>' in checks
