@@ -31,18 +31,11 @@ from scipy.interpolate import BSpline
 from scipy.special import logit
 
 from qialign.errors import QialignError
+from qialign.families import FAMILIES
 from qialign.ids import ids_key, sort_ids
 from qialign.models.spec import ModelSpec
 
 REQUIRED = ("cluster", "period", "treated", "exposure_time", "n")
-FAMILY_COLUMNS = {
-    "bernoulli": ("events",),
-    "binomial": ("events",),
-    "gaussian": ("sum", "sumsq"),
-    "lognormal": ("sum", "sumsq"),
-    "poisson": ("count", "exposure"),
-    "negative_binomial": ("count", "exposure"),
-}
 
 
 @dataclass
@@ -176,7 +169,7 @@ def _covariates(cells: pd.DataFrame, names: list[str], w: np.ndarray):
 
 def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | None = None) -> Design:
     """Validate the cells and compute every array the model needs."""
-    missing = [c for c in (*REQUIRED, *FAMILY_COLUMNS[spec.family]) if c not in cells]
+    missing = [c for c in (*REQUIRED, *FAMILIES[spec.family].cell_columns) if c not in cells]
     if missing:
         raise QialignError(
             f"outcome {spec.outcome} ({spec.family}): cells lack column(s) {', '.join(missing)}"

@@ -23,7 +23,9 @@ from markupsafe import Markup, escape
 
 from qialign.config import models_for
 from qialign.data.io import read_results_csv, read_results_parquet
+from qialign.families import FAMILIES, LINK_PHRASE
 from qialign.ids import ids_key, natural_key, sort_ids
+from qialign.methods import label as method_label
 from qialign.models.spec import ModelSpec
 from qialign.report import figures
 from qialign.report.tables import (
@@ -37,39 +39,10 @@ from qialign.report.tables import (
     triple,
     with_interval,
 )
-from qialign.results import FEW_EVENTS, MIN_ROLE_RESPONDENTS, PARETO_K_BAD, REFERENCE_CROSSCHECKS
-from qialign.scales import NATURAL_SCALE
+from qialign.results import FEW_EVENTS, MIN_ROLE_RESPONDENTS, PARETO_K_BAD
 from qialign.waves import ONE_WAVE, file_order, resolve_wave, wave_label, wave_labels
 
-LINK_PHRASE = {
-    "log-odds": "log odds ratio",
-    "log-rate": "log rate ratio",
-    "log-mean": "log ratio of geometric means",
-    "mean": "mean difference",
-}
 BAYES = "bayesian"
-PREFERRED_FREQ = (
-    "gee_exchangeable_kc",
-    "gee_nested_exchangeable_kc",
-    "glm_cluster_robust",
-    "mixedlm",
-    "its_quasipoisson_newey_west",
-    "its_ols_newey_west",
-)
-FREQ_LABEL = {
-    "mixedlm": "Linear mixed model (Wald)",
-    "glm_cluster_robust": "GLM, cluster-robust SE",
-    "its_quasipoisson": "Segmented regression, quasi-Poisson (model SE)",
-    "its_quasipoisson_newey_west": "Segmented regression, quasi-Poisson, Newey-West SE",
-    "its_ols": "Segmented regression, OLS (model SE)",
-    "its_ols_newey_west": "Segmented regression, OLS, Newey-West SE",
-}
-SE_LABEL = {
-    "robust": "robust SE",
-    "kc": "Kauermann-Carroll SE",
-    "md": "Mancl-DeRouen SE",
-    "fg": "Fay-Graubard SE",
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,8 +125,7 @@ class Context:
             if allrows is None or allrows.empty or "outcome" not in allrows:
                 return None
             sel = (allrows["outcome"] == outcome) & (allrows["model"].astype(str) == model)
-            if "method" in allrows:
-                sel &= ~allrows["method"].astype(str).str.match(r"(gee_|glm_|mixedlm|its_)")
+            sel &= allrows["approach"].eq("bayesian")
             est = allrows[sel]
             if est.empty:
                 return None
@@ -163,10 +135,8 @@ class Context:
         cc = self.csv(outcome, "crosscheck.csv")
         if cc is None:
             allrows = self.csv("estimates.csv")
-            if allrows is not None and "method" in allrows and "outcome" in allrows:
-                sel = (allrows["outcome"] == outcome) & allrows["method"].astype(str).str.match(
-                    r"(gee_|glm_|mixedlm|its_)"
-                )
+            if allrows is not None and "approach" in allrows and "outcome" in allrows:
+                sel = (allrows["outcome"] == outcome) & allrows["approach"].eq("frequentist")
                 if sel.any():
                     cc = allrows[sel].copy()
         return cc
@@ -238,7 +208,7 @@ def _natural_name(family: str, est: pd.DataFrame | None) -> str:
     nat = _row(est, "treatment_effect_natural")
     if nat is not None and isinstance(nat.get("scale"), str):
         return nat["scale"]
-    return NATURAL_SCALE[family]
+    return FAMILIES[family].natural_scale
 
 
 def _verdict(p: float, better: str) -> str:
@@ -339,11 +309,11 @@ def _answers_disagree(ctx: Context, outcome: str) -> None:
     cc = ctx.crosscheck(outcome)
     if bayes is None or cc is None or cc.empty:
         return
-    rows = cc[cc["estimand"].eq("treatment_effect") & cc["estimate"].notna()].set_index("method")
-    method = next((m for m in REFERENCE_CROSSCHECKS if m in rows.index), None)
-    if method is None:
+    rows = cc[cc["estimand"].eq("treatment_effect") & cc["reference"].eq(True) & cc["estimate"].notna()]
+    if rows.empty:
         return
-    freq = rows.loc[method]
+    freq = rows.iloc[0]
+    method = freq["method"]
 
     def side(r) -> int:  # -1 / +1: the interval excludes 0 below / above; 0: it includes 0
         return -1 if r["upper"] < 0 else 1 if r["lower"] > 0 else 0
@@ -468,15 +438,12 @@ def summary(ctx: Context) -> Section:
             )
         cc = ctx.crosscheck(outcome)
         if cc is not None and not cc.empty:
-            nat_cc = cc[cc["estimand"] == "treatment_effect_natural"].set_index("method")
-            for m in PREFERRED_FREQ:
-                if m in nat_cc.index and not is_missing(nat_cc.loc[m, "estimate"]):
-                    r = nat_cc.loc[m]
-                    items.append(
-                        f"Frequentist cross-check ({escape(_freq_label(m))}): "
-                        f"<span class='num'>{escape(_ival(r, bayesian=False))}</span>"
-                    )
-                    break
+            nat_cc = cc[cc["estimand"].eq("treatment_effect_natural") & cc["reference"].eq(True)]
+            for _, r in nat_cc[nat_cc["estimate"].notna()].iterrows():
+                items.append(
+                    f"Frequentist cross-check ({escape(_freq_label(r['method']))}): "
+                    f"<span class='num'>{escape(_ival(r, bayesian=False))}</span>"
+                )
         lines.append({"kind": "list", "items": [Markup(i) for i in items]})
         reliable = fit.get("reliable")
         if reliable is False:
@@ -526,14 +493,7 @@ PROPAGATION_TEXT = {
 
 
 def _freq_label(method: str) -> str:
-    if method in FREQ_LABEL:
-        return FREQ_LABEL[method]
-    for corr in ("nested_exchangeable", "exchangeable"):
-        pre = f"gee_{corr}_"
-        if method.startswith(pre):
-            kind = method[len(pre) :]
-            return f"GEE, {corr.replace('_', ' ')}, {SE_LABEL.get(kind, kind)}"
-    return method
+    return method_label(method)
 
 
 def _cell_matrix(ctx: Context):
@@ -997,10 +957,9 @@ def _effects_forest(ctx: Context, outcome: str, primary: str) -> dict | None:
             rows.append((f"Bayesian, {model}" + (" (primary)" if model == primary else ""), r))
     cc = ctx.crosscheck(outcome)
     if cc is not None and not cc.empty:
-        fr = cc[cc["estimand"].eq(name) & cc["estimate"].notna()].set_index("method")
-        method = next((m for m in REFERENCE_CROSSCHECKS if m in fr.index), None)
-        if method is not None:
-            rows.append((_freq_label(method), fr.loc[method]))
+        fr = cc[cc["estimand"].eq(name) & cc["reference"].eq(True) & cc["estimate"].notna()]
+        for _, r in fr.iterrows():
+            rows.append((_freq_label(r["method"]), r))
     if not rows:
         return None
     truth = _true_effect(ctx, outcome)
