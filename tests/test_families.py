@@ -54,6 +54,11 @@ def test_exact_entries():
         "log-odds": "log odds ratio",
         "log-rate": "log rate ratio",
     }
+    assert [FAMILIES[n].total_column for n in ("binomial", "poisson", "lognormal")] == [
+        "events",
+        "count",
+        "sum",
+    ]
     assert of_kind("count") == ("poisson", "negative_binomial")
     with pytest.raises(ValueError, match="known: gaussian"):
         family("beta")

@@ -64,6 +64,11 @@ class Family:
     level1_variance: float | None = None
 
     @property
+    def total_column(self) -> str:
+        """The cell statistic that sums the outcome: events, count, or sum of (log) y."""
+        return self.cell_columns[0]
+
+    @property
     def exp_natural(self) -> bool:
         """Whether the natural scale is exp of the link scale (every family but gaussian)."""
         return self.name != "gaussian"

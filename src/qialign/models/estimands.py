@@ -264,8 +264,7 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
 
     c = d.cells
     n_cp = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
-    # events, count or sum of (log) y: the first sufficient statistic is the outcome's total
-    obs = np.bincount(d.cp_idx, weights=c[FAMILIES[fam].cell_columns[0]], minlength=ncp) / n_cp
+    obs = np.bincount(d.cp_idx, weights=c[FAMILIES[fam].total_column], minlength=ncp) / n_cp
     obs = np.exp(obs) if fam == "lognormal" else obs
     treated = np.bincount(d.cp_idx, weights=d.treated, minlength=ncp) > 0
     out = d.cp_keys[["cluster", "period"]].copy()

@@ -747,12 +747,7 @@ def time_trends(ctx: Context) -> Section:
 
 
 def _observed_by_period(cells: pd.DataFrame, fam: str) -> pd.DataFrame:
-    stat = {
-        "bernoulli": "events",
-        "binomial": "events",
-        "poisson": "count",
-        "negative_binomial": "count",
-    }.get(fam, "sum")
+    stat = FAMILIES[fam].total_column
     den = "exposure" if stat == "count" and "exposure" in cells else "n"
     rows = []
     for t, g in cells.groupby("period"):
