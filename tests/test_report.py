@@ -432,6 +432,7 @@ def test_formatting_helpers():
     assert num(-0.0001, 2) == "0.00"
     assert percent(0.8731) == "87%" and percent(0.999) == ">99%"
     assert interval_label("hdi90") == "90% HDI" and interval_label("eti95") == "95% CrI"
+    assert interval_label("ci90", bayesian=False) == "90% CI" and interval_label("ci95") == "95% CI"
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)

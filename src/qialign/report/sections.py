@@ -183,7 +183,7 @@ def _row(est: pd.DataFrame | None, name: str) -> pd.Series | None:
 def _ival(row: pd.Series | None, bayesian: bool = True) -> str:
     if row is None:
         return DASH
-    lab = interval_label(row.get("interval"), bayesian=True) if bayesian else "95% CI"
+    lab = interval_label(row.get("interval"), bayesian=bayesian)
     text = with_interval(row["estimate"], row.get("lower"), row.get("upper"), lab)
     if not is_missing(row["estimate"]) and (is_missing(row.get("lower")) or is_missing(row.get("upper"))):
         if row.get("scale") != "probability":
