@@ -6,15 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qialign.frequentist import COLUMNS
+from qialign.families import FAMILIES
+from qialign.frequentist import COLUMNS, cross_check
+from qialign.frequentist.its import its_cross_check
+from qialign.methods import METHODS
 from qialign.results import (
     CROSSCHECK_COLUMNS,
     ESTIMATE_COLUMNS,
     REFERENCE_CROSSCHECKS,
+    SCALES,
     bayesian_rows,
     frequentist_rows,
     interval_label,
 )
+from test_crosscheck_cells import simulate
 
 
 def _freq(rows) -> pd.DataFrame:
@@ -70,3 +75,26 @@ def test_bayesian_rows_and_labels():
     assert interval_label(0.95, "ci") == "ci95"
     with pytest.raises(ValueError):
         interval_label(0.95, "credible")
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_cross_check_speaks_the_vocabulary(family):
+    """The real producers (cross_check, its_cross_check) for every family, as the step writes them."""
+    d = simulate("bernoulli" if family == "binomial" else family, clusters=8, periods=4, m=10)
+    table = pd.concat([cross_check(d, family, moderators=["alignment_z"]), its_cross_check(d, family)])
+    out = frequentist_rows(table, "t", "y", "main", 0.95)
+    fam = FAMILIES[family]
+    assert set(out["scale"]) <= set(SCALES)
+    assert set(out.loc[out["estimand"].str.endswith("_natural"), "scale"]) == {fam.natural_scale}
+    assert set(out.loc[out["estimand"] == "treatment_effect", "scale"]) == {fam.link_scale}
+    assert all(METHODS[m].approach == "frequentist" for m in out["method"])
+    assert (out.groupby("estimand")["reference"].sum() == 1).all()
+    ref = out[out["reference"]].set_index("estimand")["method"]
+    assert ref["treatment_effect"] == "gee_nested_exchangeable_md"
+    # gaussian: natural = link scale values; every other family: exp of the link-scale row
+    link = out[(out["method"] == ref["treatment_effect"]) & (out["estimand"] == "treatment_effect")].iloc[0]
+    nat = out[
+        (out["method"] == ref["treatment_effect"]) & (out["estimand"] == "treatment_effect_natural")
+    ].iloc[0]
+    expect = np.exp(link["upper"]) if fam.exp_natural else link["upper"]
+    assert nat["upper"] == pytest.approx(expect, rel=1e-12)
