@@ -92,7 +92,7 @@ def prior_predictive_check(
     with model:
         pp = pm.sample_prior_predictive(draws=draws, random_seed=seed)
     theta = np.asarray(pp["prior"]["treatment_effect"]).ravel()
-    nat = theta if spec.family == "gaussian" else np.exp(theta)
+    nat = FAMILIES[spec.family].natural(theta)
     y = np.asarray(pp["prior_predictive"]["y"]).reshape(-1, design.n_cells)
     obs = np.asarray(pp["observed_data"]["y"]) if "observed_data" in pp.children else None
     n = design.n

@@ -231,11 +231,11 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
 
     y: dict = {}
     y_c, y_s = 0.0, 1.0
-    if spec.family in ("bernoulli", "binomial"):
+    if FAMILIES[spec.family].kind == "binary":
         y["events"] = cells["events"].to_numpy(float)
         p = np.clip(y["events"].sum() / n.sum(), 1e-3, 1 - 1e-3)
         mu0 = float(logit(p))
-    elif spec.family in ("gaussian", "lognormal"):
+    elif FAMILIES[spec.family].kind == "continuous":
         y, y_c, y_s = _standardise_y(cells)
         mu0 = 0.0
     else:
