@@ -218,7 +218,7 @@ def test_recovery_counts_and_alignment_moderation():
     assert abs(te.estimate + 0.4) < 3 * te.se
     assert abs(ai.estimate - 0.3) < 3 * ai.se
     nat = row.loc["treatment_effect_natural"]
-    assert nat.scale == "rate_ratio"
+    assert nat.scale == "rate ratio"
     assert nat.estimate == pytest.approx(np.exp(te.estimate))
     assert nat.lower == pytest.approx(np.exp(te.lower))
     # one row per cluster-period: no within-period pairs, the nested structure says so
@@ -313,7 +313,7 @@ def test_lognormal_is_log_y_and_ratio_of_means():
     a = cross_check(d, "gaussian", methods=["gee_exchangeable_robust"])
     b = cross_check(d2, "lognormal", methods=["gee_exchangeable_robust"])
     assert b.estimate.iloc[0] == pytest.approx(a.estimate.iloc[0])
-    assert b.scale.tolist() == ["log_mean", "ratio_of_geometric_means"]
+    assert b.scale.tolist() == ["log-mean", "ratio of geometric means"]
     assert b.estimate.iloc[1] == pytest.approx(np.exp(a.estimate.iloc[0]))
 
 

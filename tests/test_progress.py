@@ -62,7 +62,7 @@ def test_the_terminal_descriptor_gets_the_lines_and_the_log_keeps_them(tmp_path)
     code = "from qialign import progress; progress.attach_terminal(3); progress.say('stage one')"
     log = tmp_path / "step.log"
     run = subprocess.run(
-        ["bash", "-c", f"{sys.executable} -c \"{code}\" 3>&2 > {log} 2>&1"], capture_output=True, text=True
+        ["bash", "-c", f'{sys.executable} -c "{code}" 3>&2 > {log} 2>&1'], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip().endswith("stage one") and run.stdout == ""

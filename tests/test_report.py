@@ -21,9 +21,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from qialign.frequentist import COLUMNS as FREQ_COLUMNS
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
-from qialign.results import LOO_COLUMNS
+from qialign.results import LOO_COLUMNS, frequentist_rows
 from qialign.simulate import simulate_trial
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.prepare import prepare_outcome, validate_trial
@@ -253,11 +254,11 @@ def _build(root: Path, sim: dict | None = None, **over) -> tuple[Path, Path, lis
             cc = []
             for method in ("gee_exchangeable_kc", "glm_cluster_robust"):
                 cc += [
-                    [method, "treatment_effect", "log_odds", -0.25, 0.15, -0.55, 0.05, 3.0, ""],
+                    [method, "treatment_effect", "log-odds", -0.25, 0.15, -0.55, 0.05, 3.0, ""],
                     [
                         method,
                         "treatment_effect_natural",
-                        "odds_ratio",
+                        "odds ratio",
                         np.exp(-0.25),
                         np.nan,
                         np.exp(-0.55),
@@ -265,11 +266,12 @@ def _build(root: Path, sim: dict | None = None, **over) -> tuple[Path, Path, lis
                         3.0,
                         "",
                     ],
-                    [method, "alignment_interaction", "log_odds", -0.2, 0.1, -0.4, 0.0, 3.0, ""],
+                    [method, "alignment_interaction", "log-odds", -0.2, 0.1, -0.4, 0.0, 3.0, ""],
                 ]
-            pd.DataFrame(
-                cc, columns=["method", "estimand", "scale", "estimate", "se", "lower", "upper", "df", "note"]
-            ).to_csv(res / outcome / "crosscheck.csv", index=False)
+            cc = pd.DataFrame(cc, columns=FREQ_COLUMNS)  # cross_check's columns, then the step's rows
+            frequentist_rows(cc, TRIAL, outcome, "main", 0.95).to_csv(
+                res / outcome / "crosscheck.csv", index=False
+            )
     logs = []
     for step in ("validate", "alignment", "prepare_y"):
         log = res / "logs" / f"{step}.log"
@@ -349,8 +351,9 @@ def test_summary_numbers_equal_estimates(report):
         for name in ("alignment_interaction", "effect_low_alignment", "effect_high_alignment"):
             r = est.loc[name]
             assert _esc(with_interval(r["estimate"], r["lower"], r["upper"], "95% CrI")) in summary, name
-    # frequentist cross-check quoted for y only
-    assert "Kauermann-Carroll" in summary
+    # the reference cross-check quoted (y only): of gee_exchangeable_kc and glm_cluster_robust the
+    # producer marks the GLM (kc is not in REFERENCE_CROSSCHECKS), and the page follows the mark
+    assert "GLM, cluster-robust SE" in summary and "Kauermann-Carroll" not in summary
 
 
 def test_small_counts_suppressed(report):
@@ -438,6 +441,7 @@ def test_formatting_helpers():
     assert num(-0.0001, 2) == "0.00"
     assert percent(0.8731) == "87%" and percent(0.999) == ">99%"
     assert interval_label("hdi90") == "90% HDI" and interval_label("eti95") == "95% CrI"
+    assert interval_label("ci90", bayesian=False) == "90% CI" and interval_label("ci95") == "95% CI"
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
@@ -566,12 +570,14 @@ def test_attention_flags_bayes_and_frequentist_on_opposite_sides(report, tmp_pat
     th = est.loc["treatment_effect"]
 
     def opposite(res):
-        cc = pd.read_csv(res / "y" / "crosscheck.csv")
+        cc = pd.read_csv(res / "y" / "crosscheck.csv")[FREQ_COLUMNS]
         gee = pd.DataFrame(
-            [["gee_nested_exchangeable_md", "treatment_effect", "log_odds", 0.6, 0.1, 0.4, 0.8, 3.0, ""]],
-            columns=cc.columns,
+            [["gee_nested_exchangeable_md", "treatment_effect", "log-odds", 0.6, 0.1, 0.4, 0.8, 3.0, ""]],
+            columns=FREQ_COLUMNS,
         )
-        pd.concat([cc, gee]).to_csv(res / "y" / "crosscheck.csv", index=False)
+        rows = frequentist_rows(pd.concat([cc, gee]), TRIAL, "y", "main", 0.95)
+        assert rows.set_index(["method", "estimand"]).loc[(gee.method[0], "treatment_effect"), "reference"]
+        rows.to_csv(res / "y" / "crosscheck.csv", index=False)
 
     box = _rerender(report, tmp_path, opposite)
     assert "Bayesian and frequentist answers differ" in box

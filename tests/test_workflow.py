@@ -20,6 +20,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from qialign.data.io import read_results_csv
+from qialign.families import FAMILIES
+from qialign.methods import METHODS, label
+from qialign.results import APPROACHES, ESTIMATE_COLUMNS, SCALES, interval_label
 from tiny_project import tiny_project
 
 pytestmark = pytest.mark.workflow
@@ -133,10 +137,7 @@ def test_interrupted_run_resumes_to_completion(project):
 def test_outputs_and_numbers(project):
     work, data = project["work"], project["data"]
     est = pd.read_csv(work / "results" / "tiny_a" / "estimates.csv")
-    assert list(est.columns) == [
-        "trial", "outcome", "model", "method", "estimand", "scale",
-        "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk",
-    ]  # fmt: skip
+    assert list(est.columns) == list(ESTIMATE_COLUMNS)
     assert set(est["outcome"]) == {"y_bin", "incidents"}
     assert {"bayes", "gee_nested_exchangeable_md", "glm_cluster_robust"} <= set(est["method"])
     truth = json.loads((data / "truth.json").read_text())["outcomes"]
@@ -162,6 +163,38 @@ def test_outputs_and_numbers(project):
     assert attrs["versions"]["pymc"].startswith("6.")
     fit = json.loads((work / "results" / "tiny_a" / "y_bin" / "hh" / "fit.json").read_text())
     assert fit["timings"]["sample_s"] > 0
+
+
+@pytest.mark.parametrize("trial", ["tiny_a", "tiny_b"])
+def test_estimates_speak_one_vocabulary(project, trial):
+    """Every scale, interval, method and approach of the real estimates.csv is the registries'; one
+    reference cross-check per outcome x estimand; comparable_to names the fitted primary model."""
+    work = project["work"]
+    est = read_results_csv(work / "results" / trial / "estimates.csv")
+    cfg = yaml.safe_load((work / "config" / "trials" / f"{trial}.yaml").read_text())
+    assert set(est["scale"]) <= set(SCALES)
+    assert set(est["approach"]) == set(APPROACHES)
+    assert all(METHODS[m].approach == a for m, a in zip(est["method"], est["approach"], strict=True))
+    bayes, freq = est[est["approach"] == "bayesian"], est[est["approach"] == "frequentist"]
+    assert set(bayes["interval"].fillna("")) == {interval_label(0.95, "eti"), ""}
+    assert set(freq["interval"]) == {interval_label(0.95, "ci")}
+    fitted = {m["id"] for m in cfg["models"]}
+    assert set(freq["comparable_to"]) == set(freq["model"]) == {cfg["models"][0]["id"]} <= fitted
+    assert bayes["comparable_to"].isna().all() and not bayes["reference"].any()
+    # the families' own scale names, for the same estimand in both approaches
+    for outcome, spec in cfg["outcomes"].items():
+        fam = FAMILIES[spec["family"]]
+        for approach in APPROACHES:
+            rows = est[(est["outcome"] == outcome) & (est["approach"] == approach)].set_index("estimand")
+            assert set(rows.loc[["treatment_effect"], "scale"]) == {fam.link_scale}
+            assert set(rows.loc[["treatment_effect_natural"], "scale"]) == {fam.natural_scale}
+    refs = freq.groupby(["outcome", "estimand"])["reference"].sum()
+    assert (refs == 1).all(), refs[refs != 1]
+    ref = freq[freq["reference"]].set_index(["outcome", "estimand"])
+    assert set(ref["method"]) == {"gee_nested_exchangeable_md"}  # first of REFERENCE_CROSSCHECKS
+    # the report quotes that row and names its method
+    page = (work / "reports" / trial / "report.html").read_text()
+    assert f"Frequentist cross-check ({label('gee_nested_exchangeable_md')})" in page
 
 
 def test_latent_alignment_draws_propagation(project):

@@ -63,15 +63,10 @@ def _crosscheck(args: argparse.Namespace) -> None:
 
 
 def _collect(args: argparse.Namespace) -> None:
-    from qialign.config import load_trial_config
     from qialign.steps.collect import collect_estimates
 
-    cfg = load_trial_config(args.config)
     table = collect_estimates(
-        [Path(p) for p in args.bayes],
-        [Path(p) for p in args.crosschecks],
-        Path(args.out),
-        cfg["interval"]["prob"],
+        [Path(p) for p in args.bayes], [Path(p) for p in args.crosschecks], Path(args.out)
     )
     print(f"wrote {len(table)} estimate rows to {args.out}")
 

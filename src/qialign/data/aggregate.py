@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qialign.families import FAMILIES
 from qialign.ids import ID_COLUMNS, ids_key, natural_factorize
 
 KEYS = ["cluster", "site", "period", "treated", "exposure_time"]
-FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negative_binomial")
 
 
 def aggregate(rows: pd.DataFrame, family: str, covariates: list[str]) -> pd.DataFrame:
@@ -38,10 +38,10 @@ def aggregate(rows: pd.DataFrame, family: str, covariates: list[str]) -> pd.Data
     for c in [k for k in keys if k in ID_COLUMNS]:  # group on natural codes: the same sums for 7 and 007
         work[c], labels[c] = natural_factorize(rows[c])
     work["n"] = n
-    if family in ("bernoulli", "binomial"):
+    kind = FAMILIES[family].kind
+    if kind == "binary":
         work["events"] = y
-        stats = {"n": "sum", "events": "sum"}
-    elif family in ("gaussian", "lognormal"):
+    elif kind == "continuous":
         if "sd" in rows.columns:  # cells: y is the mean (log scale for lognormal)
             sd = rows["sd"].astype("float64").fillna(0.0)
             work["sum"] = n * y
@@ -50,17 +50,16 @@ def aggregate(rows: pd.DataFrame, family: str, covariates: list[str]) -> pd.Data
             v = np.log(y) if family == "lognormal" else y
             work["sum"] = v
             work["sumsq"] = v**2
-        stats = {"n": "sum", "sum": "sum", "sumsq": "sum"}
     else:
         work["count"] = y
         exp = rows["exposure"] if "exposure" in rows.columns else pd.Series(1.0, index=rows.index)
         work["exposure"] = exp.astype("float64")
-        stats = {"n": "sum", "count": "sum", "exposure": "sum"}
+    stats = dict.fromkeys(("n", *FAMILIES[family].cell_columns), "sum")
     out = work.groupby(keys, sort=True, dropna=False, observed=True).agg(stats).reset_index()
     for c, ids in labels.items():
         out[c] = pd.Series(ids, dtype="str").to_numpy()[out[c].to_numpy()]
-    if family in ("bernoulli", "binomial", "poisson", "negative_binomial"):
-        col = "events" if family in ("bernoulli", "binomial") else "count"
+    if kind != "continuous":
+        col = FAMILIES[family].cell_outcome  # events or count: whole numbers
         out[col] = out[col].round().astype("int64")
     out["n"] = out["n"].astype("int64")
     sort = ["cluster", "period"] + [k for k in keys if k not in ("cluster", "period")]

@@ -29,8 +29,6 @@ from qialign.data.io import read_table, sha256_file
 from qialign.data.periods import parse_dates, whole_units
 from qialign.data.renames import TABLES, absent_renames, id_columns, rename, shared_display, table_renames
 from qialign.data.tables import (
-    BINARY_FAMILIES,
-    COUNT_FAMILIES,
     Context,
     cluster_periods_schema,
     clusters_schema,
@@ -42,6 +40,7 @@ from qialign.data.tables import (
 from qialign.data.treatment import treatment_problems
 from qialign.data.validate import design_problems, run_schema
 from qialign.errors import DataValidationError, Problem, QialignError
+from qialign.families import FAMILIES
 from qialign.models.identification import identification_problems
 from qialign.waves import ONE_WAVE, wave_labels
 
@@ -157,7 +156,7 @@ def _bin_tables(cfg: dict, tables: dict) -> tuple[str | None, pd.Timestamp | Non
 # ---------------------------------------------------------------- outcome locations
 def outcome_columns(name: str, family: str, table: str) -> list[str]:
     """Columns holding an outcome in a table."""
-    if table == "cluster_periods" and family in ("gaussian", "lognormal"):
+    if table == "cluster_periods" and FAMILIES[family].kind == "continuous":
         return [f"{name}_mean", f"{name}_sd"]
     return [name]
 
@@ -392,16 +391,16 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
         rows["y"] = num(df[outcome])
         trials = spec.get("trials") if family == "binomial" else None
         rows["n"] = df[trials].astype("int64") if trials else 1
-        if family in COUNT_FAMILIES:
+        if FAMILIES[family].kind == "count":
             exp = spec.get("exposure")
             rows["exposure"] = num(df[exp]) if exp else 1.0
             missing |= rows["exposure"].isna()
     else:
         rows["n"] = df["n"].astype("int64")
-        if family in BINARY_FAMILIES:
+        if FAMILIES[family].kind == "binary":
             rows["y"] = num(df[outcome])
             rows["n"] = df[spec.get("trials", "n")].astype("int64")
-        elif family in COUNT_FAMILIES:
+        elif FAMILIES[family].kind == "count":
             rows["y"] = num(df[outcome])
             exp = spec.get("exposure")
             rows["exposure"] = num(df[exp]) if exp else rows["n"].astype(float)

@@ -17,11 +17,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from qialign.families import FAMILIES
 from qialign.waves import ONE_WAVE, wave_labels, wave_order
-
-COUNT_FAMILIES = ("poisson", "negative_binomial")
-BINARY_FAMILIES = ("bernoulli", "binomial")
-CONTINUOUS_FAMILIES = ("gaussian", "lognormal")
 
 
 def num(s: pd.Series) -> pd.Series:
@@ -164,7 +161,7 @@ def outcome_rules(family: str) -> list:
     """Element rules for a row-level outcome column."""
     if family == "bernoulli":
         return [("a number", is_number), ("0 or 1 (bernoulli)", when_number(lambda x: x.isin([0, 1])))]
-    if family in ("binomial",) + COUNT_FAMILIES:
+    if family == "binomial" or FAMILIES[family].kind == "count":
         return [
             ("a number", is_number),
             (f"a whole number >= 0 ({family})", when_number(lambda x: (x >= 0) & (np.mod(x, 1) == 0))),
@@ -294,7 +291,7 @@ def patients_schema(df: pd.DataFrame, ctx: Context, elsewhere: set[str] | None) 
         if family == "binomial" and out.get("trials"):
             s.column(out["trials"], integer_rules(1, "a whole number of trials"), required=True)
             le_column(s, name, out["trials"])
-        if family in COUNT_FAMILIES and out.get("exposure"):
+        if FAMILIES[family].kind == "count" and out.get("exposure"):
             _exposure(s, name, out["exposure"])
     _covariates(s, df, ctx, elsewhere)
     return s
@@ -327,13 +324,14 @@ def cluster_periods_schema(df: pd.DataFrame, ctx: Context, elsewhere: set[str] |
         if ctx.locations.get(name) != "cluster_periods":
             continue
         family = out["family"]
-        if family in BINARY_FAMILIES:
+        kind = FAMILIES[family].kind
+        if kind == "binary":
             trials = out.get("trials", "n")
             s.column(name, outcome_rules("binomial"), required=True)
             if trials != "n":
                 s.column(trials, integer_rules(1, "a whole number of trials"), required=True)
             le_column(s, name, trials)
-        elif family in COUNT_FAMILIES:
+        elif kind == "count":
             s.column(name, outcome_rules(family), required=True)
             if out.get("exposure"):
                 _exposure(s, name, out["exposure"])

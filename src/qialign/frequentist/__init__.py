@@ -6,7 +6,7 @@ geeCRT-compatible), :func:`sandwich_covariances` (MB, BC0-BC3), :func:`fit_mixed
 """
 
 from .crosscheck import COLUMNS, METHODS, cross_check
-from .design import FAMILIES, Design, build_design
+from .design import Design, build_design
 from .gee import GEEResult, fit_gee
 from .glm import GLMResult, fit_glm_cluster_robust
 from .mixed import MixedResult, fit_mixedlm, fit_mixedlm_cells
@@ -14,7 +14,6 @@ from .sandwich import SANDWICH_KINDS, sandwich_covariances, sandwich_from_scores
 
 __all__ = [
     "COLUMNS",
-    "FAMILIES",
     "METHODS",
     "SANDWICH_KINDS",
     "Design",

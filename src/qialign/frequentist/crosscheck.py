@@ -26,20 +26,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import FAMILIES, build_design
+from qialign import methods as registry
+from qialign.families import FAMILIES
+
+from .design import build_design
 from .gee import fit_gee
 from .glm import fit_glm_cluster_robust
 from .mixed import fit_mixedlm, fit_mixedlm_cells
 
 __all__ = ["cross_check", "METHODS", "COLUMNS"]
 
-_SE_KINDS = ("robust", "kc", "md", "fg")
-METHODS = (
-    "mixedlm",
-    *(f"gee_exchangeable_{k}" for k in _SE_KINDS),
-    *(f"gee_nested_exchangeable_{k}" for k in _SE_KINDS),
-    "glm_cluster_robust",
-)
+#: the methods of a design with concurrent controls, in registry order
+METHODS = tuple(m.id for m in registry.METHODS.values() if m.design == "concurrent")
 COLUMNS = ["method", "estimand", "scale", "estimate", "se", "lower", "upper", "df", "note"]
 
 
@@ -63,8 +61,8 @@ def gee_df(clusters_minus_p: int, clusters: int) -> tuple[int, str]:
 
 def _rows(method, family, terms, est, se, df, note, interval):
     """Link-scale rows for ``terms`` plus the natural-scale treatment row."""
-    link_scale, natural_scale = FAMILIES[family][1:]
-    exp_natural = family != "gaussian"
+    fam = FAMILIES[family]
+    link_scale, natural_scale = fam.link_scale, fam.natural_scale
     q = stats.norm.ppf(0.5 + interval / 2) if not np.isfinite(df) else None
     if q is None:
         q = stats.t.ppf(0.5 + interval / 2, df) if df > 0 else np.nan
@@ -75,21 +73,9 @@ def _rows(method, family, terms, est, se, df, note, interval):
         name = _estimand_name(term)
         out.append([method, name, link_scale, b, s, lo, hi, df, note])
         if term == "treated":
-            if exp_natural:
-                out.append(
-                    [
-                        method,
-                        f"{name}_natural",
-                        natural_scale,
-                        *np.exp([b]),
-                        np.nan,
-                        *np.exp([lo, hi]),
-                        df,
-                        note,
-                    ]
-                )
-            else:
-                out.append([method, f"{name}_natural", natural_scale, b, s, lo, hi, df, note])
+            nat_b, nat_lo, nat_hi = fam.natural([b, lo, hi])
+            nat_se = np.nan if fam.exp_natural else s  # an exp()'d estimate has no symmetric SE
+            out.append([method, f"{name}_natural", natural_scale, nat_b, nat_se, nat_lo, nat_hi, df, note])
     return out
 
 
@@ -130,8 +116,8 @@ def cross_check(
         else:
             mr = fit_mixedlm_cells(des.y, des.X, des.cluster, des.period, des.mult, des.ss)
         rows += _rows("mixedlm", family, terms, mr.params, mr.bse, np.inf, note(mr.note), interval)
-    for corstr in ("exchangeable", "nested_exchangeable"):
-        wanted = [k for k in _SE_KINDS if f"gee_{corstr}_{k}" in methods]
+    for corstr in registry.CORSTRS:
+        wanted = [k for k in registry.SE_KINDS if registry.gee_method(corstr, k) in methods]
         if not wanted:
             continue
         g = fit_gee(
@@ -148,9 +134,8 @@ def cross_check(
         )
         df, why = gee_df(g.df, len(np.unique(des.cluster)))
         for k in wanted:
-            rows += _rows(
-                f"gee_{corstr}_{k}", family, terms, g.params, g.se(k), df, note(g.note, why), interval
-            )
+            method = registry.gee_method(corstr, k)
+            rows += _rows(method, family, terms, g.params, g.se(k), df, note(g.note, why), interval)
     if "glm_cluster_robust" in methods:
         r = fit_glm_cluster_robust(
             des.y,

@@ -31,17 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Design", "build_design", "normalise_family", "FAMILIES", "TRENDS", "LEVELS"]
+from qialign.families import FAMILIES
 
-#: family -> (GEE/GLM working family, link-scale name, natural-scale name)
-FAMILIES = {
-    "gaussian": ("gaussian", "mean_difference", "mean_difference"),
-    "lognormal": ("gaussian", "log_mean", "ratio_of_geometric_means"),
-    "bernoulli": ("binomial", "log_odds", "odds_ratio"),
-    "binomial": ("binomial", "log_odds", "odds_ratio"),
-    "poisson": ("poisson", "log_rate", "rate_ratio"),
-    "negative_binomial": ("poisson", "log_rate", "rate_ratio"),
-}
+__all__ = ["Design", "build_design", "normalise_family", "TRENDS", "LEVELS"]
+
 TRENDS = ("period", "linear")
 LEVELS = ("row", "cell")
 
@@ -81,15 +74,11 @@ def _need(data: pd.DataFrame, cols) -> None:
         raise ValueError(f"data lacks column(s) {missing}")
 
 
-#: cell-level aliases of the outcome column ``y`` (working family -> alias; lognormal log_mean)
-_CELL_ALIAS = {"gaussian": "mean", "binomial": "events", "poisson": "count"}
-
-
 def _outcome_columns(data, family, working, level) -> tuple[str, list[str]]:
     """The outcome column and the other columns it needs (n, sd, exposure)."""
     ycol = "y"
     if level == "cell" and "y" not in data.columns:
-        ycol = "log_mean" if family == "lognormal" else _CELL_ALIAS[working]
+        ycol = FAMILIES[family].cell_outcome
     extra = [ycol]
     if working == "binomial" and (level == "cell" or "n" in data.columns):
         extra.append("n")
@@ -117,7 +106,7 @@ def build_design(
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     covariates, moderators = list(covariates), list(moderators)
-    working = FAMILIES[family][0]
+    working = FAMILIES[family].glm_family
     _need(data, ["cluster", "period", "treated", *covariates, *moderators])
     ycol, extra = _outcome_columns(data, family, working, level)
     used = list(dict.fromkeys(["cluster", "period", "treated", *covariates, *moderators, *extra]))

@@ -48,13 +48,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from qialign.families import GLM_FAMILIES
 from qialign.ids import natural_codes
 
 from .sandwich import SANDWICH_KINDS, sandwich_from_scores
 
 __all__ = ["GEEResult", "fit_gee", "GEE_FAMILIES", "CORSTRS"]
 
-GEE_FAMILIES = ("gaussian", "binomial", "poisson")
+GEE_FAMILIES = GLM_FAMILIES  # working families
 CORSTRS = ("independence", "exchangeable", "nested_exchangeable")
 
 ALPHA_NAMES = {

@@ -23,13 +23,9 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-__all__ = ["GLMResult", "fit_glm_cluster_robust"]
+from qialign.families import statsmodels_family
 
-_SM_FAMILY = {
-    "gaussian": sm.families.Gaussian,
-    "binomial": sm.families.Binomial,
-    "poisson": sm.families.Poisson,
-}
+__all__ = ["GLMResult", "fit_glm_cluster_robust"]
 
 
 @dataclass
@@ -48,8 +44,7 @@ def fit_glm_cluster_robust(
     y, X: pd.DataFrame, cluster, *, family: str = "gaussian", offset=None, weights=None, nobs=None
 ) -> GLMResult:
     """Fit the GLM (``family`` in gaussian/binomial/poisson) with CR1 SEs; never raises on failure."""
-    if family not in _SM_FAMILY:
-        raise ValueError(f"family must be one of {sorted(_SM_FAMILY)}, got {family!r}")
+    sm_family = statsmodels_family(family)  # ValueError for a family that is not a working family
     names = list(X.columns)
     groups = pd.factorize(np.asarray(cluster))[0]
     n_clusters = int(groups.max()) + 1 if len(groups) else 0
@@ -63,7 +58,7 @@ def fit_glm_cluster_robust(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = sm.GLM(ya, Xa, family=_SM_FAMILY[family](), offset=offset, var_weights=weights)
+            model = sm.GLM(ya, Xa, family=sm_family, offset=offset, var_weights=weights)
             res = model.fit()
         for w in caught:
             msg = str(w.message).split("\n")[0]

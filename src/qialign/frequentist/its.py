@@ -62,6 +62,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from ..errors import QialignError
+from ..families import FAMILIES, statsmodels_family
 
 __all__ = ["ITSResult", "segmented_regression", "newey_west_maxlags", "fourier_terms", "ITS_FAMILIES"]
 
@@ -235,7 +236,7 @@ def segmented_regression(
 
     y = data["_y"].to_numpy(float)
     off = np.log(data["_e"].to_numpy(float)) if offset is not None else None
-    sm_family = sm.families.Gaussian() if not counts else sm.families.Poisson()
+    sm_family = statsmodels_family("poisson" if counts else "gaussian")
     model = sm.GLM(y, X.to_numpy(), family=sm_family, offset=off)
     fit_kw: dict = {"scale": 1.0 if family == "poisson" else "X2", "tol": 1e-10}
     if se == "newey-west":
@@ -434,10 +435,12 @@ def its_cross_check(
     """
     from qialign.frequentist.crosscheck import COLUMNS
 
-    counts = family in ("poisson", "negative_binomial")
+    fam = FAMILIES[family]
+    counts = fam.kind == "count"
     if not counts and family != "gaussian":
         note = f"segmented regression covers count and gaussian outcomes, not {family}"
-        return pd.DataFrame([["its_segmented", "treatment_effect", "", *[np.nan] * 5, note]], columns=COLUMNS)
+        row = ["its_segmented", "treatment_effect", fam.link_scale, *[np.nan] * 5, note]
+        return pd.DataFrame([row], columns=COLUMNS)
     # gaussian: the mean over the series' individuals (cells: their means weighted by n)
     n = rows["n"].astype(float) if "n" in rows.columns else pd.Series(1.0, index=rows.index)
     rows = rows.assign(y=rows["y"] * n, n=n) if not counts else rows
@@ -451,7 +454,7 @@ def its_cross_check(
         series["y"] = series["y"] / series["n"]
     start = float(series.loc[series["treated"] == 1, "period"].min())
     method = "its_quasipoisson" if counts else "its_ols"
-    link, natural = ("log-rate", "rate ratio") if counts else ("difference", "difference")
+    link, natural = fam.link_scale, fam.natural_scale
     out = []
     for se, suffix in (("model", ""), ("newey-west", "_newey_west")):
         res = segmented_regression(
@@ -480,6 +483,6 @@ def its_cross_check(
             r = terms.loc[term]
             est, lo, hi = float(r["estimate"]), float(r["ci_low"]), float(r["ci_high"])
             out.append([method + suffix, name, link, est, float(r["se"]), lo, hi, np.inf, note])
-            nat = (np.exp(est), np.exp(lo), np.exp(hi)) if counts else (est, lo, hi)
+            nat = fam.natural([est, lo, hi])
             out.append([method + suffix, f"{name}_natural", natural, nat[0], np.nan, *nat[1:], np.inf, note])
     return pd.DataFrame(out, columns=COLUMNS)

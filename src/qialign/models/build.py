@@ -44,6 +44,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from qialign.families import FAMILIES
 from qialign.models.design import Design, nb_shape
 from qialign.models.spec import ModelSpec
 
@@ -92,10 +93,10 @@ def unit_information(design: Design) -> np.ndarray:
     bound for NB); gaussian/lognormal n (y standardised, residual SD <= 1).
     """
     d = design
-    if d.family in ("bernoulli", "binomial"):
+    if FAMILIES[d.family].kind == "binary":
         p = float(np.clip(d.y["events"].sum() / d.n.sum(), 1e-3, 1 - 1e-3))
         return d.n * p * (1 - p)
-    if d.family in ("poisson", "negative_binomial"):
+    if FAMILIES[d.family].kind == "count":
         rate = max(d.y["count"].sum(), 0.5) / d.y["exposure"].sum()
         return d.y["exposure"] * rate
     return d.n.astype(float)

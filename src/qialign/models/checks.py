@@ -15,10 +15,10 @@ import pandas as pd
 import pymc as pm
 from scipy.special import expit
 
+from qialign.families import FAMILIES
 from qialign.models.build import build_model
 from qialign.models.design import build_design, nb_shape
 from qialign.results import LOO_COLUMNS, PARETO_K_BAD
-from qialign.scales import NATURAL_SCALE
 
 
 def _thin(x: np.ndarray, max_draws: int) -> np.ndarray:
@@ -92,11 +92,11 @@ def prior_predictive_check(
     with model:
         pp = pm.sample_prior_predictive(draws=draws, random_seed=seed)
     theta = np.asarray(pp["prior"]["treatment_effect"]).ravel()
-    nat = theta if spec.family == "gaussian" else np.exp(theta)
+    nat = FAMILIES[spec.family].natural(theta)
     y = np.asarray(pp["prior_predictive"]["y"]).reshape(-1, design.n_cells)
     obs = np.asarray(pp["observed_data"]["y"]) if "observed_data" in pp.children else None
     n = design.n
-    rows = [("treatment_effect_natural (" + NATURAL_SCALE[spec.family] + ")", nat, np.nan)]
+    rows = [("treatment_effect_natural (" + FAMILIES[spec.family].natural_scale + ")", nat, np.nan)]
     obs_mean = obs.sum() / n.sum() if obs is not None else np.nan
     obs_sd = (obs / n).std() if obs is not None else np.nan
     rows.append(("outcome mean per patient", y.sum(-1) / n.sum(), obs_mean))

@@ -31,18 +31,11 @@ from scipy.interpolate import BSpline
 from scipy.special import logit
 
 from qialign.errors import QialignError
+from qialign.families import FAMILIES
 from qialign.ids import ids_key, sort_ids
 from qialign.models.spec import ModelSpec
 
 REQUIRED = ("cluster", "period", "treated", "exposure_time", "n")
-FAMILY_COLUMNS = {
-    "bernoulli": ("events",),
-    "binomial": ("events",),
-    "gaussian": ("sum", "sumsq"),
-    "lognormal": ("sum", "sumsq"),
-    "poisson": ("count", "exposure"),
-    "negative_binomial": ("count", "exposure"),
-}
 
 
 @dataclass
@@ -176,7 +169,7 @@ def _covariates(cells: pd.DataFrame, names: list[str], w: np.ndarray):
 
 def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | None = None) -> Design:
     """Validate the cells and compute every array the model needs."""
-    missing = [c for c in (*REQUIRED, *FAMILY_COLUMNS[spec.family]) if c not in cells]
+    missing = [c for c in (*REQUIRED, *FAMILIES[spec.family].cell_columns) if c not in cells]
     if missing:
         raise QialignError(
             f"outcome {spec.outcome} ({spec.family}): cells lack column(s) {', '.join(missing)}"
@@ -238,11 +231,11 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
 
     y: dict = {}
     y_c, y_s = 0.0, 1.0
-    if spec.family in ("bernoulli", "binomial"):
+    if FAMILIES[spec.family].kind == "binary":
         y["events"] = cells["events"].to_numpy(float)
         p = np.clip(y["events"].sum() / n.sum(), 1e-3, 1 - 1e-3)
         mu0 = float(logit(p))
-    elif spec.family in ("gaussian", "lognormal"):
+    elif FAMILIES[spec.family].kind == "continuous":
         y, y_c, y_s = _standardise_y(cells)
         mu0 = 0.0
     else:

@@ -40,10 +40,10 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import expit
 
+from qialign.families import FAMILIES
 from qialign.models.spec import INTERVAL_DEFAULTS
-from qialign.scales import LINK_SCALE, MARGINAL_SCALE, NATURAL_SCALE
+from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE, interval_label
 
 COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
 
@@ -51,10 +51,6 @@ COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat
 def _interval(iv: dict | None) -> tuple[float, str]:
     iv = {**INTERVAL_DEFAULTS, **(iv or {})}
     return float(iv["prob"]), str(iv["kind"])
-
-
-def _label(prob: float, kind: str) -> str:
-    return f"{kind}{100 * prob:g}"
 
 
 def _da(x) -> xr.DataArray:
@@ -95,7 +91,7 @@ def _row(name, scale, draws, prob, kind, interval=True, refits: int = 1) -> dict
         "estimate": float(draws.mean()),
         "lower": float(lo),
         "upper": float(hi),
-        "interval": _label(prob, kind) if interval else "",
+        "interval": interval_label(prob, kind),
         "r_hat": r_hat,
         "ess_bulk": ess,
     }
@@ -106,17 +102,17 @@ def _post(fit):
 
 
 def _y_scale(fit) -> float:
-    return float(fit.design.y_scale) if fit.spec.family in ("gaussian", "lognormal") else 1.0
+    return float(fit.design.y_scale) if FAMILIES[fit.spec.family].kind == "continuous" else 1.0
 
 
 def _inv_link_mean(fit, x: np.ndarray, cells_axis_n: np.ndarray) -> np.ndarray:
     """Expected per-patient outcome of each cell for link-scale predictor draws x (.., cell)."""
-    fam, d = fit.spec.family, fit.design
-    if fam in ("bernoulli", "binomial"):
-        return expit(x)
-    if fam in ("poisson", "negative_binomial"):
-        return np.exp(x) * d.y["exposure"] / d.n
-    if fam == "gaussian":
+    fam, d = FAMILIES[fit.spec.family], fit.design
+    if fam.kind == "binary":
+        return fam.inverse_link(x)
+    if fam.kind == "count":
+        return fam.inverse_link(x) * d.y["exposure"] / d.n
+    if fam.name == "gaussian":
         return d.y_center + d.y_scale * x
     sigma = np.asarray(_post(fit)["sigma"])[..., None] * d.y_scale
     return np.exp(d.y_center + d.y_scale * x + 0.5 * sigma**2)
@@ -137,25 +133,16 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     prob, kind = _interval(interval)
     post, spec, d = _post(fit), fit.spec, fit.design
     row = partial(_row, refits=int(fit.diagnostics.get("refits", 1)))
-    fam, ys = spec.family, _y_scale(fit)
-    link = LINK_SCALE[fam]
+    fam, ys = FAMILIES[spec.family], _y_scale(fit)
+    link = fam.link_scale
     rows = []
     theta = np.asarray(post["treatment_effect"]) * ys
     rows.append(row("treatment_effect", link, theta, prob, kind))
-    nat = theta if fam == "gaussian" else np.exp(theta)
-    rows.append(row("treatment_effect_natural", NATURAL_SCALE[fam], nat, prob, kind))
+    rows.append(row("treatment_effect_natural", fam.natural_scale, fam.natural(theta), prob, kind))
     if "slope_change" in post:  # segmented regression: change in slope per period after the start
         kappa = np.asarray(post["slope_change"]) * ys
         rows.append(row("slope_change", link, kappa, prob, kind))
-        rows.append(
-            row(
-                "slope_change_natural",
-                NATURAL_SCALE[fam],
-                kappa if fam == "gaussian" else np.exp(kappa),
-                prob,
-                kind,
-            )
-        )
+        rows.append(row("slope_change_natural", fam.natural_scale, fam.natural(kappa), prob, kind))
     if "alignment_main" in post:  # difference in the untreated outcome per SD of alignment
         rows.append(row("alignment_main", link, np.asarray(post["alignment_main"]) * ys, prob, kind))
     if "alignment_interaction" in post:
@@ -171,53 +158,53 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         fid = np.asarray(post["fidelity_interaction"]) * ys
         rows.append(row("fidelity_interaction", link, fid, prob, kind))
     beats = (theta < 0) if spec.better == "lower" else (theta > 0)
-    rows.append(row("prob_beats_trend", "probability", beats, prob, kind, interval=False))
+    rows.append(row("prob_beats_trend", PROBABILITY, beats, prob, kind, interval=False))
 
     oo = _off_on(fit)
     if oo is not None:
         _, off, on = oo
         w = d.n / d.n.sum()
         diff = ((_inv_link_mean(fit, on, d.n) - _inv_link_mean(fit, off, d.n)) * w).sum(-1)
-        rows.append(row("marginal_difference", MARGINAL_SCALE[fam], diff, prob, kind))
+        rows.append(row("marginal_difference", fam.marginal_scale, diff, prob, kind))
 
     comps = {}
     for name in ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment", "sigma"):
         if name in post:
             comps[name] = np.asarray(post[name])
-            rows.append(row(name, link if name != "sigma" else "sd", comps[name] * ys, prob, kind))
+            rows.append(row(name, link if name != "sigma" else SD, comps[name] * ys, prob, kind))
     for name in ("phi", "rho"):
         if name in post:
-            rows.append(row(name, "shape" if name == "phi" else "correlation", post[name], prob, kind))
+            rows.append(row(name, SHAPE if name == "phi" else CORRELATION, post[name], prob, kind))
 
     zero = np.zeros_like(theta)
     s2_site = comps.get("sd_site", zero) ** 2
     s2_cl = comps.get("sd_cluster", zero) ** 2
     s2_cp = comps.get("sd_cluster_period", zero) ** 2
-    if fam in ("bernoulli", "binomial"):
-        s2_1 = np.full_like(theta, np.pi**2 / 3)
-    elif fam in ("gaussian", "lognormal"):
+    if fam.level1_variance is not None:  # logit: pi^2 / 3
+        s2_1 = np.full_like(theta, fam.level1_variance)
+    elif fam.kind == "continuous":
         s2_1 = comps["sigma"] ** 2
     else:
         units = d.n.sum() if spec.overdispersion == "patient" else d.n_cells
         lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / units
-        extra = 1 / np.asarray(post["phi"]) if fam == "negative_binomial" else 0.0
+        extra = 1 / np.asarray(post["phi"]) if fam.name == "negative_binomial" else 0.0
         s2_1 = np.log1p(1 / lam + extra)
     if len(d.clusters) < 2:  # one series (interrupted time series): no between-cluster variation
         return pd.DataFrame(rows, columns=COLUMNS)
     between = s2_site + s2_cl + s2_cp
-    rows.append(row("icc", "latent", between / (between + s2_1), prob, kind))
+    rows.append(row("icc", LATENT, between / (between + s2_1), prob, kind))
     rho = np.asarray(post["rho"]) if "rho" in post else 0.0
     if "sd_cluster_period" in comps:
-        rows.append(row("cac", "latent", (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
+        rows.append(row("cac", LATENT, (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
     else:
-        rows.append({**row("cac", "latent", np.ones_like(theta), prob, kind), "r_hat": np.nan})
+        rows.append({**row("cac", LATENT, np.ones_like(theta), prob, kind), "r_hat": np.nan})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:
     """Per-cluster effect theta + gamma z_j + delta_j (link and natural scale) with intervals."""
     prob, kind = _interval(interval)
-    d, fam, ys = fit.design, fit.spec.family, _y_scale(fit)
+    d, fam, ys = fit.design, FAMILIES[fit.spec.family], _y_scale(fit)
     ce = np.asarray(_post(fit)["cluster_effect"]) * ys
     lo, hi = _bounds(ce, prob, kind)
     site = [d.sites[i] for i in d.cluster_site]
@@ -231,16 +218,16 @@ def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:
                 if "alignment_z" in _post(fit)
                 else (d.A if d.A is not None else np.nan)
             ),
-            "scale": LINK_SCALE[fam],
+            "scale": fam.link_scale,
             "estimate": ce.mean(axis=(0, 1)),
             "lower": lo,
             "upper": hi,
-            "interval": _label(prob, kind),
+            "interval": interval_label(prob, kind),
         }
     )
-    nat = ce if fam == "gaussian" else np.exp(ce)
+    nat = fam.natural(ce)
     nlo, nhi = _bounds(nat, prob, kind)
-    out["natural_scale"] = NATURAL_SCALE[fam]
+    out["natural_scale"] = fam.natural_scale
     out["natural_estimate"], out["natural_lower"], out["natural_upper"] = (
         nat.mean(axis=(0, 1)),
         nlo,
@@ -277,13 +264,8 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
 
     c = d.cells
     n_cp = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
-    if fam in ("bernoulli", "binomial"):
-        obs = np.bincount(d.cp_idx, weights=c["events"], minlength=ncp) / n_cp
-    elif fam in ("poisson", "negative_binomial"):
-        obs = np.bincount(d.cp_idx, weights=c["count"], minlength=ncp) / n_cp
-    else:
-        obs = np.bincount(d.cp_idx, weights=c["sum"], minlength=ncp) / n_cp
-        obs = np.exp(obs) if fam == "lognormal" else obs
+    obs = np.bincount(d.cp_idx, weights=c[FAMILIES[fam].total_column], minlength=ncp) / n_cp
+    obs = np.exp(obs) if fam == "lognormal" else obs
     treated = np.bincount(d.cp_idx, weights=d.treated, minlength=ncp) > 0
     out = d.cp_keys[["cluster", "period"]].copy()
     out["treated"] = treated.astype(int)
@@ -307,5 +289,5 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
         if "beta" in post.data_vars:
             x = x + np.einsum("ck,abk->abc", d.Z, np.asarray(post["beta"]))
         out["deseasonalised_mean"] = per_cp(x).mean(axis=(0, 1))
-    out["interval"] = _label(prob, kind)
+    out["interval"] = interval_label(prob, kind)
     return out

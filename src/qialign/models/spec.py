@@ -11,16 +11,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 
 from qialign.errors import QialignError
+from qialign.families import FAMILIES
 
-FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negative_binomial")
-LINK = {
-    "gaussian": "identity",
-    "lognormal": "identity",  # identity on log y
-    "bernoulli": "logit",
-    "binomial": "logit",
-    "poisson": "log",
-    "negative_binomial": "log",
-}
 DIAGNOSTIC_DEFAULTS = {
     "r_hat_max": 1.01,
     "ess_bulk_min": 400,
@@ -144,7 +136,7 @@ class ModelSpec:
 
     @property
     def link(self) -> str:
-        return LINK[self.family]
+        return FAMILIES[self.family].link
 
     @classmethod
     def from_config(

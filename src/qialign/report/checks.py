@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
+from qialign.families import FAMILIES
 from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context
@@ -109,8 +110,8 @@ def _ppc(ctx: Context, outcome: str) -> dict:
             for (c, p_), g in ppc.groupby(["cluster", "period"])
         ]
     )
-    scale = " (standardised scale)" if fam in ("gaussian", "lognormal") else ""
-    xl = {"bernoulli": "proportion", "binomial": "proportion"}.get(fam, "mean per patient") + scale
+    scale = " (standardised scale)" if FAMILIES[fam].kind == "continuous" else ""
+    xl = ("proportion" if FAMILIES[fam].kind == "binary" else "mean per patient") + scale
     cover = ppc["inside"].mean() if "inside" in ppc else np.nan
     pp = (ctx.fit(outcome, model) or {}).get("ppc", {})
     txt = f"Cells inside their predictive interval: {percent(cover)}" if not is_missing(cover) else ""

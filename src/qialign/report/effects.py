@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
+from qialign.families import FAMILIES
 from qialign.ids import ids_key
 from qialign.report import estimates as E
 from qialign.report import figures
@@ -109,7 +110,7 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
         th = E.row(ctx.estimates(outcome, model), "treatment_effect")
         lab = E.link_phrase(th["scale"], "effect") if th is not None else "effect"
         uri = figures.exposure_curve(curve["e"], curve["estimate"], curve["lower"], curve["upper"], lab)
-        note = " (internal standardised scale)" if ctx.family(outcome) in ("gaussian", "lognormal") else ""
+        note = " (internal standardised scale)" if FAMILIES[ctx.family(outcome)].kind == "continuous" else ""
         caption = f"Effect by exposure time, model {model}{note}; θ is their unweighted mean."
         blocks.append(FIG(uri, caption, "Effect by exposure time"))
     if blocks:
@@ -140,7 +141,7 @@ def _cluster_forest(ctx: Context, outcome: str, est0) -> dict:
     )
     nat = E.row(est0, "treatment_effect_natural" if natural else "treatment_effect")
     overall = (float(nat["estimate"]), float(nat["lower"]), float(nat["upper"])) if nat is not None else None
-    log = natural and ctx.family(outcome) != "gaussian"
+    log = natural and FAMILIES[ctx.family(outcome)].exp_natural
     ce = ce.sort_values("cluster", key=ids_key)
     labels = [
         f"{c} ({s})" if "site" in ce and not is_missing(s) else str(c)
@@ -174,7 +175,7 @@ def _true_effect(ctx: Context, outcome: str) -> float | None:
 def _effects_forest(ctx: Context, outcome: str, primary: str) -> dict | None:
     """The lead figure of an outcome: θ of every Bayesian model (primary first) and of the reference
     frequentist cross-check, on the natural scale (link scale for gaussian), the truth if synthetic."""
-    natural = ctx.family(outcome) != "gaussian"
+    natural = FAMILIES[ctx.family(outcome)].exp_natural
     name = "treatment_effect_natural" if natural else "treatment_effect"
     rows = []
     for model in sorted(ctx.models(outcome), key=lambda m: m != primary):

@@ -1,8 +1,8 @@
 """The one place the report selects and names rows of ``estimates.csv`` and ``crosscheck.csv``.
 
-Bayesian rows carry ``method`` ``bayes`` (or ``bayes_draws`` / ``bayes_joint``); every other method
-is a frequentist cross-check. The sections ask for rows by model and estimand through the small
-functions here and never look at method names themselves.
+Rows are told apart by the ``approach`` column and the reference cross-check by the ``reference``
+column that the producers write (``qialign.results``); methods are named from ``qialign.methods``.
+The sections ask for rows by model and estimand through the small functions here.
 """
 
 from __future__ import annotations
@@ -12,79 +12,26 @@ import math
 import numpy as np
 import pandas as pd
 
+from qialign.families import FAMILIES, LINK_PHRASE
+from qialign.methods import METHODS, SE_KINDS
+from qialign.methods import label as method_label
 from qialign.report.tables import DASH, interval_label, is_missing, with_interval
-from qialign.results import REFERENCE_CROSSCHECKS
-from qialign.scales import NATURAL_SCALE
 
-#: how the link-scale effect reads in prose
-LINK_PHRASE = {
-    "log-odds": "log odds ratio",
-    "log-rate": "log rate ratio",
-    "log-mean": "log ratio of geometric means",
-    "mean": "mean difference",
-}
-#: the cross-check quoted in the summary, first present wins
-SUMMARY_CROSSCHECKS = (
-    "gee_exchangeable_kc",
-    "gee_nested_exchangeable_kc",
-    "glm_cluster_robust",
-    "mixedlm",
-    "its_quasipoisson_newey_west",
-    "its_ols_newey_west",
-)
-METHOD_LABEL = {
-    "mixedlm": "Linear mixed model (Wald)",
-    "glm_cluster_robust": "GLM, cluster-robust SE",
-    "its_quasipoisson": "Segmented regression, quasi-Poisson (model SE)",
-    "its_quasipoisson_newey_west": "Segmented regression, quasi-Poisson, Newey-West SE",
-    "its_ols": "Segmented regression, OLS (model SE)",
-    "its_ols_newey_west": "Segmented regression, OLS, Newey-West SE",
-}
-SE_LABEL = {
-    "robust": "robust SE",
-    "kc": "Kauermann-Carroll SE",
-    "md": "Mancl-DeRouen SE",
-    "fg": "Fay-Graubard SE",
-}
-GEE_CORRELATIONS = ("nested_exchangeable", "exchangeable")
-
-
-def is_bayesian(method) -> bool:
-    """A Bayesian row: method ``bayes`` or ``bayes_<propagation>``."""
-    return str(method).startswith("bayes")
+__all__ = ["LINK_PHRASE", "SE_KINDS", "method_label"]
 
 
 def gee_parts(method: str) -> tuple[str, str] | None:
-    """(working correlation, SE correction) of a GEE method name, else None."""
-    for corr in GEE_CORRELATIONS:
-        pre = f"gee_{corr}_"
-        if method.startswith(pre):
-            return corr, method[len(pre) :]
-    return None
-
-
-SEGMENTED_FAMILY = {"its_quasipoisson": "quasi-Poisson", "its_ols": "OLS"}
+    """(working correlation, SE correction) of a GEE method, else None (``qialign.methods``)."""
+    m = METHODS.get(method)
+    return (m.correlation, m.se) if m is not None and m.correlation else None
 
 
 def segmented_parts(method: str) -> tuple[str, str] | None:
-    """(family, standard errors) of a segmented-regression method name, else None."""
-    for prefix, family in SEGMENTED_FAMILY.items():
-        if method == prefix:
-            return family, "model-based"
-        if method == f"{prefix}_newey_west":
-            return family, "Newey-West"
-    return None
-
-
-def method_label(method: str) -> str:
-    """A cross-check method as a reader names it (``gee_exchangeable_kc`` -> GEE, exchangeable, ...)."""
-    if method in METHOD_LABEL:
-        return METHOD_LABEL[method]
-    parts = gee_parts(method)
-    if parts is None:
-        return method
-    corr, kind = parts
-    return f"GEE, {corr.replace('_', ' ')}, {SE_LABEL.get(kind, kind)}"
+    """(regression, standard errors) of a segmented-regression method, else None."""
+    m = METHODS.get(method)
+    if m is None or not m.regression:
+        return None
+    return m.regression, "Newey-West" if m.se == "newey-west" else "model-based"
 
 
 def bayesian_rows(allrows: pd.DataFrame | None, outcome: str, model: str) -> pd.DataFrame | None:
@@ -92,9 +39,7 @@ def bayesian_rows(allrows: pd.DataFrame | None, outcome: str, model: str) -> pd.
     if allrows is None or allrows.empty or "outcome" not in allrows:
         return None
     sel = (allrows["outcome"] == outcome) & (allrows["model"].astype(str) == model)
-    if "method" in allrows:
-        sel &= allrows["method"].map(is_bayesian)
-    return by_estimand(allrows[sel])
+    return by_estimand(allrows[sel & allrows["approach"].eq("bayesian")])
 
 
 def by_estimand(rows: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -105,29 +50,19 @@ def by_estimand(rows: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def frequentist_rows(allrows: pd.DataFrame | None, outcome: str) -> pd.DataFrame | None:
     """An outcome's cross-check rows from the trial-wide table (None when there are none)."""
-    if allrows is None or "method" not in allrows or "outcome" not in allrows:
+    if allrows is None or "approach" not in allrows or "outcome" not in allrows:
         return None
-    sel = (allrows["outcome"] == outcome) & ~allrows["method"].map(is_bayesian)
+    sel = (allrows["outcome"] == outcome) & allrows["approach"].eq("frequentist")
     return allrows[sel].copy() if sel.any() else None
 
 
-def _first(cc: pd.DataFrame | None, estimand: str, methods) -> tuple[str, pd.Series] | None:
-    if cc is None or cc.empty:
-        return None
-    rows = cc[cc["estimand"].eq(estimand) & cc["estimate"].notna()].drop_duplicates("method")
-    rows = rows.set_index("method")
-    method = next((m for m in methods if m in rows.index), None)
-    return None if method is None else (method, rows.loc[method])
-
-
 def reference_row(cc: pd.DataFrame | None, estimand: str) -> tuple[str, pd.Series] | None:
-    """(method, row) of the reference cross-check for ``estimand`` (``REFERENCE_CROSSCHECKS`` order)."""
-    return _first(cc, estimand, REFERENCE_CROSSCHECKS)
-
-
-def summary_row(cc: pd.DataFrame | None, estimand: str) -> tuple[str, pd.Series] | None:
-    """(method, row) of the cross-check the summary quotes (``SUMMARY_CROSSCHECKS`` order)."""
-    return _first(cc, estimand, SUMMARY_CROSSCHECKS)
+    """(method, row) of the cross-check set against the Bayesian primary for ``estimand``: the row
+    the producer marked ``reference`` (``qialign.results.mark_reference``), or None."""
+    if cc is None or cc.empty or "reference" not in cc:
+        return None
+    rows = cc[cc["estimand"].eq(estimand) & cc["reference"].astype(bool) & cc["estimate"].notna()]
+    return None if rows.empty else (str(rows.iloc[0]["method"]), rows.iloc[0])
 
 
 def failed_crosschecks(cc: pd.DataFrame | None) -> pd.DataFrame:
@@ -145,6 +80,7 @@ def row(est: pd.DataFrame | None, name: str) -> pd.Series | None:
 
 
 def link_phrase(scale, default: str | None = None) -> str:
+    """How a link-scale contrast reads in prose (``log-odds`` -> log odds ratio)."""
     return LINK_PHRASE.get(scale, scale if default is None else default)
 
 
@@ -152,7 +88,7 @@ def interval_text(r: pd.Series | None, bayesian: bool = True) -> str:
     """``estimate (95% CrI lo to hi)``; frequentist rows read ``95% CI``."""
     if r is None:
         return DASH
-    lab = interval_label(r.get("interval"), bayesian=True) if bayesian else "95% CI"
+    lab = interval_label(r.get("interval"), bayesian=bayesian)
     text = with_interval(r["estimate"], r.get("lower"), r.get("upper"), lab)
     no_bound = is_missing(r.get("lower")) or is_missing(r.get("upper"))
     if not is_missing(r["estimate"]) and no_bound and r.get("scale") != "probability":
@@ -164,7 +100,7 @@ def natural_of_link(r: pd.Series | None, family: str) -> str:
     """exp() of a link-scale row's estimate and bounds (interval bounds transform exactly)."""
     if r is None:
         return DASH
-    if family == "gaussian":
+    if not FAMILIES[family].exp_natural:
         return interval_text(r)
     e, lo, hi = (
         math.exp(float(r[k])) if not is_missing(r.get(k)) else np.nan for k in ("estimate", "lower", "upper")
@@ -177,4 +113,4 @@ def natural_name(family: str, est: pd.DataFrame | None) -> str:
     nat = row(est, "treatment_effect_natural")
     if nat is not None and isinstance(nat.get("scale"), str):
         return nat["scale"]
-    return NATURAL_SCALE[family]
+    return FAMILIES[family].natural_scale

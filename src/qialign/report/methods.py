@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from qialign.families import FAMILIES
 from qialign.models.spec import ModelSpec
 from qialign.report import estimates as E
 from qialign.report.blocks import H3, LIST, TAB, P, Section, plural, slug
@@ -30,7 +31,6 @@ EXPOSURE_WORDS = {
     "ramp": "h(e) = min(e / {ramp}, 1), a linear ramp over exposure time e.",
     "eti": "one effect θ<sub>e</sub> per exposure time e (exposure-time indicators); θ is their unweighted mean.",
 }
-COUNT_FAMILIES = ("poisson", "negative_binomial")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def equation(spec: ModelSpec, f: Fitted) -> str:
     )
     if spec.family == "lognormal":
         lhs = "E[log y<sub>ijt</sub>]"
-    if spec.family in COUNT_FAMILIES:
+    if FAMILIES[spec.family].kind == "count":
         lhs = "log E[y<sub>jt</sub>] − log exposure<sub>jt</sub>"
     mod = "θ" + (" + γ A<sub>j</sub>" if f.alignment else "")
     mod += " + φ<sub>F</sub> F<sub>jt</sub>" if f.fidelity else ""
@@ -140,7 +140,7 @@ def model_words(spec: ModelSpec, f: Fitted) -> list[str]:
     words = [
         f"Family <strong>{escape(fam)}</strong> with {escape(spec.link)} link"
         + (" on log y" if fam == "lognormal" else "")
-        + ("; exposure enters as a log offset" if fam in COUNT_FAMILIES else "")
+        + ("; exposure enters as a log offset" if FAMILIES[fam].kind == "count" else "")
         + ". Likelihood on cluster-period cells (sufficient statistics).",
         f"Secular trend f(t): {escape(TREND_WORDS[spec.trend].format(df=spec.spline_df))}.",
     ]
@@ -202,7 +202,7 @@ PRIOR_TEXT = [
         "sigma",
         "σ (residual, gaussian/lognormal)",
         "Half-normal({v})",
-        lambda s, f: s.family in ("gaussian", "lognormal"),
+        lambda s, f: FAMILIES[s.family].kind == "continuous",
     ),
     (
         "phi_rate",
@@ -309,7 +309,7 @@ def crosscheck_text(ctx: Context) -> str:
     gee = [p for p in map(E.gee_parts, methods) if p is not None]
     if gee:
         corrs = " and ".join(dict.fromkeys(c.replace("_", "-") for c, _ in gee))
-        ses = ", ".join(dict.fromkeys(E.SE_LABEL.get(k, k).removesuffix(" SE") for _, k in gee))
+        ses = ", ".join(dict.fromkeys(E.SE_KINDS.get(k, k).removesuffix(" SE") for _, k in gee))
         parts.append(
             f"GEE with {corrs} working correlation and sandwich standard errors ({ses}; t on clusters − p df)"
         )

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
+from qialign.families import FAMILIES
 from qialign.power import power
 from qialign.report import figures
 from qialign.report.blocks import FIG, NOTE, TAB, P, Section
@@ -24,7 +25,7 @@ def planning(ctx: Context) -> Section:
             "planning", title, [NOTE("No analytic power table (no binary or continuous outcome).")]
         )
     outcome = str(table["outcome"].iloc[0])
-    scale = "risk difference" if ctx.family(outcome) in ("bernoulli", "binomial") else "mean difference"
+    scale = "risk difference" if FAMILIES[ctx.family(outcome)].kind == "binary" else "mean difference"
     alpha, target = float(table["alpha"].iloc[0]), float(table["target"].iloc[0])
     blocks = [
         P(

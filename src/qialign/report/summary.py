@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from markupsafe import escape
 
+from qialign.families import FAMILIES
 from qialign.report import estimates as E
 from qialign.report.blocks import LIST, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context
@@ -116,7 +117,7 @@ def _items(ctx: Context, outcome: str, est, p: float) -> list[str]:
             f"Average absolute effect in the analysed population ({escape(marg['scale'])}): {_num(E.interval_text(marg))}"
         )
     items += _alignment_items(fam, est, natname)
-    quoted = E.summary_row(ctx.crosscheck(outcome), "treatment_effect_natural")
+    quoted = E.reference_row(ctx.crosscheck(outcome), "treatment_effect_natural")
     if quoted is not None:
         method, r = quoted
         items.append(
@@ -133,7 +134,7 @@ def _alignment_items(fam: str, est, natname: str) -> list[str]:
             "Alignment: not in this model (no alignment scores, or the model has no alignment moderator)."
         ]
     lp = E.link_phrase(gamma["scale"])
-    ratio = fam != "gaussian"
+    ratio = FAMILIES[fam].exp_natural
     txt = f"Alignment: per 1 SD higher clinical-managerial alignment the {escape(lp)} changes by {_num(E.interval_text(gamma))}"
     if ratio:
         txt += f" (the {escape(natname)} is multiplied by {_num(E.natural_of_link(gamma, fam))})"

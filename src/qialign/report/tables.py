@@ -92,10 +92,12 @@ def triple(est, lower, upper) -> tuple[str, str, str]:
 
 
 def interval_label(interval: str | None, bayesian: bool = True) -> str:
-    """``eti95`` -> ``95% CrI``; ``hdi90`` -> ``90% HDI``; frequentist -> ``95% CI``."""
+    """``eti95`` -> ``95% CrI``; ``hdi90`` -> ``90% HDI``; ``ci90`` -> ``90% CI`` (frequentist)."""
+    s = str(interval or "") if isinstance(interval, str) else ""
+    if s.startswith("ci"):
+        return f"{s[2:] or 95}% CI"
     if not bayesian:
-        return f"{interval or 95}% CI" if isinstance(interval, int | float) else "95% CI"
-    s = str(interval or "")
+        return "95% CI"
     kind, prob = s[:3], s[3:]
     if not prob:
         return "95% CrI"

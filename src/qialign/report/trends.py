@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
+from qialign.families import FAMILIES
 from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, P, Section, slug
 from qialign.report.context import Context
@@ -20,7 +21,6 @@ LEAD = (
     "sees it, for these clusters) and, for the clusters already under the intervention, the counterfactual "
     "next to the model fit."
 )
-COUNT_FAMILIES = ("poisson", "negative_binomial")
 
 
 def wmean(x, w, log=False):
@@ -46,9 +46,9 @@ def _rate_factor(ctx: Context, outcome: str) -> pd.DataFrame | None:
 
 def outcome_ylabel(ctx: Context, outcome: str) -> str:
     fam, unit = ctx.family(outcome), ctx.unit(outcome)
-    if fam in ("bernoulli", "binomial"):
+    if FAMILIES[fam].kind == "binary":
         return "proportion"
-    if fam in COUNT_FAMILIES:
+    if FAMILIES[fam].kind == "count":
         exp = ctx.exposure(outcome)
         if not exp:
             return "count per patient"
@@ -71,7 +71,7 @@ def _outcome_trend(ctx: Context, outcome: str) -> list[dict]:
     label, ylabel = ctx.label(outcome), outcome_ylabel(ctx, outcome)
     cf = ctx.csv(outcome, model, "counterfactual.csv")
     if cf is not None and not cf.empty:
-        factor = _rate_factor(ctx, outcome) if fam in COUNT_FAMILIES else None
+        factor = _rate_factor(ctx, outcome) if FAMILIES[fam].kind == "count" else None
         note = "band: n-weighted average of the cluster-period intervals (approximate)"
         uri = figures.time_series(_expected_by_period(cf, factor, fam == "lognormal"), ylabel, band_note=note)
         caption = f"{label} over calendar time by arm, with the expected course without the intervention (model {model})."
@@ -116,12 +116,7 @@ def _expected_by_period(cf: pd.DataFrame, factor: pd.DataFrame | None, log: bool
 
 def observed_by_period(cells: pd.DataFrame, fam: str) -> pd.DataFrame:
     """Per period and arm: the observed proportion, rate or mean and the patients behind it."""
-    stat = {
-        "bernoulli": "events",
-        "binomial": "events",
-        "poisson": "count",
-        "negative_binomial": "count",
-    }.get(fam, "sum")
+    stat = FAMILIES[fam].total_column
     den = "exposure" if stat == "count" and "exposure" in cells else "n"
     rows = []
     for t, g in cells.groupby("period"):

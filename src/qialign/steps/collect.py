@@ -7,17 +7,13 @@ from pathlib import Path
 import pandas as pd
 
 from qialign.data.io import read_results_csv
-from qialign.steps.fit import ESTIMATE_COLUMNS
+from qialign.results import ESTIMATE_COLUMNS
 
 
-def collect_estimates(bayes: list[Path], crosschecks: list[Path], out: Path, interval: float) -> pd.DataFrame:
-    """One table, DESIGN §5 columns; frequentist rows carry method names, blank r_hat/ess_bulk."""
-    frames = [read_results_csv(p) for p in bayes]
-    for path in crosschecks:
-        freq = read_results_csv(path)
-        freq = freq.assign(model="primary", interval=interval, r_hat=float("nan"), ess_bulk=float("nan"))
-        frames.append(freq)
-    table = pd.concat(frames, ignore_index=True)[ESTIMATE_COLUMNS]
+def collect_estimates(bayes: list[Path], crosschecks: list[Path], out: Path) -> pd.DataFrame:
+    """The fits' and cross-checks' rows (already in ESTIMATE_COLUMNS' vocabulary) in one table."""
+    frames = [read_results_csv(p) for p in [*bayes, *crosschecks]]
+    table = pd.concat(frames, ignore_index=True)[list(ESTIMATE_COLUMNS)]
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from qialign.config import load_trial_config
+from qialign.config import load_trial_config, models_for
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
 from qialign.frequentist import cross_check
@@ -15,6 +15,7 @@ from qialign.frequentist.its import its_cross_check
 from qialign.ids import sort_ids
 from qialign.models.design import standardised_fidelity
 from qialign.models.spec import ModelSpec
+from qialign.results import frequentist_rows
 from qialign.steps.alignment import moderator_alignment
 
 #: table an outcome was recorded in -> level of the cross-check
@@ -67,7 +68,7 @@ def crosscheck_step(
     rows, cluster_periods as cells (:func:`qialign.frequentist.cross_check`).
     """
     cfg = load_trial_config(config_path)
-    primary = cfg["models"][0]
+    primary = models_for(cfg, outcome)[0]  # the model the report sets the cross-checks against
     rows = read_results_parquet(prepared_dir / "rows.parquet")
     record = json.loads((prepared_dir / "prepared.json").read_text())
     level = recorded_level(record, prepared_dir)
@@ -108,9 +109,9 @@ def crosscheck_step(
             why = f"no moderator ({', '.join(moderators)}): the series pools its clusters"
             its["note"] = [f"{x}; {why}" if x else why for x in its["note"].fillna("")]
         tables.append(its)
-    table = pd.concat(tables, ignore_index=True)
-    table.insert(0, "outcome", outcome)
-    table.insert(0, "trial", cfg["id"])
+    table = frequentist_rows(
+        pd.concat(tables, ignore_index=True), cfg["id"], outcome, primary["id"], cfg["interval"]["prob"]
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

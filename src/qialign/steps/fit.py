@@ -13,23 +13,9 @@ from qialign.data.io import read_results_csv, read_results_parquet
 from qialign.errors import QialignError
 from qialign.ids import sort_ids
 from qialign.provenance import provenance
+from qialign.results import bayesian_rows
 from qialign.steps.alignment import moderator_alignment
 from qialign.waves import file_order, resolve_wave
-
-ESTIMATE_COLUMNS = [
-    "trial",
-    "outcome",
-    "model",
-    "method",
-    "estimand",
-    "scale",
-    "estimate",
-    "lower",
-    "upper",
-    "interval",
-    "r_hat",
-    "ess_bulk",
-]
 
 
 def fit_seed(master: int, outcome: str, model: str) -> int:
@@ -148,11 +134,7 @@ def fit_step(
     save_posterior(fit, out_dir / "posterior.nc", attrs={**record, "outcome": outcome, "model": model_id})
     est = estimates(fit, cfg["interval"])
     mode = cfg["alignment"]["propagation"] if alignment is not None else "plugin"
-    est.insert(0, "method", "bayes" if mode == "plugin" else f"bayes_{mode}")
-    est.insert(0, "model", model_id)
-    est.insert(0, "outcome", outcome)
-    est.insert(0, "trial", cfg["id"])
-    est[ESTIMATE_COLUMNS].to_csv(out_dir / "estimates.csv", index=False)
+    bayesian_rows(est, cfg["id"], outcome, model_id, mode).to_csv(out_dir / "estimates.csv", index=False)
     diagnostics_table(fit.diagnostics).to_csv(out_dir / "diagnostics.csv", index=False)
     cluster_effects(fit, cfg["interval"]).to_csv(out_dir / "cluster_effects.csv", index=False)
     counterfactual(fit, cfg["interval"]).to_csv(out_dir / "counterfactual.csv", index=False)

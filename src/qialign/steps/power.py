@@ -21,10 +21,12 @@ from scipy.special import ndtri
 from qialign.config import load_trial_config
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
+from qialign.families import FAMILIES, of_kind
 from qialign.ids import sort_ids
 from qialign.power import VarianceComponents, interaction_variance, power, treatment_variance
 
-SUPPORTED = ("bernoulli", "binomial", "gaussian", "lognormal")
+#: families with an analytic power (GLS on cell means): binary and continuous
+SUPPORTED = (*of_kind("binary"), *of_kind("continuous"))
 COLUMNS = [
     "trial", "outcome", "design", "replicates", "clusters", "periods", "m", "icc", "cac",
     "total_variance", "estimand", "effect", "se", "power", "mde", "target", "alpha", "method",
@@ -57,7 +59,7 @@ def schedule(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
 
 def total_variance(cells: pd.DataFrame, family: str) -> float:
     n = cells["n"].sum()
-    if family in ("bernoulli", "binomial"):
+    if FAMILIES[family].kind == "binary":
         p = cells["events"].sum() / n
         return float(p * (1 - p))
     mean = cells["sum"].sum() / n
