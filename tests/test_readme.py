@@ -20,7 +20,10 @@ because of one of these rules (``check``):
   choices) and stops before the benchmark itself, which takes minutes of fits;
 - ``qialign <step> ... results/<trial>`` ("after a run") first builds what the step reads with the
   workflow's own rules, up to but not including the step (``PREREQUISITES``), then runs for real;
-- ``snakemake --report`` is skipped: it needs every output of a full run.
+- ``snakemake --report`` is skipped: it needs every output of a full run;
+- ``uv pip install -r <lock>`` (``make mutate``'s tool install) checks that the lock pins every
+  package and is not run (it would install into the shared venv); ``mutmut ...`` (a mutation run takes
+  tens of minutes) checks that every module and test file ``[tool.mutmut]`` names exists.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -246,6 +250,15 @@ def check(command: str, project: Path) -> None:
             check(line, project)
     elif name == "pytest":
         run(f"{command} --collect-only -q", project)
+    elif name == "uv":
+        lock = project / tokens[tokens.index("-r") + 1]
+        lines = [ln for ln in lock.read_text().splitlines() if ln.strip()]
+        assert lines and all(re.fullmatch(r"[\w.-]+==[\w.]+", ln) for ln in lines), f"{lock} is not pinned"
+    elif name == "mutmut":
+        cfg = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["mutmut"]
+        named = cfg["source_paths"] + cfg["pytest_add_cli_args_test_selection"]
+        missing = [p for p in named if not (project / p).is_file()]
+        assert named and not missing, f"[tool.mutmut] names missing files: {missing}"
     elif name.startswith("python") and tokens[k + 1 : k + 2] and tokens[k + 1].startswith("benchmarks/"):
         parsed = run(with_flag(command, '-c "$README_PARSE_ONLY"'), project)
         assert "README check: options parsed" in parsed.stdout, parsed.stdout
