@@ -24,9 +24,9 @@ import yaml
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
 from qialign.results import LOO_COLUMNS
-from qialign.simulate import simulate_trial
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.prepare import prepare_outcome, validate_trial
+from qialign.studies.simulate import simulate_trial
 
 TRIAL = "tiny"
 EST_COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
@@ -503,7 +503,9 @@ def test_pareto_warning_from_real_fits(report, tmp_path):
     """loo.csv from the real compare step on two real fits of data with one wild cell (30 times
     its count): the attention box names the model and the cells with Pareto k > 0.7."""
     from models_sim import simulate
-    from qialign.models import ModelSpec, fit_model, save_posterior
+    from qialign.inference.fit import fit_model
+    from qialign.inference.posterior_io import save_posterior
+    from qialign.models.spec import ModelSpec
     from qialign.steps.collect import compare_models
 
     cells, _, _, _ = simulate("poisson", n_clusters=6, n_periods=4, n_per_cp=10, seed=2)

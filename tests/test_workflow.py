@@ -149,7 +149,7 @@ def test_outputs_and_numbers(project):
         assert natural["lower"] == pytest.approx(math.exp(link["lower"]), rel=1e-3)
         assert natural["upper"] == pytest.approx(math.exp(link["upper"]), rel=1e-3)
     # the posterior carries provenance
-    from qialign.models import load_posterior
+    from qialign.inference.posterior_io import load_posterior
 
     _, attrs = load_posterior(work / "results" / "tiny_a" / "y_bin" / "hh" / "posterior.nc")
     assert attrs["seed"] > 0 and attrs["trial"] == "tiny_a"
@@ -170,7 +170,7 @@ def test_latent_alignment_draws_propagation(project):
     assert "alignment_interaction" in set(bayes["estimand"])
     fit = json.loads((work / "results" / "tiny_b" / "incidents" / "hh" / "fit.json").read_text())
     assert fit["alignment_propagation"] == "draws" and fit["alignment_refits"] == 3
-    from qialign.models import load_posterior
+    from qialign.inference.posterior_io import load_posterior
 
     idata, _ = load_posterior(work / "results" / "tiny_b" / "incidents" / "hh" / "posterior.nc")
     assert idata["posterior"].sizes["chain"] == 3 * 2

@@ -44,6 +44,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from qialign.alignment.latent import add_latent_terms, latent_coords
 from qialign.models.design import Design, nb_shape
 from qialign.models.spec import ModelSpec
 
@@ -133,13 +134,13 @@ def centred(spec: ModelSpec, design: Design) -> bool:
 
 def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
     """Build the PyMC model. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's sampler); nutpie
-    compiles a frozen copy (see ``fit.compile_nutpie``).
+    compiles a frozen copy (see ``qialign.inference.sampling.compile_nutpie``).
 
     ``latent = (survey, wave)`` (a ``qialign.alignment.latent.SurveyData`` whose clusters are the
     design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
     graded-response model lives in the same graph and A_j is its alignment a_j at that wave,
     standardised over clusters within each draw, (a_j - mean a) / sd a, so the survey and the
-    outcome inform alignment together (``fit.plugin_start`` on where the chains start).
+    outcome inform alignment together (``qialign.inference.fit.plugin_start`` on where the chains start).
     """
     d, pr = design, spec.priors
     coords = {
@@ -161,8 +162,6 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         k = range(1, spec.harmonics + 1)
         coords["season_term"] = [f"sin{i}" for i in k] + [f"cos{i}" for i in k]
     if latent is not None and d.A is not None:
-        from qialign.alignment.latent import latent_coords
-
         if list(latent[0].clusters) != list(d.clusters):
             raise ValueError("joint alignment: the survey's clusters must be the design's, in order")
         coords.update(latent_coords(latent[0]))
@@ -215,8 +214,6 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
             eff = theta
         ce = theta * pt.ones(len(d.clusters))
         if d.A is not None and latent is not None:
-            from qialign.alignment.latent import add_latent_terms
-
             a = add_latent_terms(latent[0])[latent[1]]
             a_c = a - pt.mean(a)
             A = pm.Deterministic(
