@@ -197,6 +197,20 @@ def test_config_edit_reruns_only_that_trial(project):
     assert not any("results/tiny_a/" in line for line in outputs)
 
 
+def test_inference_code_edit_replans_the_fits(project):
+    """An edit to a module the fit step imports only through the sampler (qialign.inference)
+    re-plans every fit (its code hash changed), not the data steps."""
+    work = project["work"]
+    sampling = work / "src" / "qialign" / "inference" / "sampling.py"
+    sampling.write_text(sampling.read_text() + "\n# edited\n")
+    dry = _snakemake(work, "-n")
+    assert dry.returncode == 0, dry.stderr
+    outputs = [line for line in dry.stdout.splitlines() if line.strip().startswith("output:")]
+    assert "params have changed" in dry.stdout
+    assert any("results/tiny_a/y_bin/hh/posterior.nc" in line for line in outputs), dry.stdout[-4000:]
+    assert not any("results/tiny_a/y_bin/cells.parquet" in line for line in outputs)
+
+
 def test_model_code_edit_reruns_fits(project):
     work = project["work"]
     build = work / "src" / "qialign" / "models" / "build.py"
