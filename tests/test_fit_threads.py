@@ -1,8 +1,8 @@
-"""``qialign fit --threads N``: the scheduler's allocation is the number of cores nutpie samples on.
+"""``qialign fit --threads N``: the scheduler's allocation is the number of cores the sampler runs on.
 
 The real command runs in this process on the shipped Sicily ITS trial up to the sampler; nutpie's
-compile and sample are replaced by recorders (sample stops the fit), so the test reads the
-``cores`` that actually reach ``nutpie.sample``.
+compile and sample (or ``pymc.sample``) are replaced by recorders that stop the fit, so the test
+reads the ``cores`` that actually reach the sampler.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nutpie
+import pymc
 import pytest
 import yaml
 
@@ -69,3 +70,23 @@ def test_threads_are_the_cores_nutpie_samples_on(sicily, monkeypatch, threads, c
 
 def test_more_threads_than_the_sampler_asks_for_do_not_add_cores(sicily, monkeypatch):
     assert _cores_reaching_nutpie(sicily, monkeypatch, "--threads", "4") == 2
+
+
+def test_threads_reach_pymcs_own_sampler_too(sicily, monkeypatch):
+    cfg = yaml.safe_load(sicily["config"].read_text())
+    cfg["sampler"]["engine"] = "pymc"
+    config = sicily["tmp"] / "sicily_pymc.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    seen = {}
+
+    def sample(**kw):
+        seen.update(kw)
+        raise _Stop
+
+    monkeypatch.setattr(pymc, "sample", sample)
+    tmp = sicily["tmp"]
+    argv = ["fit", str(config), "--outcome", "aces", "--model", "its", "--prepared", str(tmp / "prepared")]
+    argv += ["--scores", str(tmp / "none.csv"), "--out-dir", str(tmp / "p"), "--threads", "1"]
+    with pytest.raises(_Stop):
+        main(argv)
+    assert (seen["cores"], seen["chains"], seen["nuts_sampler"]) == (1, 2, "pymc")
