@@ -18,6 +18,7 @@ import pymc as pm
 import xarray as xr
 from scipy.special import gammaln, log_expit
 
+from qialign.alignment.descriptive import standardise_over_clusters
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.pooling import pool_refits
 from qialign.inference.retry import sample_with_retry
@@ -120,10 +121,6 @@ def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
     return idata
 
 
-def _standardise(a: np.ndarray) -> np.ndarray:
-    return (a - a.mean()) / a.std(ddof=1)
-
-
 class _Sampler:
     """``sample(settings, seed, A=None) -> (idata, compile_s, sample_s)`` for one model: PyMC's NUTS
     or nutpie (compiled once, on first use; ``A`` swaps the standardised alignment data)."""
@@ -158,7 +155,7 @@ def _sample_over_draws(sample: _Sampler, draws: np.ndarray, s: dict, th: dict, s
     """``propagation: draws``: K refits, refit k on the standardised alignment draw k with
     ceil(draws / K) (at least 100) draws and seed + 7919 k, ESS thresholds divided by K; pooled."""
     K = len(draws)
-    A = np.array([_standardise(np.asarray(a, float)) for a in draws])
+    A = np.array([standardise_over_clusters(np.asarray(a, float)) for a in draws])
     per = {**s, "draws": max(100, -(-int(s["draws"]) // K))}
     th_k = {**th, "ess_bulk_min": th["ess_bulk_min"] / K, "ess_tail_min": th["ess_tail_min"] / K}
     runs = [

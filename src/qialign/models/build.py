@@ -127,11 +127,6 @@ def centred_terms(spec: ModelSpec, design: Design) -> dict[str, bool]:
     }
 
 
-def centred(spec: ModelSpec, design: Design) -> bool:
-    """Are the cluster-period effects centred? (see ``centred_terms``)."""
-    return centred_terms(spec, design)["cluster_period"]
-
-
 def _add_coords(coords: dict) -> None:
     """Register a term's dimensions with the model being built (ones already there are kept)."""
     model = pm.modelcontext(None)
