@@ -31,11 +31,16 @@ from pathlib import Path
 
 T_START = time.perf_counter()
 
+from qialign.inference.compile_cache import configure_compile  # noqa: E402
+
+configure_compile()  # before PyTensor is imported: the compile cache is QIALIGN_CACHE_DIR's
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
-from qialign.models import ModelSpec, fit_model  # noqa: E402
+from qialign.inference.fit import fit_model  # noqa: E402
+from qialign.models.spec import ModelSpec  # noqa: E402
 
 DEFAULT_TRIAL = Path("results/headsup_synthetic")
 

@@ -1,4 +1,4 @@
-"""A simulated trial through the real steps: ``qialign.simulate`` writes the tables, then
+"""A simulated trial through the real steps: ``qialign.studies.simulate`` writes the tables, then
 prepare, alignment scores and fit run as the workflow runs them (no hand-made intermediate files)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from qialign.simulate import simulate_trial
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.fit import fit_step
 from qialign.steps.prepare import prepare_outcome
+from qialign.studies.simulate import simulate_trial
 
 
 def write_trial(work: Path, sim: dict, seed: int, trial: dict) -> tuple[Path, dict]:

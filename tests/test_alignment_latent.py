@@ -1,7 +1,7 @@
 """Latent alignment: the graded-response measurement model (issue 4, items 2, 4 and 5).
 
 Fast tests use a tiny hand-made survey and a short run. The recovery tests (``-m slow``) sample the
-model on surveys simulated by ``qialign.simulate`` and on the shipped default trial.
+model on surveys simulated by ``qialign.studies.simulate`` and on the shipped default trial.
 """
 
 import json
@@ -20,7 +20,7 @@ from qialign.alignment import (
     latent_scores,
     survey_long,
 )
-from qialign.simulate import load_spec, simulate_trial
+from qialign.studies.simulate import load_spec, simulate_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "resources" / "headsup_synthetic"

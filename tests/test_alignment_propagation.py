@@ -15,9 +15,12 @@ import pytest
 from models_sim import simulate
 from qialign.alignment.latent import build_latent_model, survey_long
 from qialign.ids import sort_ids
-from qialign.models import ModelSpec, estimates, fit_model
-from qialign.models import fit as fit_module
-from qialign.simulate import load_spec, simulate_trial
+from qialign.inference import fit as fit_module
+from qialign.inference.diagnostics import diagnose
+from qialign.inference.fit import fit_model
+from qialign.models.estimands import estimates
+from qialign.models.spec import ModelSpec
+from qialign.studies.simulate import load_spec, simulate_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ModelSpec.from_config(
@@ -60,7 +63,7 @@ def test_draws_pools_refits_with_one_compilation(monkeypatch):
         gamma = np.asarray(post["alignment_interaction"])[2 * k][:, None]
         np.testing.assert_allclose(ce, theta + gamma * want[None, :], atol=1e-10)
     # pooled ESS is the sum over refits; R-hat the worst refit's
-    per = [fit_module.diagnose(fit.idata.isel(chain=slice(2 * k, 2 * k + 2)), {})[2] for k in range(3)]
+    per = [diagnose(fit.idata.isel(chain=slice(2 * k, 2 * k + 2)), {})[2] for k in range(3)]
     summ = fit.diagnostics["summary"]
     ess = sum(p["summary"].loc["treatment_effect", "ess_bulk"] for p in per)
     assert summ.loc["treatment_effect", "ess_bulk"] == pytest.approx(ess)

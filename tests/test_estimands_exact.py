@@ -17,7 +17,9 @@ import pytest
 from scipy.special import expit
 
 from models_sim import simulate
-from qialign.models import ModelSpec, estimates, fit_model
+from qialign.inference.fit import fit_model
+from qialign.models.estimands import estimates
+from qialign.models.spec import ModelSpec
 
 SAMPLER = {"chains": 2, "draws": 150, "tune": 150}
 LAX = {"retry": False}

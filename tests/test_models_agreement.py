@@ -11,7 +11,9 @@ import pytest
 
 from models_sim import simulate
 from qialign.frequentist import cross_check
-from qialign.models import ModelSpec, estimates, fit_model
+from qialign.inference.fit import fit_model
+from qialign.models.estimands import estimates
+from qialign.models.spec import ModelSpec
 
 WEAK = {"intercept_sd": 10.0, "trend_sd": 10.0, "effect_sd": 10.0, "beta_sd": 10.0}
 

@@ -4,7 +4,9 @@ import pytest
 from scipy.stats import binom
 
 from models_sim import simulate
-from qialign.models import ModelSpec, estimates, fit_model
+from qialign.inference.fit import fit_model
+from qialign.models.estimands import estimates
+from qialign.models.spec import ModelSpec
 
 FAMILIES = ["bernoulli", "gaussian", "lognormal", "poisson", "negative_binomial"]
 N_TRIALS = 20

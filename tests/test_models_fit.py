@@ -5,18 +5,11 @@ import pandas as pd
 import pytest
 
 from models_sim import simulate
-from qialign.models import (
-    ModelSpec,
-    cluster_effects,
-    compare_loo,
-    counterfactual,
-    estimates,
-    fit_model,
-    load_posterior,
-    posterior_predictive_check,
-    save_posterior,
-)
-from qialign.models.estimands import COLUMNS
+from qialign.inference.fit import fit_model
+from qialign.inference.posterior_io import load_posterior, save_posterior
+from qialign.models.checks import compare_loo, posterior_predictive_check
+from qialign.models.estimands import COLUMNS, cluster_effects, counterfactual, estimates
+from qialign.models.spec import ModelSpec
 from qialign.results import LOO_COLUMNS
 
 FAST = {"chains": 2, "draws": 300, "tune": 400, "cores": 2}
@@ -165,7 +158,7 @@ def test_forced_failure_retries_and_flags_unreliable():
 
 
 def test_pymc_engine_and_prior_predictive():
-    from qialign.models import prior_predictive_check
+    from qialign.models.checks import prior_predictive_check
 
     cells, _, al, _ = simulate("poisson", n_clusters=5, n_periods=4, n_per_cp=10, seed=3)
     spec = spec_for("poisson", trend="rw1", exposure="eti", cluster_period="ar1")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from models_sim import simulate
-from qialign.models import ModelSpec, fit_model
+from qialign.inference.fit import fit_model
+from qialign.models.spec import ModelSpec
 
 SAMPLER = {"chains": 2, "draws": 1000, "tune": 500, "cores": 2}
 NOCHECK = {"retry": False}

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from models_sim import simulate
-from qialign.models import ModelSpec
 from qialign.models.build import build_model
 from qialign.models.design import build_design
-from qialign.models.spec import default_priors, default_sampler
+from qialign.models.spec import ModelSpec, default_priors, default_sampler
 
 
 def spec_for(family, **model):

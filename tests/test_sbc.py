@@ -9,20 +9,22 @@ import yaml
 from scipy import stats
 
 from qialign.errors import QialignError
-from qialign.sbc import (
-    COLUMNS,
+from qialign.studies.ranks import (
     bin_counts,
     bin_probabilities,
     chi_square_uniformity,
-    chunk_replicates,
     clopper_pearson,
     ecdf_uniformity,
+    summarise,
+)
+from qialign.studies.sbc import (
+    COLUMNS,
+    chunk_replicates,
     rank_of,
     read_chunks,
     replicate_seeds,
     sbc_cells,
     sbc_config,
-    summarise,
     thin,
 )
 
@@ -183,7 +185,7 @@ def test_config_defaults_and_problems():
 def test_the_shipped_config_is_valid():
     from pathlib import Path
 
-    from qialign.sbc import load_sbc_config
+    from qialign.studies.sbc import load_sbc_config
 
     cfg = load_sbc_config(Path(__file__).parents[1] / "config" / "sbc.yaml")
     assert cfg["replicates"] >= 200
@@ -224,7 +226,7 @@ def test_read_chunks_rejects_a_replicate_twice(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from qialign.sbc import prepare
+    from qialign.studies.sbc import prepare
 
     return prepare(sbc_config(TINY))
 
@@ -243,7 +245,7 @@ def test_swapped_events_give_the_logp_of_a_freshly_built_model(tiny_model):
     import pytensor
 
     from qialign.models.build import build_model
-    from qialign.sbc import draw_prior
+    from qialign.studies.sbc import draw_prior
 
     m = tiny_model
     truth, events = draw_prior(m, 123)
@@ -256,7 +258,7 @@ def test_swapped_events_give_the_logp_of_a_freshly_built_model(tiny_model):
 
 
 def test_chunk_end_to_end(tiny_model, tmp_path, monkeypatch):
-    import qialign.sbc as sbc
+    import qialign.studies.sbc as sbc
     from qialign.steps.sbc import sbc_chunk_step, sbc_summarise_step
 
     monkeypatch.setattr(sbc, "prepare", lambda cfg, compile=True: tiny_model)  # reuse the compile
@@ -295,7 +297,7 @@ def test_chunk_end_to_end(tiny_model, tmp_path, monkeypatch):
 
 def test_fixed_truth_draws_the_rest_from_the_prior():
     """truth: {treatment_effect: -0.5}: every replicate's treatment effect is -0.5 (power run)."""
-    from qialign.sbc import draw_prior, prepare
+    from qialign.studies.sbc import draw_prior, prepare
 
     cfg = sbc_config(
         {

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from qialign.simulate import load_spec, simulate_to_dir, simulate_trial
+from qialign.studies.simulate import load_spec, simulate_to_dir, simulate_trial
 
 SHIPPED = Path(__file__).resolve().parents[1] / "resources" / "headsup_synthetic"
 NO_RE = {"sd_site": 0.0, "sd_cluster": 0.0, "sd_cluster_period": 0.0, "sd_treatment": 0.0}

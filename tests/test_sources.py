@@ -22,10 +22,27 @@ def test_fit_runs_the_modules_the_old_list_missed():
     assert not any(name.startswith(("report/", "power/", "frequentist/")) for name in fit)
 
 
+def test_fit_runs_every_inference_module_and_an_edit_to_any_changes_its_hash(tmp_path):
+    inference = sorted(p.name for p in (SRC / "inference").glob("*.py"))
+    assert {"sampling.py", "fit.py", "compile_cache.py", "diagnostics.py", "pooling.py"} <= set(inference)
+    assert {f"inference/{name}" for name in inference} <= _names("steps/fit.py")
+    root = tmp_path / "qialign"
+    shutil.copytree(SRC, root)
+    before = source_hash(root, "steps/fit.py")
+    for name in inference:
+        module = root / "inference" / name
+        text = module.read_text()
+        module.write_text(text + "\n# edited\n")
+        assert source_hash(root, "steps/fit.py") != before, name
+        module.write_text(text)
+    assert source_hash(root, "steps/fit.py") == before
+
+
 def test_validation_follows_the_identification_check_but_not_the_sampler():
     prepare = _names("steps/prepare.py")
     assert {"models/identification.py", "models/design.py", "models/spec.py"} <= prepare
-    assert "models/build.py" not in prepare and "models/fit.py" not in prepare
+    assert "models/build.py" not in prepare
+    assert not any(name.startswith("inference/") for name in prepare)
 
 
 def test_an_edit_changes_exactly_the_hashes_of_the_steps_that_run_it(tmp_path):

@@ -155,7 +155,7 @@ def test_outputs_and_numbers(project):
         assert natural["lower"] == pytest.approx(math.exp(link["lower"]), rel=1e-3)
         assert natural["upper"] == pytest.approx(math.exp(link["upper"]), rel=1e-3)
     # the posterior carries provenance
-    from qialign.models import load_posterior
+    from qialign.inference.posterior_io import load_posterior
 
     _, attrs = load_posterior(work / "results" / "tiny_a" / "y_bin" / "hh" / "posterior.nc")
     assert attrs["seed"] > 0 and attrs["trial"] == "tiny_a"
@@ -208,7 +208,7 @@ def test_latent_alignment_draws_propagation(project):
     assert "alignment_interaction" in set(bayes["estimand"])
     fit = json.loads((work / "results" / "tiny_b" / "incidents" / "hh" / "fit.json").read_text())
     assert fit["alignment_propagation"] == "draws" and fit["alignment_refits"] == 3
-    from qialign.models import load_posterior
+    from qialign.inference.posterior_io import load_posterior
 
     idata, _ = load_posterior(work / "results" / "tiny_b" / "incidents" / "hh" / "posterior.nc")
     assert idata["posterior"].sizes["chain"] == 3 * 2
@@ -233,6 +233,20 @@ def test_config_edit_reruns_only_that_trial(project):
     outputs = [line for line in dry.stdout.splitlines() if line.strip().startswith("output:")]
     assert any("results/tiny_b/" in line for line in outputs)
     assert not any("results/tiny_a/" in line for line in outputs)
+
+
+def test_inference_code_edit_replans_the_fits(project):
+    """An edit to a module the fit step imports only through the sampler (qialign.inference)
+    re-plans every fit (its code hash changed), not the data steps."""
+    work = project["work"]
+    sampling = work / "src" / "qialign" / "inference" / "sampling.py"
+    sampling.write_text(sampling.read_text() + "\n# edited\n")
+    dry = _snakemake(work, "-n")
+    assert dry.returncode == 0, dry.stderr
+    outputs = [line for line in dry.stdout.splitlines() if line.strip().startswith("output:")]
+    assert "params have changed" in dry.stdout
+    assert any("results/tiny_a/y_bin/hh/posterior.nc" in line for line in outputs), dry.stdout[-4000:]
+    assert not any("results/tiny_a/y_bin/cells.parquet" in line for line in outputs)
 
 
 def test_model_code_edit_reruns_fits(project):

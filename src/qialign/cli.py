@@ -8,7 +8,11 @@ from pathlib import Path
 
 from qialign import __version__
 from qialign.errors import QialignError
+from qialign.inference.compile_cache import configure_compile
 from qialign.progress import attach_terminal, timed_step
+
+# each step is imported when its command runs, so that `qialign --help` and the light steps do not
+# import PyMC; the sampling steps configure the compile cache first (before PyTensor is imported)
 
 
 def _path(value: str | None) -> Path | None:
@@ -28,6 +32,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _alignment(args: argparse.Namespace) -> None:
+    configure_compile()
     from qialign.steps.alignment import alignment_scores
 
     scores = alignment_scores(args.config, Path(args.out))
@@ -35,13 +40,14 @@ def _alignment(args: argparse.Namespace) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from qialign.simulate import simulate_to_dir
+    from qialign.studies.simulate import simulate_to_dir
 
     simulate_to_dir(Path(args.spec), Path(args.out))
     print(f"wrote simulated trial to {args.out}")
 
 
 def _fit(args: argparse.Namespace) -> None:
+    configure_compile()
     from qialign.steps.fit import fit_step
 
     fit_step(
@@ -104,6 +110,7 @@ def _init(args: argparse.Namespace) -> None:
 
 
 def _sbc(args: argparse.Namespace) -> None:
+    configure_compile()
     from qialign.steps.sbc import run
 
     run(args)

@@ -34,7 +34,8 @@ def reproducibility() -> dict:
     """What a fit's exact digits depend on beyond seed, data, config and code: the compile and
     sampling stack, the platform and CPU that numba compiles for, and the PyTensor flags that shape
     compiled kernels (fast-math is off so that the compile cache's state does not; see
-    ``qialign.models``). Identical numbers on another machine need at least the same record."""
+    ``qialign.inference.compile_cache``). Identical numbers on another machine need at least the
+    same record."""
     import llvmlite.binding
     from pytensor import config
 

@@ -2,9 +2,9 @@
 
 A step's files are its module and, transitively, every ``qialign`` module it imports, at module
 level or inside a function (read from the source with ``ast``, nothing is imported). Importing a
-submodule runs its packages' ``__init__`` too; importing a package itself (``from qialign.models
-import fit_model``, which the lazy ``qialign.models`` resolves at run time) counts as importing
-all of its modules. The command dispatcher ``cli.py`` is hashed as text but not followed (it
+submodule runs its packages' ``__init__`` too; importing a name from a package itself
+(``from qialign.alignment import standardise_over_clusters``) counts as importing all of its
+modules. The command dispatcher ``cli.py`` is hashed as text but not followed (it
 imports every step lazily). So editing any module a step imports re-runs that step, and editing
 one that it does not import leaves its results current.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
+import sys
 from pathlib import Path
 
 PACKAGE = "qialign"
@@ -99,8 +101,5 @@ def put_environment_first_on_path() -> None:
     """Put the bin folder of the Python running this process first on PATH, so that the rules'
     ``qialign`` commands come from the environment that runs Snakemake (``.venv/bin/snakemake``
     works with nothing activated; local and SLURM jobs inherit the variable)."""
-    import os
-    import sys
-
     here = str(Path(sys.executable).parent)
     os.environ["PATH"] = os.pathsep.join([here, os.environ.get("PATH", "")])

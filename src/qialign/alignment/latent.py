@@ -21,7 +21,7 @@ Latent role-domain means, non-centred and partially pooled over clusters:
 
     alignment[w, j]     = -sqrt(mean_d gap[w, j, d]^2 + 1e-9)
 
-the same definition (and scale) as the simulator's true raw alignment (``qialign.simulate``: clinical
+the same definition (and scale) as the simulator's true raw alignment (``qialign.studies.simulate``: clinical
 priorities N(0, 1) over clusters, alignment -sqrt(mean_d gap^2)). A cluster with few respondents is
 pulled toward the population (g_d, the typical gap scale); one without managers (or clinicians) keeps
 its prior, which is wide, and raises a warning. Item parameters are shared by the waves (measurement
@@ -36,8 +36,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
+from qialign.inference.compile_cache import configure_compile
+from qialign.inference.sampling import nutpie_sample
 from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_labels, wave_order
+
+# PyMC, nutpie and ArviZ are imported inside the functions that build, compile and summarise the
+# model, so that the descriptive path (``qialign.alignment``, the cross-check step) stays light
 
 ROLES = ("clinical", "managerial")
 SAMPLER_DEFAULTS = {"chains": 2, "draws": 500, "tune": 500, "target_accept": 0.9, "cores": 2, "keep": 200}
@@ -246,8 +252,6 @@ def latent_scores(
     r_hat / bulk ESS. ``draws`` keeps ``sampler['keep']`` evenly thinned joint draws of alignment.
     A cluster-wave without managers or clinicians warns and keeps its (wide) prior; it never raises.
     """
-    import qialign.models  # noqa: F401  (points PyTensor's compile cache at the shared directory)
-
     s = {**SAMPLER_DEFAULTS, **(sampler or {})}
     data = survey_long(survey, cfg, clusters)
     notes = []
@@ -263,8 +267,7 @@ def latent_scores(
 
     import nutpie
 
-    from qialign.models.fit import nutpie_sample
-
+    configure_compile()
     t0 = time.perf_counter()
     model = build_latent_model(data)
     compiled = nutpie.compile_pymc_model(model)
@@ -343,8 +346,6 @@ def alignment_change(
     them (descriptive) the interval is normal, difference +/- z sqrt(sd_1^2 + sd_w^2), the two waves'
     respondents being independent samples.
     """
-    from scipy.stats import norm
-
     cols = ["cluster", "method", "wave_from", "wave_to", "wave_to_order", "alignment_from", "alignment_to"]
     cols += ["difference", "difference_sd", "lower", "upper"]
     waves = file_order(scores)

@@ -110,73 +110,63 @@ def cluster_summary(clusters: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame
     return out
 
 
-def design_schema(cfg: dict, file: str, data_files: str, display: dict) -> TableSchema:
-    """Rules on the per-cluster summary: data present, starts and control cells fit ``design``."""
-    s = TableSchema("design", file, ["start", "cells", "pre", "post"], dict(display))
-    s.display.update({"start": display.get("start_period", "start_period")})
-    cl = display.get("cluster", "cluster")
-    s.display["cells"] = cl
-    s.column(
-        "cells",
-        [(f"data for every cluster in {data_files}; these clusters have none", lambda x: x > 0)],
-    )
-    design = cfg["design"]
-    starts = lambda d: d["start"].dropna()  # noqa: E731
-    has_data = lambda d: d["cells"] > 0  # noqa: E731
-    if design == "stepped_wedge":
-        s.frame_rule(
-            "start",
+def _starts(d: pd.DataFrame) -> pd.Series:
+    return d["start"].dropna()
+
+
+def _has_data(d: pd.DataFrame) -> pd.Series:
+    return d["cells"] > 0
+
+
+#: per design, what the per-cluster summary must show (checked on ``start``, no values listed):
+#: (expected ... ; what was found, rule)
+DESIGN_RULES = {
+    "stepped_wedge": [
+        (
             "every cluster to start the intervention in a stepped wedge; these never start",
             lambda d: d["start"].notna(),
-            values=False,
-        )
-        s.frame_rule(
-            "start",
+        ),
+        (
             "control periods (data before the start) for every cluster in a stepped wedge",
-            lambda d: ~has_data(d) | d["start"].isna() | (d["pre"] > 0),
-            values=False,
-        )
-        s.frame_rule(
-            "start",
+            lambda d: ~_has_data(d) | d["start"].isna() | (d["pre"] > 0),
+        ),
+        (
             "staggered starts in a stepped wedge (clusters starting at two or more periods); "
             "all clusters start together",
-            lambda d: starts(d).nunique() != 1,
-            values=False,
-        )
-    elif design == "controlled_before_after":
-        s.frame_rule(
-            "start",
+            lambda d: _starts(d).nunique() != 1,
+        ),
+    ],
+    "controlled_before_after": [
+        (
             "some clusters that never start (controls, empty start_period) in a controlled "
             "before-after design; all clusters start",
             lambda d: bool(d["start"].isna().any()) or d.empty,
-            values=False,
-        )
-        s.frame_rule(
-            "start",
+        ),
+        (
             "some clusters that start in a controlled before-after design; none starts",
             lambda d: bool(d["start"].notna().any()) or d.empty,
-            values=False,
-        )
-    elif design == "interrupted_time_series":
-        s.frame_rule(
-            "start",
+        ),
+    ],
+    "interrupted_time_series": [
+        (
             "every series to start in an interrupted time series (no concurrent controls); these never start",
             lambda d: d["start"].notna(),
-            values=False,
-        )
-        s.frame_rule(
-            "start",
+        ),
+        (
             "one common start period in an interrupted time series (no concurrent controls); "
             "the starts differ",
-            lambda d: starts(d).nunique() <= 1,
-            values=False,
-        )
-        s.frame_rule(
-            "start",
+            lambda d: _starts(d).nunique() <= 1,
+        ),
+        (
             "data before and after the start for every series in an interrupted time series",
-            lambda d: ~has_data(d) | d["start"].isna() | ((d["pre"] > 0) & (d["post"] > 0)),
-            values=False,
-        )
+            lambda d: ~_has_data(d) | d["start"].isna() | ((d["pre"] > 0) & (d["post"] > 0)),
+        ),
+    ],
+}
+
+
+def _schedule_rules(s: TableSchema, data_files: str) -> None:
+    """Rules of every design: starts within the data, some treated and some control cells."""
     s.frame_rule(
         "start",
         f"a start_period within the periods that have data in {data_files} (leave it empty for a "
@@ -197,6 +187,21 @@ def design_schema(cfg: dict, file: str, data_files: str, display: dict) -> Table
         lambda d: bool(d["pre"].sum() > 0) or not bool(d["cells"].sum()),
         values=False,
     )
+
+
+def design_schema(cfg: dict, file: str, data_files: str, display: dict) -> TableSchema:
+    """Rules on the per-cluster summary: data present, starts and control cells fit ``design``
+    (``DESIGN_RULES``, then the rules of every design)."""
+    s = TableSchema("design", file, ["start", "cells", "pre", "post"], dict(display))
+    s.display.update({"start": display.get("start_period", "start_period")})
+    s.display["cells"] = display.get("cluster", "cluster")
+    s.column(
+        "cells",
+        [(f"data for every cluster in {data_files}; these clusters have none", lambda x: x > 0)],
+    )
+    for expected, rule in DESIGN_RULES.get(cfg["design"], []):
+        s.frame_rule("start", expected, rule, values=False)
+    _schedule_rules(s, data_files)
     return s
 
 

@@ -63,6 +63,7 @@ from scipy import stats
 
 from ..errors import QialignError
 from ..families import FAMILIES, statsmodels_family
+from .crosscheck import COLUMNS
 
 __all__ = ["ITSResult", "segmented_regression", "newey_west_maxlags", "fourier_terms", "ITS_FAMILIES"]
 
@@ -163,6 +164,49 @@ def segmented_regression(
     not strictly inside the observed times, duplicated or unequally spaced times for
     Newey-West, an unidentifiable design).
     """
+    _check_arguments(df, family, se, alpha, offset)
+    counts = family != "gaussian"
+    freqs = _frequencies(harmonics)
+    data = _series(df, count, time, offset, season, control, interruption, counts)
+    times = np.sort(data["_t"].unique())
+    maxlags = _newey_west_lags(times, time, maxlags) if se == "newey-west" else None
+    X, effect_terms, seasonal = _design(data, interruption, freqs, period, slope_change, control is not None)
+    n, p = X.shape
+    _check_identified(X)
+    y = data["_y"].to_numpy(float)
+    off = np.log(data["_e"].to_numpy(float)) if offset is not None else None
+    res = _fit_glm(y, X, off, family, se, maxlags, np.searchsorted(times, data["_t"].to_numpy()), control)
+    # Pearson dispersion (R's summary(quasipoisson fit)$dispersion), whatever the SE kind.
+    mu = np.asarray(res.fittedvalues, dtype=float)
+    var = mu if counts else np.ones_like(mu)
+    dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
+    params = np.asarray(res.params, dtype=float)
+    if se == "model":
+        # phi * (X^T W X)^{-1} with W and phi both at the converged estimates (statsmodels' and
+        # R's IRLS reuse the last iteration's weights, which differ from these by ~1e-7).
+        Xa = X.to_numpy(float)
+        info = Xa.T @ (var[:, None] * Xa)
+        cov = (1.0 if family == "poisson" else dispersion) * np.linalg.inv(info)
+        bse = np.sqrt(np.diag(cov))
+    else:
+        bse = np.asarray(res.bse, dtype=float)
+    return ITSResult(
+        terms=_term_table(list(X.columns), params, bse, alpha, counts),
+        curves=_curves(data, X, params, off, seasonal, effect_terms, counts, control is not None),
+        family=family,
+        se=se,
+        dispersion=dispersion,
+        maxlags=maxlags,
+        nobs=n,
+        df_resid=n - p,
+        alpha=alpha,
+        effect_terms=effect_terms,
+        design=X,
+        model_result=res,
+    )
+
+
+def _check_arguments(df, family: str, se: str, alpha: float, offset) -> None:
     if family not in ITS_FAMILIES:
         raise QialignError(f"ITS: family must be one of {list(ITS_FAMILIES)}, got {family!r}")
     if se not in SE_KINDS:
@@ -171,17 +215,19 @@ def segmented_regression(
         raise QialignError(f"ITS: alpha must be in (0, 1), got {alpha!r}")
     if not isinstance(df, pd.DataFrame):
         raise QialignError("ITS: df must be a pandas DataFrame")
-    counts = family != "gaussian"
-    if offset is not None and not counts:
+    if offset is not None and family == "gaussian":
         raise QialignError("ITS: an exposure offset needs a log-link count family (poisson/quasipoisson)")
-    freqs = _frequencies(harmonics)
+
+
+def _series(df, count, time, offset, season, control, interruption, counts: bool) -> pd.DataFrame:
+    """The checked series: _y outcome, _t time, _s seasonal position, _e exposure, _g treated (1)
+    or control (0); sorted by group and time."""
     needed = [count, time] + [c for c in (offset, season, control) if c is not None]
     missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
     if missing:
         raise QialignError(f"ITS: column(s) {missing} not in the data (columns: {list(df.columns)})")
     if len(df) == 0:
         raise QialignError("ITS: the data have no rows")
-
     data = pd.DataFrame({"_y": _numeric(df, count), "_t": _numeric(df, time)})
     data["_s"] = _numeric(df, season) if season is not None else data["_t"]
     if offset is not None:
@@ -192,7 +238,6 @@ def segmented_regression(
         bad = [int(i) + 1 for i in np.flatnonzero(data["_y"].to_numpy() < 0)[:5]]
         raise QialignError(f"ITS: counts in {count!r} must be >= 0 (negative in row(s) {bad})")
     data["_g"] = _treated_indicator(df[control], control) if control is not None else 1.0
-
     if not np.isfinite(interruption):
         raise QialignError(f"ITS: interruption must be a finite time, got {interruption!r}")
     for g, sub in data.groupby("_g"):
@@ -206,24 +251,24 @@ def segmented_regression(
                 f"[{t.min()}, {t.max()}]; it must be the time of the first post-intervention "
                 "observation, with at least one observation before it"
             )
-    data = data.sort_values(["_g", "_t"], kind="stable").reset_index(drop=True)
+    return data.sort_values(["_g", "_t"], kind="stable").reset_index(drop=True)
 
-    times = np.sort(data["_t"].unique())
-    if se == "newey-west":
-        if len(times) > 2 and not np.allclose(np.diff(times), times[1] - times[0], rtol=1e-9, atol=1e-12):
-            raise QialignError(
-                f"ITS: Newey-West needs equally spaced time points in {time!r} "
-                "(lags are counted in observations); fill gaps or use se='model'"
-            )
-        if maxlags is None:
-            maxlags = newey_west_maxlags(len(times))
-        if int(maxlags) != maxlags or maxlags < 0 or maxlags >= len(times):
-            raise QialignError(f"ITS: maxlags must be an integer in [0, {len(times) - 1}], got {maxlags!r}")
-        maxlags = int(maxlags)
-    else:
-        maxlags = None
 
-    X, effect_terms, seasonal = _design(data, interruption, freqs, period, slope_change, control is not None)
+def _newey_west_lags(times: np.ndarray, time: str, maxlags) -> int:
+    """The checked Newey-West truncation lag (default ``newey_west_maxlags``)."""
+    if len(times) > 2 and not np.allclose(np.diff(times), times[1] - times[0], rtol=1e-9, atol=1e-12):
+        raise QialignError(
+            f"ITS: Newey-West needs equally spaced time points in {time!r} "
+            "(lags are counted in observations); fill gaps or use se='model'"
+        )
+    if maxlags is None:
+        maxlags = newey_west_maxlags(len(times))
+    if int(maxlags) != maxlags or maxlags < 0 or maxlags >= len(times):
+        raise QialignError(f"ITS: maxlags must be an integer in [0, {len(times) - 1}], got {maxlags!r}")
+    return int(maxlags)
+
+
+def _check_identified(X: pd.DataFrame) -> None:
     n, p = X.shape
     if n <= p:
         raise QialignError(f"ITS: {n} observations cannot identify {p} coefficients")
@@ -234,16 +279,16 @@ def segmented_regression(
             "half the period"
         )
 
-    y = data["_y"].to_numpy(float)
-    off = np.log(data["_e"].to_numpy(float)) if offset is not None else None
-    sm_family = statsmodels_family("poisson" if counts else "gaussian")
+
+def _fit_glm(y, X: pd.DataFrame, off, family: str, se: str, maxlags, tcode, control):
+    """The statsmodels GLM fit (Pearson scale unless poisson; HAC or grouped HAC for Newey-West)."""
+    sm_family = statsmodels_family("gaussian" if family == "gaussian" else "poisson")
     model = sm.GLM(y, X.to_numpy(), family=sm_family, offset=off)
     fit_kw: dict = {"scale": 1.0 if family == "poisson" else "X2", "tol": 1e-10}
     if se == "newey-west":
         if control is None:
             fit_kw.update(cov_type="HAC", cov_kwds={"maxlags": maxlags, "use_correction": False})
         else:
-            tcode = np.searchsorted(times, data["_t"].to_numpy())
             fit_kw.update(
                 cov_type="hac-groupsum",
                 cov_kwds={"time": tcode, "maxlags": maxlags, "use_correction": False},
@@ -256,38 +301,7 @@ def segmented_regression(
             raise QialignError(f"ITS: the GLM fit failed: {exc}") from exc
     if not getattr(res, "converged", True) or any("converge" in str(w.message).lower() for w in caught):
         raise QialignError("ITS: the GLM fit did not converge")
-
-    # Pearson dispersion (R's summary(quasipoisson fit)$dispersion), whatever the SE kind.
-    mu = np.asarray(res.fittedvalues, dtype=float)
-    var = mu if counts else np.ones_like(mu)
-    dispersion = float(np.sum((y - mu) ** 2 / var) / (n - p))
-
-    params = np.asarray(res.params, dtype=float)
-    if se == "model":
-        # phi * (X^T W X)^{-1} with W and phi both at the converged estimates (statsmodels' and
-        # R's IRLS reuse the last iteration's weights, which differ from these by ~1e-7).
-        Xa = X.to_numpy(float)
-        info = Xa.T @ (var[:, None] * Xa)
-        cov = (1.0 if family == "poisson" else dispersion) * np.linalg.inv(info)
-        bse = np.sqrt(np.diag(cov))
-    else:
-        bse = np.asarray(res.bse, dtype=float)
-    terms = _term_table(list(X.columns), params, bse, alpha, counts)
-    curves = _curves(data, X, params, off, seasonal, effect_terms, counts, control is not None)
-    return ITSResult(
-        terms=terms,
-        curves=curves,
-        family=family,
-        se=se,
-        dispersion=dispersion,
-        maxlags=maxlags,
-        nobs=n,
-        df_resid=n - p,
-        alpha=alpha,
-        effect_terms=effect_terms,
-        design=X,
-        model_result=res,
-    )
+    return res
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -433,8 +447,6 @@ def its_cross_check(
     (gaussian), model-based and Newey-West SEs. ``treatment_effect`` is the level change at the
     start, ``slope_change`` the change in slope per period after it.
     """
-    from qialign.frequentist.crosscheck import COLUMNS
-
     fam = FAMILIES[family]
     counts = fam.kind == "count"
     if not counts and family != "gaussian":

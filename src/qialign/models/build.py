@@ -44,6 +44,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from qialign.alignment.latent import add_latent_terms, latent_coords
 from qialign.families import FAMILIES
 from qialign.models.design import Design, nb_shape
 from qialign.models.spec import ModelSpec
@@ -127,20 +128,221 @@ def centred_terms(spec: ModelSpec, design: Design) -> dict[str, bool]:
     }
 
 
-def centred(spec: ModelSpec, design: Design) -> bool:
-    """Are the cluster-period effects centred? (see ``centred_terms``)."""
-    return centred_terms(spec, design)["cluster_period"]
+def _add_coords(coords: dict) -> None:
+    """Register a term's dimensions with the model being built (ones already there are kept)."""
+    model = pm.modelcontext(None)
+    for name, values in coords.items():
+        if name not in model.coords:
+            model.add_coord(name, values)
+
+
+def trend_term(d: Design, spec: ModelSpec, pr: dict):
+    """f(t) per period (rw1, categorical ``period`` or a ``trend_term`` basis), identified up to a
+    constant; ``trend`` = f - f(first period) is recorded. None with a single period."""
+    T = len(d.periods)
+    if d.trend_P is not None:
+        _add_coords({"trend_term": d.trend_names})
+    if spec.trend == "rw1":
+        sd_rw = pm.HalfNormal("sd_trend", pr["trend_sd"])
+        z_rw = pm.Normal("z_trend", 0, 1, shape=T - 1)
+        f = pt.concatenate([pt.zeros(1), pt.cumsum(sd_rw * z_rw)])
+        f = f - pt.mean(f)
+    elif spec.trend == "period":
+        f = pm.ZeroSumNormal("b_trend", sigma=pr["trend_sd"], dims="period")
+    else:
+        b_t = pm.Normal("b_trend", 0, pr["trend_sd"], dims="trend_term")
+        f = pt.dot(pt.as_tensor(d.trend_P), b_t)
+    if T == 1:
+        return None
+    pm.Deterministic("trend", f - f[0], dims="period")
+    return f
+
+
+def season_term(d: Design, spec: ModelSpec, pr: dict):
+    """Harmonics sum_k b_sin,k sin(2 pi k t / L) + b_cos,k cos(...) per period, or None."""
+    if d.season is None:
+        return None
+    k = range(1, spec.harmonics + 1)
+    _add_coords({"season_term": [f"sin{i}" for i in k] + [f"cos{i}" for i in k]})
+    b_s = pm.Normal("b_season", 0, pr["trend_sd"], dims="season_term")
+    return pt.dot(pt.as_tensor(d.season), b_s)
+
+
+def covariate_term(d: Design, pr: dict):
+    """Z beta per cell (standardised covariates; ``beta_raw`` per raw unit), or None."""
+    if not d.Z.shape[1]:
+        return None
+    _add_coords({"covariate": d.cov_names})
+    Z = pm.Data("Z", d.Z, dims=("cell", "covariate"))
+    beta = pm.Normal("beta", 0, pr["beta_sd"], dims="covariate")
+    pm.Deterministic("beta_raw", beta / d.cov_scale, dims="covariate")
+    return pt.dot(Z, beta)
+
+
+def treatment_term(d: Design, spec: ModelSpec, pr: dict):
+    """(theta, effect per cell): one ``treatment_effect``, or ``theta_e`` per exposure time (eti)
+    whose average is the ``treatment_effect``."""
+    if spec.exposure != "eti":
+        theta = pm.Normal("treatment_effect", 0, pr["effect_sd"])
+        return theta, theta
+    _add_coords({"exposure_time": d.eti_levels})
+    theta_e = pm.Normal("theta_e", 0, pr["effect_sd"], dims="exposure_time")
+    theta = pm.Deterministic("treatment_effect", pt.mean(theta_e))
+    return theta, theta_e[pm.Data("eti_idx", d.eti_idx, dims="cell")]
+
+
+def _alignment(d: Design, latent):
+    """A_j: the data ``alignment_z``, or (joint) the survey model's alignment at the wave,
+    standardised over clusters within each draw."""
+    if latent is None:
+        return pm.Data("alignment_z", d.A, dims="cluster")
+    if list(latent[0].clusters) != list(d.clusters):
+        raise ValueError("joint alignment: the survey's clusters must be the design's, in order")
+    _add_coords(latent_coords(latent[0]))
+    a = add_latent_terms(latent[0])[latent[1]]
+    a_c = a - pt.mean(a)
+    return pm.Deterministic(
+        "alignment_z", a_c / pt.sqrt(pt.sum(a_c**2) / (len(d.clusters) - 1)), dims="cluster"
+    )
+
+
+def moderator_terms(d: Design, spec: ModelSpec, pr: dict, latent, cidx, eff, ce):
+    """Alignment (main effect ``alignment_main`` and ``alignment_interaction``) and fidelity
+    (``fidelity_interaction``) moderation; returns (main effect per cell or None, effect, cluster
+    effect)."""
+    main = None
+    if d.A is not None:
+        A = _alignment(d, latent)
+        # main effect: baseline differences that track alignment must not leak into gamma
+        # through the (shrunk) cluster intercepts; a standardised cluster covariate, beta_sd
+        if spec.moderator_main_effects:
+            main = pm.Normal("alignment_main", 0, pr["beta_sd"]) * A[cidx]
+        gamma = pm.Normal("alignment_interaction", 0, pr["interaction_sd"])
+        eff = eff + gamma * A[cidx]
+        ce = ce + gamma * A
+    if d.F is not None:
+        F = pm.Data("fidelity_z", d.F, dims="cell")
+        phi_f = pm.Normal("fidelity_interaction", 0, pr["interaction_sd"])
+        eff = eff + phi_f * F
+    return main, eff, ce
+
+
+def random_treatment_term(spec: ModelSpec, pr: dict, cidx, eff, ce):
+    """delta_j = sd_treatment z_j added to the effect of cluster j (non-centred)."""
+    if not spec.random_treatment:
+        return eff, ce
+    sd_tx = pm.HalfNormal("sd_treatment", pr["sd_treatment"])
+    delta = sd_tx * pm.Normal("z_treatment", 0, 1, dims="cluster")
+    return eff + delta[cidx], ce + delta
+
+
+def exposure_term(d: Design, pr: dict, h, eff):
+    """tx = h(e) x effect, plus a ``slope_change`` kappa (e - 1) in treated cells (segmented)."""
+    tx = h * eff
+    if d.slope is not None:
+        kappa = pm.Normal("slope_change", 0, pr["effect_sd"])
+        tx = tx + kappa * pm.Data("slope", d.slope, dims="cell")
+    return tx
+
+
+def site_term(d: Design, spec: ModelSpec, pr: dict, eta):
+    """u_site = sd_site z (sum-to-zero z), with at least MIN_SITES sites."""
+    if not (spec.site_effect and len(d.sites) >= MIN_SITES):
+        return eta
+    _add_coords({"site": d.sites})
+    sd_s = pm.HalfNormal("sd_site", pr["sd_site"])
+    z_s = pm.ZeroSumNormal("z_site", sigma=1.0, dims="site")
+    return eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims="cell")]
+
+
+def cluster_term(d: Design, pr: dict, centred_cluster: bool, cidx, eta):
+    """v_cluster: ZeroSumNormal(sd_cluster), centred or sd_cluster x z; none for one series."""
+    if len(d.clusters) <= 1:  # one series (interrupted time series): no cluster intercepts
+        return eta
+    sd_c = pm.HalfNormal("sd_cluster", pr["sd_cluster"])
+    if centred_cluster:
+        v = pm.ZeroSumNormal("v_cluster", sigma=sd_c, dims="cluster")
+    else:
+        v = sd_c * pm.ZeroSumNormal("z_cluster", sigma=1.0, dims="cluster")
+    return eta + v[cidx]
+
+
+def cluster_period_term(d: Design, spec: ModelSpec, pr: dict, centred_cp: bool, idx: dict, eta, zb):
+    """w_cluster,period: exchangeable (non-centred, or hierarchically centred) or AR(1)."""
+    if spec.cluster_period == "exchangeable":
+        sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
+        if centred_cp:
+            # hierarchical centring (Gelfand, Sahu & Carlin 1995): the cluster-period's linear
+            # predictor itself is the parameter, eta_cp ~ N(rest of the predictor, sd_cp). With
+            # thousands of patients per cell the data pin eta_cp, and the fixed and cluster effects
+            # see it like a regression on cluster-period means: no ridge between w and the rest
+            first = np.unique(d.cp_idx, return_index=True)[1]  # a cell of each cluster-period
+            base = (eta - zb)[first] if d.Z.shape[1] else (eta * pt.ones(d.n_cells))[first]
+            eta_cp = pm.Normal("eta_cluster_period", base, sd_cp, dims="cluster_period")
+            return eta_cp[idx["cp"]] + zb
+        w = sd_cp * pm.Normal("z_cluster_period", 0, 1, dims="cluster_period")
+        return eta + w[idx["cp"]]
+    if spec.cluster_period == "ar1":
+        T = len(d.periods)
+        sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
+        rho = pm.Beta("rho", 2.0, 2.0)
+        lag = np.subtract.outer(np.arange(T), np.arange(T))
+        c = pt.concatenate([pt.ones(1), pt.sqrt(1 - rho**2) * pt.ones(T - 1)])
+        L = pt.where(lag >= 0, rho ** np.maximum(lag, 0) * c[None, :], 0.0)
+        z_w = pm.Normal("z_cluster_period", 0, 1, dims=("cluster", "period"))
+        w = sd_cp * pt.dot(z_w, L.T)  # (cluster, period)
+        return eta + w[idx["cluster"], idx["period"]]
+    return eta
+
+
+def random_effect_terms(d: Design, spec: ModelSpec, pr: dict, idx: dict, eta, zb):
+    """Site, cluster and cluster-period effects, parametrised per ``centred_terms``."""
+    eta = site_term(d, spec, pr, eta)
+    centring = centred_terms(spec, d)
+    idx["cp"] = pm.Data("cp_idx", d.cp_idx, dims="cell")
+    eta = cluster_term(d, pr, centring["cluster"], idx["cluster"], eta)
+    return cluster_period_term(d, spec, pr, centring["cluster_period"], idx, eta, zb)
+
+
+def likelihood_term(d: Design, spec: ModelSpec, pr: dict, eta, n) -> None:
+    """The observed cell statistics ``y`` given the linear predictor (see the module docstring)."""
+    fam = spec.family
+    if fam in ("bernoulli", "binomial"):
+        pm.Binomial("y", n=n, logit_p=eta, observed=d.y["events"], dims="cell")
+    elif fam == "poisson":
+        off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
+        pm.Poisson("y", mu=pt.exp(eta + off), observed=d.y["count"], dims="cell")
+    elif fam == "negative_binomial":
+        off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
+        phi = pm.Exponential("phi", pr["phi_rate"])
+        shape = nb_shape(spec, n, phi)
+        pm.NegativeBinomial("y", mu=pt.exp(eta + off), alpha=shape, observed=d.y["count"], dims="cell")
+    else:
+        sigma = pm.HalfNormal("sigma", pr["sigma"])
+        sumsq = pm.Data("sumsq", d.y["sumsq"], dims="cell")
+        pm.CustomDist(
+            "y",
+            eta,
+            sigma,
+            n,
+            sumsq,
+            logp=_ss_normal_logp,
+            random=_ss_normal_random,
+            observed=d.y["sum"],
+            dims="cell",
+        )
 
 
 def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
-    """Build the PyMC model. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's sampler); nutpie
-    compiles a frozen copy (see ``fit.compile_nutpie``).
+    """Build the PyMC model from its terms. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's
+    sampler); nutpie compiles a frozen copy (see ``qialign.inference.sampling.compile_nutpie``).
 
     ``latent = (survey, wave)`` (a ``qialign.alignment.latent.SurveyData`` whose clusters are the
     design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
     graded-response model lives in the same graph and A_j is its alignment a_j at that wave,
     standardised over clusters within each draw, (a_j - mean a) / sd a, so the survey and the
-    outcome inform alignment together (``fit.plugin_start`` on where the chains start).
+    outcome inform alignment together (``qialign.inference.fit.plugin_start`` on where the chains
+    start).
     """
     d, pr = design, spec.priors
     coords = {
@@ -149,174 +351,33 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         "period": d.periods,
         "cluster_period": np.arange(len(d.cp_keys)),
     }
-    if d.trend_P is not None:
-        coords["trend_term"] = d.trend_names
-    if d.Z.shape[1]:
-        coords["covariate"] = d.cov_names
-    multi_site = spec.site_effect and len(d.sites) >= MIN_SITES
-    if multi_site:
-        coords["site"] = d.sites
-    if spec.exposure == "eti":
-        coords["exposure_time"] = d.eti_levels
-    if d.season is not None:
-        k = range(1, spec.harmonics + 1)
-        coords["season_term"] = [f"sin{i}" for i in k] + [f"cos{i}" for i in k]
-    if latent is not None and d.A is not None:
-        from qialign.alignment.latent import latent_coords
-
-        if list(latent[0].clusters) != list(d.clusters):
-            raise ValueError("joint alignment: the survey's clusters must be the design's, in order")
-        coords.update(latent_coords(latent[0]))
-
     with pm.Model(coords=coords) as model:
-        cidx = pm.Data("cluster_idx", d.cluster_idx, dims="cell")
-        pidx = pm.Data("period_idx", d.period_idx, dims="cell")
+        idx = {
+            "cluster": pm.Data("cluster_idx", d.cluster_idx, dims="cell"),
+            "period": pm.Data("period_idx", d.period_idx, dims="cell"),
+        }
         h = pm.Data("h", d.h, dims="cell")
         n = pm.Data("n", d.n, dims="cell")
-
-        mu = pm.Normal("mu", d.mu0, pr["intercept_sd"])
-        eta = mu
-
-        # secular trend f(t), identified up to a constant; reported relative to period 1
-        T = len(d.periods)
-        if spec.trend == "rw1":
-            sd_rw = pm.HalfNormal("sd_trend", pr["trend_sd"])
-            z_rw = pm.Normal("z_trend", 0, 1, shape=T - 1)
-            f = pt.concatenate([pt.zeros(1), pt.cumsum(sd_rw * z_rw)])
-            f = f - pt.mean(f)
-        elif spec.trend == "period":
-            f = pm.ZeroSumNormal("b_trend", sigma=pr["trend_sd"], dims="period")
-        else:
-            b_t = pm.Normal("b_trend", 0, pr["trend_sd"], dims="trend_term")
-            f = pt.dot(pt.as_tensor(d.trend_P), b_t)
-        if T > 1:
-            pm.Deterministic("trend", f - f[0], dims="period")
-            eta = eta + f[pidx]
-
-        if d.season is not None:
-            b_s = pm.Normal("b_season", 0, pr["trend_sd"], dims="season_term")
-            eta = eta + pt.dot(pt.as_tensor(d.season), b_s)[pidx]
-
-        if d.Z.shape[1]:
-            Z = pm.Data("Z", d.Z, dims=("cell", "covariate"))
-            beta = pm.Normal("beta", 0, pr["beta_sd"], dims="covariate")
-            pm.Deterministic("beta_raw", beta / d.cov_scale, dims="covariate")
-            zb = pt.dot(Z, beta)
+        eta = pm.Normal("mu", d.mu0, pr["intercept_sd"])
+        for per_period in (trend_term(d, spec, pr), season_term(d, spec, pr)):
+            if per_period is not None:
+                eta = eta + per_period[idx["period"]]
+        zb = covariate_term(d, pr)
+        if zb is not None:
             eta = eta + zb
-        else:
-            zb = 0.0
-
-        # treatment
-        if spec.exposure == "eti":
-            theta_e = pm.Normal("theta_e", 0, pr["effect_sd"], dims="exposure_time")
-            theta = pm.Deterministic("treatment_effect", pt.mean(theta_e))
-            eff = theta_e[pm.Data("eti_idx", d.eti_idx, dims="cell")]
-        else:
-            theta = pm.Normal("treatment_effect", 0, pr["effect_sd"])
-            eff = theta
+        theta, eff = treatment_term(d, spec, pr)
         ce = theta * pt.ones(len(d.clusters))
-        if d.A is not None and latent is not None:
-            from qialign.alignment.latent import add_latent_terms
-
-            a = add_latent_terms(latent[0])[latent[1]]
-            a_c = a - pt.mean(a)
-            A = pm.Deterministic(
-                "alignment_z", a_c / pt.sqrt(pt.sum(a_c**2) / (len(d.clusters) - 1)), dims="cluster"
-            )
-        elif d.A is not None:
-            A = pm.Data("alignment_z", d.A, dims="cluster")
-        if d.A is not None:
-            # main effect: baseline differences that track alignment must not leak into gamma
-            # through the (shrunk) cluster intercepts; a standardised cluster covariate, beta_sd
-            if spec.moderator_main_effects:
-                alpha = pm.Normal("alignment_main", 0, pr["beta_sd"])
-                eta = eta + alpha * A[cidx]
-            gamma = pm.Normal("alignment_interaction", 0, pr["interaction_sd"])
-            eff = eff + gamma * A[cidx]
-            ce = ce + gamma * A
-        if d.F is not None:
-            F = pm.Data("fidelity_z", d.F, dims="cell")
-            phi_f = pm.Normal("fidelity_interaction", 0, pr["interaction_sd"])
-            eff = eff + phi_f * F
-        if spec.random_treatment:
-            sd_tx = pm.HalfNormal("sd_treatment", pr["sd_treatment"])
-            z_tx = pm.Normal("z_treatment", 0, 1, dims="cluster")
-            delta = sd_tx * z_tx
-            eff = eff + delta[cidx]
-            ce = ce + delta
+        main, eff, ce = moderator_terms(
+            d, spec, pr, latent if d.A is not None else None, idx["cluster"], eff, ce
+        )
+        if main is not None:
+            eta = eta + main
+        eff, ce = random_treatment_term(spec, pr, idx["cluster"], eff, ce)
         pm.Deterministic("cluster_effect", ce, dims="cluster")
-        tx = h * eff
-        if d.slope is not None:
-            kappa = pm.Normal("slope_change", 0, pr["effect_sd"])
-            tx = tx + kappa * pm.Data("slope", d.slope, dims="cell")
-        eta = eta + tx
-
-        # random effects
-        if multi_site:
-            sd_s = pm.HalfNormal("sd_site", pr["sd_site"])
-            z_s = pm.ZeroSumNormal("z_site", sigma=1.0, dims="site")
-            eta = eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims="cell")]
-        centring = centred_terms(spec, d)
-        cp_idx = pm.Data("cp_idx", d.cp_idx, dims="cell")
-        if len(d.clusters) > 1:  # one series (interrupted time series): no cluster intercepts
-            sd_c = pm.HalfNormal("sd_cluster", pr["sd_cluster"])
-            if centring["cluster"]:
-                v = pm.ZeroSumNormal("v_cluster", sigma=sd_c, dims="cluster")
-            else:
-                v = sd_c * pm.ZeroSumNormal("z_cluster", sigma=1.0, dims="cluster")
-            eta = eta + v[cidx]
-        if spec.cluster_period == "exchangeable":
-            sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
-            if centring["cluster_period"]:
-                # hierarchical centring (Gelfand, Sahu & Carlin 1995): the cluster-period's linear
-                # predictor itself is the parameter, eta_cp ~ N(rest of the predictor, sd_cp). With
-                # thousands of patients per cell the data pin eta_cp, and the fixed and cluster effects
-                # see it like a regression on cluster-period means: no ridge between w and the rest
-                first = np.unique(d.cp_idx, return_index=True)[1]  # a cell of each cluster-period
-                base = (eta - zb)[first] if d.Z.shape[1] else (eta * pt.ones(d.n_cells))[first]
-                eta_cp = pm.Normal("eta_cluster_period", base, sd_cp, dims="cluster_period")
-                eta = eta_cp[cp_idx] + zb
-            else:
-                w = sd_cp * pm.Normal("z_cluster_period", 0, 1, dims="cluster_period")
-                eta = eta + w[cp_idx]
-        elif spec.cluster_period == "ar1":
-            T = len(d.periods)
-            sd_cp = pm.HalfNormal("sd_cluster_period", pr["sd_cluster_period"])
-            rho = pm.Beta("rho", 2.0, 2.0)
-            lag = np.subtract.outer(np.arange(T), np.arange(T))
-            c = pt.concatenate([pt.ones(1), pt.sqrt(1 - rho**2) * pt.ones(T - 1)])
-            L = pt.where(lag >= 0, rho ** np.maximum(lag, 0) * c[None, :], 0.0)
-            z_w = pm.Normal("z_cluster_period", 0, 1, dims=("cluster", "period"))
-            w = sd_cp * pt.dot(z_w, L.T)  # (cluster, period)
-            eta = eta + w[cidx, pidx]
-
+        tx = exposure_term(d, pr, h, eff)
+        eta = random_effect_terms(d, spec, pr, idx, eta + tx, 0.0 if zb is None else zb)
         if stores_predictions(spec, d):
             pm.Deterministic("eta", eta, dims="cell")
             pm.Deterministic("tx", tx, dims="cell")
-
-        fam = spec.family
-        if fam in ("bernoulli", "binomial"):
-            pm.Binomial("y", n=n, logit_p=eta, observed=d.y["events"], dims="cell")
-        elif fam == "poisson":
-            off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
-            pm.Poisson("y", mu=pt.exp(eta + off), observed=d.y["count"], dims="cell")
-        elif fam == "negative_binomial":
-            off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
-            phi = pm.Exponential("phi", pr["phi_rate"])
-            shape = nb_shape(spec, n, phi)
-            pm.NegativeBinomial("y", mu=pt.exp(eta + off), alpha=shape, observed=d.y["count"], dims="cell")
-        else:
-            sigma = pm.HalfNormal("sigma", pr["sigma"])
-            sumsq = pm.Data("sumsq", d.y["sumsq"], dims="cell")
-            pm.CustomDist(
-                "y",
-                eta,
-                sigma,
-                n,
-                sumsq,
-                logp=_ss_normal_logp,
-                random=_ss_normal_random,
-                observed=d.y["sum"],
-                dims="cell",
-            )
+        likelihood_term(d, spec, pr, eta, n)
     return model

@@ -167,34 +167,36 @@ def _covariates(cells: pd.DataFrame, names: list[str], w: np.ndarray):
     return (X - center) / scale, labels, center, scale
 
 
-def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | None = None) -> Design:
-    """Validate the cells and compute every array the model needs."""
-    missing = [c for c in (*REQUIRED, *FAMILIES[spec.family].cell_columns) if c not in cells]
-    if missing:
-        raise QialignError(
-            f"outcome {spec.outcome} ({spec.family}): cells lack column(s) {', '.join(missing)}"
-        )
-    cells = cells.reset_index(drop=True).copy()
-    if "site" not in cells:
-        cells["site"] = "all"
-    cells["cluster"] = cells["cluster"].astype(str)
-    cells["site"] = cells["site"].astype(str)
-    n = cells["n"].to_numpy(float)
-    if (n <= 0).any():
-        raise QialignError(f"outcome {spec.outcome}: cells with n <= 0")
-
-    clusters = sort_ids(cells["cluster"])  # the one order of ids (qialign.ids)
-    cluster_idx = pd.Categorical(cells["cluster"], categories=clusters).codes.astype(int)
+def _indices(cells: pd.DataFrame) -> dict:
+    """Cluster, site, period and cluster-period ids (the one id order, ``qialign.ids``) and each
+    cell's index into them."""
+    clusters = sort_ids(cells["cluster"])
     sites = sort_ids(cells["site"])
-    site_idx = pd.Categorical(cells["site"], categories=sites).codes.astype(int)
-    cluster_site = cells.groupby("cluster")["site"].first().reindex(clusters).map(sites.index).to_numpy(int)
     periods = np.sort(pd.unique(cells["period"].astype(int)))
-    period_idx = np.searchsorted(periods, cells["period"].astype(int).to_numpy())
     cp = cells[["cluster", "period"]].drop_duplicates().sort_values(["cluster", "period"], key=ids_key)
     cp = cp.reset_index(drop=True)
     cp["cp"] = np.arange(len(cp))
     cp_idx = cells[["cluster", "period"]].merge(cp, how="left", on=["cluster", "period"])["cp"]
+    return {
+        "clusters": clusters,
+        "cluster_idx": pd.Categorical(cells["cluster"], categories=clusters).codes.astype(int),
+        "sites": sites,
+        "site_idx": pd.Categorical(cells["site"], categories=sites).codes.astype(int),
+        "cluster_site": cells.groupby("cluster")["site"]
+        .first()
+        .reindex(clusters)
+        .map(sites.index)
+        .to_numpy(int),
+        "periods": periods,
+        "period_idx": np.searchsorted(periods, cells["period"].astype(int).to_numpy()),
+        "cp_keys": cp,
+        "cp_idx": cp_idx.to_numpy(int),
+    }
 
+
+def _exposure(cells: pd.DataFrame, spec: ModelSpec) -> dict:
+    """h(e) per cell (step 1, ramp min(e / L, 1)), exposure-time levels and indices (eti), the
+    slope-change regressor max(e - 1, 0)."""
     treated = cells["treated"].to_numpy(int)
     e = cells["exposure_time"].to_numpy(int) * treated
     if spec.exposure == "ramp":
@@ -205,30 +207,30 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
     eti_idx = np.where(treated == 1, np.searchsorted(eti_levels, e), 0)
     if not treated.any():
         raise QialignError(f"outcome {spec.outcome}: no treated cells, no effect to estimate")
-
-    trend_P, trend_names = trend_basis(spec, periods)
     slope = np.maximum(e - 1, 0).astype(float) * treated if spec.slope_change else None
-    season = season_basis(spec, periods) if spec.harmonics else None
-    Z, cov_names, cov_center, cov_scale = _covariates(cells, spec.covariates, n)
+    return {"treated": treated, "h": h, "eti_levels": eti_levels, "eti_idx": eti_idx, "slope": slope}
 
-    A = align_raw = None
-    a_c = a_s = np.nan
-    if "alignment" in spec.moderators and alignment is not None:
-        al = alignment.copy()
-        al.index = al.index.astype(str)
-        align_raw = al.reindex(clusters).astype(float)
-        if align_raw.isna().any():
-            bad = ", ".join(align_raw.index[align_raw.isna()])
-            raise QialignError(f"alignment missing for analysed cluster(s): {bad}")
-        a_c, a_s = float(align_raw.mean()), float(align_raw.std(ddof=1))
-        if not a_s > 0:
-            raise QialignError("alignment is constant over clusters; cannot standardise it")
-        A = ((align_raw - a_c) / a_s).to_numpy(float)
 
-    F, f_c, f_s = None, np.nan, np.nan
-    if "fidelity" in spec.moderators and "fidelity" in cells:
-        F, f_c, f_s = standardised_fidelity(cells)
+def _alignment(spec: ModelSpec, alignment: pd.Series | None, clusters: list[str]) -> dict:
+    """A_j = (a_j - mean a) / sd a over the analysed clusters (unweighted, ddof = 1), or None."""
+    if "alignment" not in spec.moderators or alignment is None:
+        return {"A": None, "align_raw": None, "align_center": np.nan, "align_scale": np.nan}
+    al = alignment.copy()
+    al.index = al.index.astype(str)
+    align_raw = al.reindex(clusters).astype(float)
+    if align_raw.isna().any():
+        bad = ", ".join(align_raw.index[align_raw.isna()])
+        raise QialignError(f"alignment missing for analysed cluster(s): {bad}")
+    a_c, a_s = float(align_raw.mean()), float(align_raw.std(ddof=1))
+    if not a_s > 0:
+        raise QialignError("alignment is constant over clusters; cannot standardise it")
+    A = ((align_raw - a_c) / a_s).to_numpy(float)
+    return {"A": A, "align_raw": align_raw, "align_center": a_c, "align_scale": a_s}
 
+
+def _outcome(cells: pd.DataFrame, spec: ModelSpec, n: np.ndarray) -> dict:
+    """The family's cell statistics, their standardisation and the intercept prior centre mu0
+    (the empirical link-scale mean)."""
     y: dict = {}
     y_c, y_s = 0.0, 1.0
     if FAMILIES[spec.family].kind == "binary":
@@ -244,41 +246,47 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | No
         if (y["exposure"] <= 0).any():
             raise QialignError(f"outcome {spec.outcome}: exposure must be > 0 in every cell")
         mu0 = float(np.log(max(y["count"].sum(), 0.5) / y["exposure"].sum()))
+    return {"y": y, "y_center": y_c, "y_scale": y_s, "mu0": mu0}
 
+
+def build_design(cells: pd.DataFrame, spec: ModelSpec, alignment: pd.Series | None = None) -> Design:
+    """Validate the cells and compute every array the model needs."""
+    missing = [c for c in (*REQUIRED, *FAMILIES[spec.family].cell_columns) if c not in cells]
+    if missing:
+        raise QialignError(
+            f"outcome {spec.outcome} ({spec.family}): cells lack column(s) {', '.join(missing)}"
+        )
+    cells = cells.reset_index(drop=True).copy()
+    if "site" not in cells:
+        cells["site"] = "all"
+    cells["cluster"] = cells["cluster"].astype(str)
+    cells["site"] = cells["site"].astype(str)
+    n = cells["n"].to_numpy(float)
+    if (n <= 0).any():
+        raise QialignError(f"outcome {spec.outcome}: cells with n <= 0")
+    ids = _indices(cells)
+    exposure = _exposure(cells, spec)
+    trend_P, trend_names = trend_basis(spec, ids["periods"])
+    Z, cov_names, cov_center, cov_scale = _covariates(cells, spec.covariates, n)
+    F, f_c, f_s = None, np.nan, np.nan
+    if "fidelity" in spec.moderators and "fidelity" in cells:
+        F, f_c, f_s = standardised_fidelity(cells)
     return Design(
         cells=cells,
         family=spec.family,
         n=n,
-        clusters=clusters,
-        cluster_idx=cluster_idx,
-        sites=sites,
-        site_idx=site_idx,
-        cluster_site=cluster_site,
-        periods=periods,
-        period_idx=period_idx,
-        cp_keys=cp,
-        cp_idx=cp_idx.to_numpy(int),
-        treated=treated,
-        h=h,
-        eti_levels=eti_levels,
-        eti_idx=eti_idx,
+        **ids,
+        **exposure,
         trend_P=trend_P,
         trend_names=trend_names,
         Z=Z,
         cov_names=cov_names,
         cov_center=cov_center,
         cov_scale=cov_scale,
-        A=A,
-        align_raw=align_raw,
-        align_center=a_c,
-        align_scale=a_s,
-        slope=slope,
-        season=season,
+        **_alignment(spec, alignment, ids["clusters"]),
+        season=season_basis(spec, ids["periods"]) if spec.harmonics else None,
         F=F,
         fid_center=f_c,
         fid_scale=f_s,
-        y=y,
-        y_center=y_c,
-        y_scale=y_s,
-        mu0=mu0,
+        **_outcome(cells, spec, n),
     )

@@ -20,7 +20,7 @@ from scipy import stats  # noqa: E402
 
 from qialign import __version__  # noqa: E402
 from qialign.report.figures import ACCENT, CONTROL, INK, INTERVENTION, styled, to_data_uri  # noqa: E402
-from qialign.sbc import ecdf_uniformity  # noqa: E402
+from qialign.studies.ranks import bin_counts, bin_probabilities, ecdf_uniformity  # noqa: E402
 
 LABELS = {
     "treatment_effect": "treatment effect θ (log-odds)",
@@ -34,8 +34,6 @@ LABELS = {
 @styled
 def rank_histogram(ranks, L: int, bins: int, title: str = "", band: float = 0.99) -> str:
     """Counts of ranks in ``bins`` bins, the expected count and its pointwise ``band`` interval."""
-    from qialign.sbc import bin_counts, bin_probabilities
-
     ranks = np.asarray(ranks, int)
     N = len(ranks)
     counts = bin_counts(ranks, L, bins)

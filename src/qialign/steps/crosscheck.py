@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from qialign.alignment import standardise_over_clusters
 from qialign.config import load_trial_config, models_for
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
@@ -41,8 +42,6 @@ def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> l
     standardised over the treated cluster-periods and 0 in control cells, so it is its own
     interaction with treatment (see :mod:`qialign.frequentist.design`).
     """
-    from qialign.alignment import standardise_over_clusters
-
     names = []
     if "alignment" in primary["moderators"] and cfg["alignment"]["source"] != "none":
         clusters = sort_ids(rows["cluster"])

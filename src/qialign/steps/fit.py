@@ -8,10 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from qialign.alignment.latent import draws_matrix, survey_long
 from qialign.config import load_trial_config, models_for, sampler_for
+from qialign.data import load_trial
 from qialign.data.io import read_results_csv, read_results_parquet
 from qialign.errors import QialignError
 from qialign.ids import sort_ids
+from qialign.inference.diagnostics import diagnostics_table
+from qialign.inference.fit import FitResult, fit_model
+from qialign.inference.posterior_io import save_posterior
+from qialign.models.checks import posterior_predictive_check
+from qialign.models.estimands import cluster_effects, counterfactual, estimates
+from qialign.models.spec import ModelSpec
+from qialign.progress import say
 from qialign.provenance import provenance
 from qialign.results import bayesian_rows
 from qialign.steps.alignment import moderator_alignment
@@ -36,8 +45,6 @@ def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> di
     ``alignment_draws`` (``alignment.draws`` evenly spaced rows of the latent posterior draws,
     clusters in ``clusters`` order) for draws; ``latent`` = (survey, wave index) for joint. The wave
     is ``alignment.wave`` by its label, or the first wave (:func:`qialign.waves.resolve_wave`)."""
-    from qialign.alignment.latent import draws_matrix, survey_long
-
     al = cfg["alignment"]
     if al["propagation"] == "draws":
         draws = read_results_csv(draws_csv)
@@ -54,8 +61,6 @@ def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> di
         pick = np.unique(np.linspace(0, len(all_draws) - 1, min(int(al["draws"]), len(all_draws))).round())
         return {"alignment_draws": all_draws[pick.astype(int)]}
     if al["propagation"] == "joint":
-        from qialign.data import load_trial
-
         survey = survey_long(load_trial(cfg).survey, al, clusters)
         try:
             wave = resolve_wave(al["wave"], survey.waves)
@@ -65,86 +70,43 @@ def alignment_propagation(cfg: dict, draws_csv: Path, clusters: list[str]) -> di
     return {}
 
 
-def fit_step(
-    config_path: str | Path,
-    outcome: str,
-    model_id: str,
-    prepared_dir: Path,
-    scores: Path,
-    out_dir: Path,
-    threads: int | None = None,
-) -> dict:
-    """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
-    ``counterfactual.csv``, ``ppc.csv`` and ``fit.json`` into ``out_dir``. Returns the fit record."""
-    from qialign.models import (
-        ModelSpec,
-        cluster_effects,
-        counterfactual,
-        estimates,
-        fit_model,
-        posterior_predictive_check,
-        save_posterior,
-    )
-    from qialign.models.diagnostics import diagnostics_table
+def sampler_cores(sampler: dict, threads: int | None) -> dict:
+    """The sampler settings with ``cores`` capped at the scheduler's allocation ``threads`` (chains
+    beyond it run in turn); what reaches nutpie's or PyMC's ``cores``."""
+    if not threads:
+        return dict(sampler)
+    return {**sampler, "cores": min(int(sampler["cores"]), int(threads))}
 
-    cfg = load_trial_config(config_path)
-    model_cfg = model_config(cfg, outcome, model_id)
-    cells = read_results_parquet(prepared_dir / "cells.parquet")
-    prepared = json.loads((prepared_dir / "prepared.json").read_text())
-    # only the covariates the outcome's table has (a ward-month outcome has no patient covariates)
-    spec = ModelSpec.from_config(
-        model_cfg,
-        outcome,
-        cfg["outcomes"][outcome],
-        {**cfg, "covariates": prepared["covariates"]},
-        table=prepared["table"],
-    )
-    notes: list[str] = []
-    alignment = None
-    propagation: dict = {}
-    if "alignment" in model_cfg["moderators"] and cfg["alignment"]["source"] != "none":
-        clusters = sort_ids(cells["cluster"])
-        alignment, notes = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
-        if alignment is not None:
-            propagation = alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
-    seed = fit_seed(cfg["seed"], outcome, model_id)
-    sampler = sampler_for(cfg, model_cfg)
-    if threads:  # the scheduler's allocation wins: chains beyond it run in turn
-        sampler["cores"] = min(sampler["cores"], threads)
-    print(
-        f"fitting {cfg['id']} / {outcome} / {model_id}: {len(cells)} cells, seed {seed}, {sampler}",
-        flush=True,
-    )
-    fit = fit_model(
-        cells,
-        spec,
-        alignment=alignment,
-        sampler=sampler,
-        diagnostics=cfg["diagnostics"],
-        seed=seed,
-        **propagation,
-    )
-    print(
-        f"done: reliable={fit.reliable} retried={fit.retried} timings={fit.timings} problems={fit.problems}",
-        flush=True,
-    )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = provenance(cfg, prepared["files"], seed)
-    save_posterior(fit, out_dir / "posterior.nc", attrs={**record, "outcome": outcome, "model": model_id})
-    est = estimates(fit, cfg["interval"])
-    mode = cfg["alignment"]["propagation"] if alignment is not None else "plugin"
-    bayesian_rows(est, cfg["id"], outcome, model_id, mode).to_csv(out_dir / "estimates.csv", index=False)
+def _moderator(cfg: dict, model_cfg: dict, cells, scores: Path) -> tuple:
+    """(raw alignment per cluster or None, notes, ``fit_model`` propagation keywords)."""
+    if "alignment" not in model_cfg["moderators"] or cfg["alignment"]["source"] == "none":
+        return None, [], {}
+    clusters = sort_ids(cells["cluster"])
+    alignment, notes = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
+    if alignment is None:
+        return None, notes, {}
+    return alignment, notes, alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
+
+
+def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_dir: Path) -> dict:
+    """estimates, diagnostics, cluster effects, counterfactual and PPC tables; returns the PPC."""
+    est = bayesian_rows(
+        estimates(fit, cfg["interval"]), ids["trial"], ids["outcome"], ids["model"], propagation
+    )
+    est.to_csv(out_dir / "estimates.csv", index=False)
     diagnostics_table(fit.diagnostics).to_csv(out_dir / "diagnostics.csv", index=False)
     cluster_effects(fit, cfg["interval"]).to_csv(out_dir / "cluster_effects.csv", index=False)
     counterfactual(fit, cfg["interval"]).to_csv(out_dir / "counterfactual.csv", index=False)
-    ppc = posterior_predictive_check(fit, seed=seed)
+    ppc = posterior_predictive_check(fit, seed=ids["seed"])
     ppc["table"].to_csv(out_dir / "ppc.csv", index=False)
-    summary = {
-        "trial": cfg["id"],
-        "outcome": outcome,
-        "model": model_id,
-        "seed": seed,
+    return ppc
+
+
+def _fit_record(fit: FitResult, ids: dict, notes: list[str], ppc: dict, mode, record: dict, files) -> dict:
+    """The fit.json record: ids, seed, reliability, timings, diagnostics, versions, data files."""
+    return {
+        **ids,
         "reliable": fit.reliable,
         "retried": fit.retried,
         "problems": fit.problems,
@@ -158,12 +120,60 @@ def fit_step(
         "ess_tail_min": fit.diagnostics["ess_tail_min"],
         "attempts": fit.diagnostics["attempts"],
         "ppc": {k: v for k, v in ppc.items() if k != "table"},
-        "alignment_propagation": mode if alignment is not None else None,
+        "alignment_propagation": mode,
         "alignment_refits": fit.diagnostics.get("refits"),
         "versions": record["versions"],
         "reproducibility": record["reproducibility"],
         "git_commit": record["git_commit"],
-        "data": prepared["files"],
+        "data": files,
     }
+
+
+def fit_step(
+    config_path: str | Path,
+    outcome: str,
+    model_id: str,
+    prepared_dir: Path,
+    scores: Path,
+    out_dir: Path,
+    threads: int | None = None,
+) -> dict:
+    """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
+    ``counterfactual.csv``, ``ppc.csv`` and ``fit.json`` into ``out_dir``. Returns the fit record."""
+    cfg = load_trial_config(config_path)
+    model_cfg = model_config(cfg, outcome, model_id)
+    cells = read_results_parquet(prepared_dir / "cells.parquet")
+    prepared = json.loads((prepared_dir / "prepared.json").read_text())
+    # only the covariates the outcome's table has (a ward-month outcome has no patient covariates)
+    spec = ModelSpec.from_config(
+        model_cfg,
+        outcome,
+        cfg["outcomes"][outcome],
+        {**cfg, "covariates": prepared["covariates"]},
+        table=prepared["table"],
+    )
+    alignment, notes, propagation = _moderator(cfg, model_cfg, cells, scores)
+    seed = fit_seed(cfg["seed"], outcome, model_id)
+    sampler = sampler_cores(sampler_for(cfg, model_cfg), threads)
+    say(f"fitting {len(cells)} cells, seed {seed}, {sampler['chains']} chains x {sampler['draws']} draws")
+    fit = fit_model(
+        cells,
+        spec,
+        alignment=alignment,
+        sampler=sampler,
+        diagnostics=cfg["diagnostics"],
+        seed=seed,
+        **propagation,
+    )
+    say(f"sampled: reliable={fit.reliable} retried={fit.retried} problems={fit.problems}; writing results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = provenance(cfg, prepared["files"], seed)
+    save_posterior(fit, out_dir / "posterior.nc", attrs={**record, "outcome": outcome, "model": model_id})
+    mode = cfg["alignment"]["propagation"] if alignment is not None else "plugin"
+    ids = {"trial": cfg["id"], "outcome": outcome, "model": model_id, "seed": seed}
+    ppc = _write_tables(fit, cfg, ids, mode, out_dir)
+    summary = _fit_record(
+        fit, ids, notes, ppc, mode if alignment is not None else None, record, prepared["files"]
+    )
     (out_dir / "fit.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that 
 
 
 def sbc_chunk_step(config_path: str | Path, chunk: int, out: Path) -> pd.DataFrame:
-    """Fit the replicates of one chunk and write their rows (``qialign.sbc.COLUMNS``) to ``out``."""
-    from qialign.sbc import chunk_replicates, load_sbc_config, run_replicates
+    """Fit the replicates of one chunk and write their rows (``qialign.studies.sbc.COLUMNS``) to ``out``."""
+    from qialign.studies.sbc import chunk_replicates, load_sbc_config, run_replicates
 
     cfg = load_sbc_config(config_path)
     reps = chunk_replicates(cfg, int(chunk))
@@ -39,7 +39,8 @@ def sbc_chunk_step(config_path: str | Path, chunk: int, out: Path) -> pd.DataFra
 def sbc_summarise_step(config_path: str | Path, chunks: list[Path], out_dir: Path) -> pd.DataFrame:
     """Concatenate the chunks into ``ranks.csv``, test them (``summary.csv``), write ``report.html``."""
     from qialign.report.calibration import render_sbc_report
-    from qialign.sbc import load_sbc_config, read_chunks, summarise
+    from qialign.studies.ranks import summarise
+    from qialign.studies.sbc import load_sbc_config, read_chunks
 
     cfg = load_sbc_config(config_path)
     ranks = read_chunks(chunks)

@@ -14,10 +14,9 @@ nutpie's ``with_data`` (the same mechanism ``fit_model`` uses for alignment draw
 costs a sampling run, not a compilation. Random-effect parametrisation (``auto``) is decided on the
 base design, so it does not vary with the simulated data either.
 
-Settings: ``config/sbc.yaml`` (see ``DEFAULTS``). Tests of uniformity: chi-square on B bins of the
-ranks (exact bin probabilities when B does not divide L + 1) and the ECDF-difference test with
-simultaneous bands (Säilynoja, Bürkner and Vehtari 2022), calibrated by Monte Carlo under the
-discrete uniform. Coverage of the central interval with a Clopper-Pearson interval.
+Settings: ``config/sbc.yaml`` (see ``DEFAULTS``); ``config/power_sim.yaml`` fixes true effects
+(``truth``), which makes the same study simulation-based power. The rank and coverage statistics
+are in ``qialign.studies.ranks``.
 """
 
 from __future__ import annotations
@@ -30,11 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pymc as pm
+import pytensor
 import yaml
 from scipy import stats
 from scipy.special import logit
 
 from qialign.errors import QialignError
+from qialign.inference.compile_cache import configure_compile
+from qialign.inference.diagnostics import diagnose
+from qialign.inference.sampling import compile_nutpie, nutpie_sample
+from qialign.models.build import build_model
+from qialign.models.design import build_design
+from qialign.models.spec import ModelSpec
 
 DEFAULTS: dict = {
     "seed": 20261126,
@@ -196,8 +203,6 @@ def sbc_cells(cfg: dict) -> tuple[pd.DataFrame, pd.Series]:
 
 def sbc_spec(cfg: dict):
     """The ModelSpec under test (a ``models:`` entry, no covariates); predictions not stored."""
-    from qialign.models.spec import ModelSpec
-
     spec = ModelSpec.from_config(dict(cfg["model"]), "y", {"family": cfg["family"]}, {"covariates": []})
     spec.sampler = {**spec.sampler, **cfg["sampler"]}
     spec.store_predictions = False
@@ -222,13 +227,6 @@ class SBCModel:
 
 def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     """Build the design once (``mu0`` fixed), the PyMC model, and (``compile``) its nutpie compile."""
-    import pymc as pm
-    import pytensor
-
-    from qialign.models.build import build_model
-    from qialign.models.design import build_design
-    from qialign.models.fit import compile_nutpie
-
     spec = sbc_spec(cfg)
     cells, alignment = sbc_cells(cfg)
     design = build_design(cells, spec, alignment)
@@ -244,6 +242,7 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     shared = pytensor.shared(np.asarray(design.y["events"], dtype=dtype), name=data_name)
     compiled, compile_s = None, 0.0
     if compile:
+        configure_compile()
         t0 = time.perf_counter()
         compiled = compile_nutpie(pm.observe(model, {"y": shared}))
         compile_s = time.perf_counter() - t0
@@ -264,8 +263,6 @@ def replicate_seeds(seed: int, replicate: int) -> tuple[int, int, int]:
 
 def draw_prior(m: SBCModel, seed: int) -> tuple[dict, np.ndarray]:
     """One joint prior draw: (scalar parameters -> true value, simulated events per cell)."""
-    import pymc as pm
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         draw = pm.sample_prior_predictive(draws=1, model=m.prior_model, random_seed=int(seed))
@@ -298,9 +295,6 @@ def rank_of(true: float, thinned: np.ndarray, rng: np.random.Generator | None = 
 
 def fit_replicate(m: SBCModel, replicate: int) -> pd.DataFrame:
     """Draw, fit, rank: one row per checked parameter (``COLUMNS``)."""
-    from qialign.models.diagnostics import diagnose
-    from qialign.models.fit import nutpie_sample
-
     cfg = m.cfg
     prior_seed, sample_seed, tie_seed = replicate_seeds(cfg["seed"], replicate)
     truth, events = draw_prior(m, prior_seed)
@@ -373,175 +367,6 @@ def run_replicates(cfg: dict, replicates, progress=None) -> pd.DataFrame:
                 f"event rate {worst['event_rate']:.3f}"
             )
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=COLUMNS)
-
-
-# --- aggregate --------------------------------------------------------------------------------
-
-
-def bin_probabilities(L: int, bins: int) -> np.ndarray:
-    """Probability of each of ``bins`` rank bins under the discrete uniform on {0..L} (rank r goes
-    to bin floor(r B / (L + 1)); equal when B divides L + 1)."""
-    idx = (np.arange(L + 1) * bins) // (L + 1)
-    return np.bincount(idx, minlength=bins) / (L + 1)
-
-
-def bin_counts(ranks, L: int, bins: int) -> np.ndarray:
-    ranks = np.asarray(ranks, int)
-    return np.bincount((ranks * bins) // (L + 1), minlength=bins)
-
-
-def chi_square_uniformity(ranks, L: int, bins: int) -> tuple[float, float]:
-    """(statistic, p-value) of Pearson's chi-square test of the binned ranks against uniform."""
-    ranks = np.asarray(ranks, int)
-    if ((ranks < 0) | (ranks > L)).any():
-        raise ValueError(f"ranks outside 0..{L}")
-    obs = bin_counts(ranks, L, bins)
-    exp = bin_probabilities(L, bins) * len(ranks)
-    res = stats.chisquare(obs, exp)
-    return float(res.statistic), float(res.pvalue)
-
-
-def _ecdf_counts(ranks: np.ndarray, L: int) -> np.ndarray:
-    """N F(k) for k = 0..L-1, per row of ``ranks`` (M x N) -> (M x L)."""
-    M = ranks.shape[0]
-    idx = ranks + (L + 1) * np.arange(M)[:, None]
-    counts = np.bincount(idx.ravel(), minlength=M * (L + 1)).reshape(M, L + 1)
-    return counts.cumsum(axis=1)[:, :L]
-
-
-def _min_tail(counts: np.ndarray, N: int, p: np.ndarray) -> np.ndarray:
-    """min over k of the two-sided pointwise binomial tail probability of N F(k) (per row)."""
-    lo = stats.binom.cdf(counts, N, p)
-    hi = stats.binom.sf(counts - 1, N, p)
-    return np.minimum(1.0, 2 * np.minimum(lo, hi)).min(axis=-1)
-
-
-@dataclass
-class ECDFTest:
-    p_value: float
-    statistic: float  # smallest two-sided pointwise tail probability over the evaluation points
-    gamma: float  # pointwise level giving simultaneous 1 - alpha bands
-    z: np.ndarray  # evaluation points (k + 1) / (L + 1), k = 0..L-1
-    diff: np.ndarray  # F(k) - z
-    lower: np.ndarray  # simultaneous band for the difference
-    upper: np.ndarray
-
-
-def ecdf_uniformity(ranks, L: int, simulations: int = 10000, alpha: float = 0.05, seed: int = 0) -> ECDFTest:
-    """ECDF-difference test of discrete-uniform ranks with simultaneous 1 - alpha bands.
-
-    Under uniformity N F(k) ~ Binomial(N, (k + 1) / (L + 1)) at every k. The statistic is the
-    smallest two-sided pointwise tail probability over k; its null distribution is simulated
-    (``simulations`` samples of N uniform ranks), giving the p-value P(null <= observed) and the
-    pointwise level gamma (alpha-quantile of the null) of the simultaneous band (Säilynoja et al. 2022).
-    """
-    ranks = np.asarray(ranks, int)
-    N = len(ranks)
-    p = (np.arange(L) + 1) / (L + 1)
-    observed = float(_min_tail(_ecdf_counts(ranks[None, :], L), N, p)[0])
-    rng = np.random.default_rng(seed)
-    null = np.concatenate(
-        [
-            _min_tail(_ecdf_counts(rng.integers(0, L + 1, size=(b, N)), L), N, p)
-            for b in np.diff(np.r_[0:simulations:2000, simulations])
-        ]
-    )
-    p_value = float((1 + np.sum(null <= observed)) / (simulations + 1))
-    gamma = float(np.quantile(null, alpha))
-    F = _ecdf_counts(ranks[None, :], L)[0] / N
-    lower = stats.binom.ppf(gamma / 2, N, p) / N - p
-    upper = stats.binom.ppf(1 - gamma / 2, N, p) / N - p
-    return ECDFTest(p_value, observed, gamma, p, F - p, lower, upper)
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    a = 1 - level
-    lo = stats.beta.ppf(a / 2, k, n - k + 1) if k > 0 else 0.0
-    hi = stats.beta.ppf(1 - a / 2, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
-
-
-SUMMARY_COLUMNS = [
-    "parameter",
-    "replicates",
-    "L",
-    "bins",
-    "chi2",
-    "chi2_p",
-    "ecdf_p",
-    "coverage",
-    "coverage_lower",
-    "coverage_upper",
-    "interval",
-    "mean_rank_fraction",
-    "replicates_divergent",
-    "divergences",
-    "r_hat_max",
-    "ess_bulk_min",
-    "sample_s",
-    "success_rate",
-    "success_lower",
-    "success_upper",
-    "passes",
-]
-
-
-def passes(row: dict, cfg: dict):
-    """True / False against ``cfg['criteria']``; None when the parameter is not checked."""
-    crit = cfg["criteria"]
-    if row["parameter"] not in crit["parameters"]:
-        return None
-    lo, hi = crit["coverage"]
-    p_min = float(crit["uniformity_p"])
-    return bool(row["chi2_p"] > p_min and row["ecdf_p"] > p_min and lo <= row["coverage"] <= hi)
-
-
-def summarise(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """One row per parameter: uniformity tests, coverage (95% Clopper-Pearson), diagnostics and
-    ``passes`` (``criteria``; empty for parameters not checked)."""
-    L, B = int(cfg["ranks"]["draws"]), int(cfg["ranks"]["bins"])
-    sims = int(cfg["ranks"]["ecdf_simulations"])
-    rows = []
-    for i, p in enumerate(cfg["parameters"]):
-        t = ranks[ranks["parameter"] == p]
-        if t.empty:
-            continue
-        if (t["L"] != L).any():
-            raise QialignError(f"{p}: ranks out of L = {L} mixed with others; rerun the chunks")
-        r = t["rank"].to_numpy(int)
-        chi2, chi2_p = chi_square_uniformity(r, L, B)
-        ecdf = ecdf_uniformity(r, L, sims, seed=int(cfg["seed"]) + i)
-        k, n = int(t["covered"].sum()), len(t)
-        lo, hi = clopper_pearson(k, n)
-        pp = t["prob_positive"].to_numpy(float) if "prob_positive" in t else np.full(n, np.nan)
-        wins = int((np.maximum(pp, 1 - pp) > float(cfg["success"])).sum())
-        s_lo, s_hi = clopper_pearson(wins, n) if np.isfinite(pp).all() else (np.nan, np.nan)
-        rows.append(
-            {
-                "parameter": p,
-                "replicates": n,
-                "L": L,
-                "bins": B,
-                "chi2": chi2,
-                "chi2_p": chi2_p,
-                "ecdf_p": ecdf.p_value,
-                "coverage": k / n,
-                "coverage_lower": lo,
-                "coverage_upper": hi,
-                "interval": float(cfg["interval"]),
-                "mean_rank_fraction": float(r.mean() / L),
-                "replicates_divergent": int((t["divergences"] > 0).sum()),
-                "divergences": int(t["divergences"].sum()),
-                "r_hat_max": float(t["r_hat_max"].max()),
-                "ess_bulk_min": float(t["ess_bulk_min"].min()),
-                "sample_s": float(t["sample_s"].sum()),
-                "success_rate": wins / n if np.isfinite(pp).all() else np.nan,
-                "success_lower": s_lo,
-                "success_upper": s_hi,
-            }
-        )
-        rows[-1]["passes"] = passes(rows[-1], cfg)
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def read_chunks(paths) -> pd.DataFrame:

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pymc
+import pytensor
 import xarray as xr
 
 
@@ -31,9 +33,6 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
 
 def save_posterior(fit, path, attrs: dict | None = None) -> Path:
     """Write ``fit.idata`` to ``path``; ``attrs`` (config, seed, versions, data hash) go in root."""
-    import pymc
-    import pytensor
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tree = fit.idata.copy()

@@ -42,11 +42,16 @@ def reported_vars(idata) -> list[str]:
     return [v for v in REPORTED if v in post.data_vars]
 
 
+def summary_table(idata) -> pd.DataFrame:
+    """ArviZ's per-parameter summary (mean, sd, 95% interval, ESS, R-hat, MCSE) of the reported
+    parameters, unrounded."""
+    return pd.DataFrame(az.summary(idata, var_names=reported_vars(idata), ci_prob=0.95, round_to="none"))
+
+
 def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], dict]:
     """Return (ok, problems, details); details hold the per-parameter summary table."""
     th = {**DIAGNOSTIC_DEFAULTS, **(thresholds or {})}
-    summ = az.summary(idata, var_names=reported_vars(idata), ci_prob=0.95, round_to="none")
-    summ = pd.DataFrame(summ)
+    summ = summary_table(idata)
     div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
     try:
         bfmi = np.atleast_1d(np.asarray(az.bfmi(idata)["energy"]))

@@ -1,0 +1,218 @@
+"""Fitting an outcome model: build, sample (``sampling``), diagnose with one retry, pool the
+refits of ``propagation: draws`` (``pooling``), and finish the DataTree.
+
+A fit whose diagnostics still fail after the retry is kept but ``reliable=False`` with the reasons
+in ``problems``. After sampling the pointwise log-likelihood (per cell) is added for PSIS-LOO.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+from scipy.special import gammaln, log_expit
+
+from qialign.alignment.descriptive import standardise_over_clusters
+from qialign.families import FAMILIES
+from qialign.inference.compile_cache import configure_compile
+from qialign.inference.pooling import pool_refits
+from qialign.inference.retry import sample_with_retry
+from qialign.inference.sampling import compile_nutpie, nutpie_sample, sample_pymc
+from qialign.models.build import build_model
+from qialign.models.design import Design, build_design, nb_shape
+from qialign.models.spec import DIAGNOSTIC_DEFAULTS, ModelSpec
+from qialign.progress import say
+
+
+@dataclass
+class FitResult:
+    """A fitted model: posterior DataTree plus diagnostics and the objects it came from."""
+
+    idata: xr.DataTree
+    diagnostics: dict
+    reliable: bool
+    problems: list[str]
+    timings: dict
+    retried: bool
+    spec: ModelSpec
+    design: Design
+    model: object = None
+    sampler: dict = field(default_factory=dict)
+
+
+def plugin_start(design: Design, spec: ModelSpec) -> dict:
+    """Starting value of ``alignment_interaction`` for a joint model: the plugin model's MAP.
+
+    With a small survey the joint posterior has a second, reflected mode (gamma of the other sign,
+    alignment pattern reversed and compressed) separated by a low-density ridge at gamma = 0; the
+    survey favours the right one but a chain started at random can stay in either. Starting gamma
+    at the plugin estimate (the survey's own ordering) puts every chain in the survey-consistent
+    mode; R-hat still flags chains that disagree.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        point = pm.find_MAP(
+            model=build_model(design, spec), progressbar=False, compile_kwargs={"mode": "FAST_RUN"}
+        )
+    return {"alignment_interaction": float(point["alignment_interaction"])}
+
+
+def pointwise_loglik(design: Design, posterior, spec: ModelSpec) -> np.ndarray:
+    """Per-cell log-likelihood (chain, draw, cell) from stored ``eta`` draws."""
+    family = spec.family
+    eta = np.asarray(posterior["eta"])
+    n = design.n
+    if family in ("bernoulli", "binomial"):
+        k = design.y["events"]
+        const = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+        return const + k * log_expit(eta) + (n - k) * log_expit(-eta)
+    if family == "poisson":
+        k = design.y["count"]
+        log_mu = eta + np.log(design.y["exposure"])
+        return k * log_mu - np.exp(log_mu) - gammaln(k + 1)
+    if family == "negative_binomial":
+        k = design.y["count"]
+        mu = np.exp(eta + np.log(design.y["exposure"]))
+        a = nb_shape(spec, n, np.asarray(posterior["phi"])[..., None])
+        return (
+            gammaln(k + a)
+            - gammaln(a)
+            - gammaln(k + 1)
+            + a * (np.log(a) - np.log(a + mu))
+            + k * (np.log(mu) - np.log(a + mu))
+        )
+    s = np.asarray(posterior["sigma"])[..., None]
+    sm, ss = design.y["sum"], design.y["sumsq"]
+    return -0.5 * n * np.log(2 * np.pi * s**2) - (ss - 2 * eta * sm + n * eta**2) / (2 * s**2)
+
+
+def _observed(design: Design) -> xr.Dataset:
+    """The cells' outcome totals (events, count or sum of y: the family's ``total_column``)."""
+    y = design.y[FAMILIES[design.family].total_column]
+    return xr.Dataset({"y": ("cell", y)}, coords={"cell": np.arange(design.n_cells)})
+
+
+def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
+    post = idata["posterior"]
+    if "eta" in post.data_vars:
+        ll = pointwise_loglik(design, post, spec)
+        ds = xr.Dataset(
+            {"y": (("chain", "draw", "cell"), ll)},
+            coords={"chain": post["chain"], "draw": post["draw"], "cell": np.arange(ll.shape[-1])},
+        )
+        idata["log_likelihood"] = xr.DataTree(ds)
+    else:  # predictions not stored (very many cells): let PyMC compute it
+        idata = pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    if "observed_data" not in idata.children:
+        idata["observed_data"] = xr.DataTree(_observed(design))
+    idata.attrs.update(
+        {
+            "qialign_model": json.dumps(spec.to_dict()),
+            "family": spec.family,
+            "link": spec.link,
+            "y_center": design.y_center,
+            "y_scale": design.y_scale,
+        }
+    )
+    return idata
+
+
+class _Sampler:
+    """``sample(settings, seed, A=None) -> (idata, compile_s, sample_s)`` for one model: PyMC's NUTS
+    or nutpie (compiled once, on first use; ``A`` swaps the standardised alignment data)."""
+
+    def __init__(self, model, engine: str, n_cells: int, mutable: tuple[str, ...], start: dict | None):
+        self.model, self.engine, self.n_cells = model, engine, n_cells
+        self.mutable, self.start, self.compiled = mutable, start, None
+
+    def __call__(self, settings: dict, seed: int, A: np.ndarray | None = None):
+        say(
+            f"{self.engine}: {settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} "
+            f"draws), target_accept {settings['target_accept']:.2f}, {self.n_cells} cells"
+            + (", compiling first" if self.compiled is None and self.engine == "nutpie" else "")
+        )
+        if self.engine == "pymc":
+            if A is not None:
+                self.model.set_data("alignment_z", A)
+            idata, c, t = sample_pymc(self.model, settings, seed)
+        else:
+            t0 = time.perf_counter()
+            if self.compiled is None:
+                self.compiled = compile_nutpie(self.model, self.mutable, self.start)
+            t1 = time.perf_counter()
+            compiled = self.compiled if A is None else self.compiled.with_data(alignment_z=A)
+            idata = nutpie_sample(compiled, settings, seed)
+            c, t = t1 - t0, time.perf_counter() - t1
+        say(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
+        return idata, c, t
+
+
+def _sample_over_draws(sample: _Sampler, draws: np.ndarray, s: dict, th: dict, seed: int, clusters) -> dict:
+    """``propagation: draws``: K refits, refit k on the standardised alignment draw k with
+    ceil(draws / K) (at least 100) draws and seed + 7919 k, ESS thresholds divided by K; pooled."""
+    K = len(draws)
+    A = np.array([standardise_over_clusters(np.asarray(a, float)) for a in draws])
+    per = {**s, "draws": max(100, -(-int(s["draws"]) // K))}
+    th_k = {**th, "ess_bulk_min": th["ess_bulk_min"] / K, "ess_tail_min": th["ess_tail_min"] / K}
+    runs = [
+        sample_with_retry(
+            lambda st, sd, a=A[k]: sample(st, sd, a), per, th_k, seed + 7919 * k, f"draw {k + 1}/{K}: "
+        )
+        for k in range(K)
+    ]
+    return pool_refits(runs, A, clusters, th)
+
+
+def fit_model(
+    cells: pd.DataFrame,
+    spec: ModelSpec,
+    *,
+    alignment: pd.Series | None = None,
+    alignment_draws: np.ndarray | None = None,
+    latent=None,
+    sampler: dict | None = None,
+    diagnostics: dict | None = None,
+    seed: int = 0,
+) -> FitResult:
+    """Build, sample, diagnose (with one retry) and return a FitResult.
+
+    ``sampler`` overrides ``spec.sampler`` key by key; ``diagnostics`` are the thresholds.
+    Alignment enters as ``alignment`` (raw score per cluster; ``propagation: plugin``), plus either
+    ``alignment_draws`` (K x clusters raw posterior draws, columns in sorted cluster order:
+    ``draws``, K refits each standardising its own draw, posteriors pooled) or ``latent`` =
+    (SurveyData, wave index) (``joint``: one graph with the survey's measurement model, chains
+    started at the plugin estimate of gamma, see ``plugin_start``).
+    """
+    configure_compile()
+    s = {**spec.sampler, **(sampler or {})}
+    th = {**DIAGNOSTIC_DEFAULTS, **(diagnostics or {})}
+    design = build_design(cells, spec, alignment)
+    use_draws = alignment_draws is not None and design.A is not None
+    model = build_model(design, spec, latent=latent if design.A is not None else None)
+    engine = s.get("engine", "nutpie")
+    # a joint model's chains start at the plugin MAP of gamma (only nutpie takes a start)
+    joint = latent is not None and design.A is not None and engine == "nutpie"
+    start = plugin_start(design, spec) if joint else None
+    sample = _Sampler(model, engine, len(cells), ("alignment_z",) if use_draws else (), start)
+    if use_draws:
+        result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
+    else:
+        result = sample_with_retry(sample, s, th, seed)
+    return FitResult(
+        idata=_finish_idata(result["idata"], model, design, spec),
+        diagnostics=result["details"],
+        reliable=result["ok"],
+        problems=result["problems"],
+        timings=result["timings"],
+        retried=result["retried"],
+        spec=spec,
+        design=design,
+        model=model,
+        sampler=result["sampler"],
+    )

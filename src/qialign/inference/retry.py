@@ -1,0 +1,53 @@
+"""One automatic retry when a fit's diagnostics fail.
+
+When diagnostics fail and ``diagnostics.retry`` is true, the model is sampled once more (same
+compiled model) with target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning
+and seed + 1.
+"""
+
+from __future__ import annotations
+
+from qialign.inference.diagnostics import diagnose
+from qialign.progress import say
+
+
+def _retry_settings(s: dict) -> dict:
+    """target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning."""
+    return {
+        **s,
+        "target_accept": min(0.99, max(0.95, float(s["target_accept"]) + 0.05)),
+        "tune": 2 * int(s["tune"]),
+    }
+
+
+def sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") -> dict:
+    """``sample(settings, seed) -> (idata, compile_s, sample_s)``, diagnosed against thresholds
+    ``th``, retried once (``_retry_settings``, seed + 1) if they fail and ``th['retry']``."""
+    idata, compile_s, sample_s = sample(s, seed)
+    ok, problems, details = diagnose(idata, th)
+    say(f"{label}diagnostics pass" if ok else f"{label}diagnostics fail: {'; '.join(problems)}")
+    attempts = [{"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems}]
+    retried = False
+    if not ok and th.get("retry", True):
+        retried = True
+        s = _retry_settings(s)
+        idata, c2, t2 = sample(s, seed + 1)
+        compile_s += c2
+        sample_s += t2
+        ok, problems, details = diagnose(idata, th)
+        say(
+            f"{label}retry: diagnostics pass"
+            if ok
+            else f"{label}retry: still failing, marked unreliable: {'; '.join(problems)}"
+        )
+        attempts.append({"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems})
+    details["attempts"] = attempts
+    return {
+        "idata": idata,
+        "ok": ok,
+        "problems": list(problems),
+        "details": details,
+        "retried": retried,
+        "timings": {"compile_s": compile_s, "sample_s": sample_s},
+        "sampler": s,
+    }
