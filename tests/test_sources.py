@@ -59,3 +59,16 @@ def test_an_edit_changes_exactly_the_hashes_of_the_steps_that_run_it(tmp_path):
     with_schema = source_hash(root, "steps/prepare.py", schema)
     (root / schema).write_text((root / schema).read_text() + "\n# edited\n")
     assert source_hash(root, "steps/prepare.py", schema) != with_schema
+
+
+def test_a_name_from_a_package_runs_its_init_not_every_module():
+    """``from qialign import __version__`` (the report) runs ``qialign/__init__.py`` only, so the
+    report step is not re-run by an edit to the sampler; names re-exported by an ``__init__`` are
+    followed through its own imports."""
+    report = _names("report/__init__.py")  # the report rule's entry
+    assert "report/methods.py" in report and "__init__.py" in report
+    assert not any(name.startswith(("inference/", "studies/")) for name in report), sorted(report)
+    assert "alignment/descriptive.py" in _names("steps/crosscheck.py")  # via alignment/__init__.py
+    for init in SRC.rglob("__init__.py"):
+        text = init.read_text()
+        assert "import_module" not in text and "__getattr__" not in text, init

@@ -3,10 +3,12 @@
 A step's files are its module and, transitively, every ``qialign`` module it imports, at module
 level or inside a function (read from the source with ``ast``, nothing is imported). Importing a
 submodule runs its packages' ``__init__`` too; importing a name from a package itself
-(``from qialign.alignment import standardise_over_clusters``) counts as importing all of its
-modules. The command dispatcher ``cli.py`` is hashed as text but not followed (it
-imports every step lazily). So editing any module a step imports re-runs that step, and editing
-one that it does not import leaves its results current.
+(``from qialign.alignment import standardise_over_clusters``) runs the package's ``__init__``,
+whose own imports are followed in turn (no ``__init__`` imports by name at run time: no
+``import_module``, no module ``__getattr__``; tests/test_sources.py checks). The command dispatcher
+``cli.py`` is hashed as text but not followed (it imports every step lazily). So editing any
+module a step imports re-runs that step, and editing one that it does not import leaves its
+results current.
 """
 
 from __future__ import annotations
@@ -67,8 +69,6 @@ def _resolve(root: Path, dotted: str) -> set[Path]:
     target = _module_file(root, dotted)
     if target is None:  # ``from pkg.mod import name``: the name is not a module
         return files
-    if target.name == "__init__.py":
-        return files | set(target.parent.rglob("*.py"))
     return files | {target}
 
 
