@@ -14,7 +14,7 @@ rule validate:
         runtime=10,
     params:
         config=lambda wc: trial_config_path(wc.trial),
-        code=source_hash("steps/prepare.py", "schemas/trial.schema.yaml"),
+        code=source_hash("steps/prepare.py", "config/trial.schema.yaml"),
     shell:
         "qialign validate {params.config} --out {output.summary} --data-json {output.data} > {log} 2>&1"
 
