@@ -30,6 +30,7 @@ def probe(model: str, fastmath: bool, sampler: dict, out: Path) -> None:
     """Fit ``model`` in this (fresh) process; write the draws (npz) and a JSON line of figures."""
     # first: importing qialign.models points PyTensor at QIALIGN_CACHE_DIR, only before PyTensor is
     from qialign.models import ModelSpec, estimates, fit_model
+    from qialign.models.spec import simulated_spec
 
     # isort: split
     import numpy as np
@@ -56,8 +57,7 @@ def probe(model: str, fastmath: bool, sampler: dict, out: Path) -> None:
         from fit_speed import simulate_cells
 
         cells, align = simulate_cells(7 * 16 * 100, "bins", seed=1)
-        cfg = {"covariates": ["age", "comorbidity"]}
-        spec = ModelSpec.from_config({"id": "bench"}, "y", {"family": "binomial"}, cfg)
+        spec = simulated_spec("binomial", {"id": "bench"}, covariates=["age", "comorbidity"])
     fit = fit_model(cells, spec, alignment=align, sampler=sampler, diagnostics={"retry": False}, seed=3)
     post = fit.idata["posterior"].to_dataset()
     np.savez(out, **{k: post[k].values for k in post.data_vars})

@@ -15,14 +15,13 @@ import pytest
 from models_sim import simulate
 from qialign.alignment.latent import build_latent_model, survey_long
 from qialign.ids import sort_ids
-from qialign.models import ModelSpec, estimates, fit_model
+from qialign.models import estimates, fit_model
 from qialign.models import fit as fit_module
+from qialign.models.spec import simulated_spec
 from qialign.simulate import load_spec, simulate_trial
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ModelSpec.from_config(
-    {"id": "m", "site_effect": False}, "y", {"family": "bernoulli"}, {"covariates": []}
-)
+SPEC = simulated_spec("bernoulli", {"id": "m", "site_effect": False})
 TINY = {"chains": 2, "draws": 60, "tune": 60}
 
 

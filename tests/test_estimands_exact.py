@@ -12,7 +12,8 @@ import pytest
 from scipy.special import expit
 
 from models_sim import simulate
-from qialign.models import ModelSpec, estimates, fit_model
+from qialign.models import estimates, fit_model
+from qialign.models.spec import simulated_spec
 
 SAMPLER = {"chains": 2, "draws": 150, "tune": 150}
 LAX = {"retry": False}
@@ -22,9 +23,7 @@ LAX = {"retry": False}
 def fitted(request):
     family = request.param
     cells, _, alignment, _ = simulate(family, n_clusters=8, n_periods=5, n_per_cp=20, seed=3)
-    spec = ModelSpec.from_config(
-        {"id": "m", "covariates": False}, "y", {"family": family, "better": "lower"}, {}
-    )
+    spec = simulated_spec(family, {"id": "m", "covariates": False})
     fit = fit_model(cells, spec, alignment=alignment, sampler=SAMPLER, diagnostics=LAX, seed=2)
     return fit, estimates(fit, {"prob": 0.9}).set_index("estimand")
 

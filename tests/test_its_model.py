@@ -16,6 +16,7 @@ import pytest
 from qialign.config import load_trial_config
 from qialign.models import ModelSpec, estimates, fit_model
 from qialign.models.design import build_design
+from qialign.models.spec import simulated_spec
 from qialign.steps.crosscheck import crosscheck_step
 from qialign.steps.prepare import prepare_outcome
 
@@ -131,7 +132,7 @@ def test_bayesian_controlled_its_recovers_level_and_slope_change():
             )
     cells = pd.DataFrame(rows)
     model = {"id": "cits", "slope_change": True, "cluster_period": "none", "site_effect": False}
-    spec = ModelSpec.from_config({**model, "moderators": []}, "y", {"family": "poisson"}, {})
+    spec = simulated_spec("poisson", {**model, "moderators": []})
     fit = fit_model(cells, spec, sampler={"chains": 2, "draws": 400, "tune": 400}, seed=1)
     est = estimates(fit, {"prob": 0.95}).set_index("estimand")
     for name, truth in (("treatment_effect", -0.2), ("slope_change", -0.01)):

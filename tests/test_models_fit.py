@@ -6,7 +6,6 @@ import pytest
 
 from models_sim import simulate
 from qialign.models import (
-    ModelSpec,
     cluster_effects,
     compare_loo,
     counterfactual,
@@ -17,6 +16,7 @@ from qialign.models import (
     save_posterior,
 )
 from qialign.models.estimands import COLUMNS
+from qialign.models.spec import simulated_spec
 from qialign.results import LOO_COLUMNS
 
 FAST = {"chains": 2, "draws": 300, "tune": 400, "cores": 2}
@@ -25,7 +25,7 @@ FAMILIES = ["bernoulli", "binomial", "gaussian", "lognormal", "poisson", "negati
 
 
 def spec_for(family, **model):
-    return ModelSpec.from_config({"id": "m", **model}, "y", {"family": family}, {"covariates": ["age"]})
+    return simulated_spec(family, {"id": "m", **model}, covariates=["age"])
 
 
 def truth_inside(est, truth, name, key):
@@ -197,7 +197,7 @@ def test_hierarchically_centred_cluster_periods_give_the_same_posterior():
     fits = {
         p: fit_model(
             cells,
-            ModelSpec.from_config({"id": "m", "parametrization": p}, "y", {"family": "binomial"}, {}),
+            simulated_spec("binomial", {"id": "m", "parametrization": p}),
             alignment=al,
             sampler=sampler,
             diagnostics={"retry": False},

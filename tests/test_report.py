@@ -503,16 +503,15 @@ def test_pareto_warning_from_real_fits(report, tmp_path):
     """loo.csv from the real compare step on two real fits of data with one wild cell (30 times
     its count): the attention box names the model and the cells with Pareto k > 0.7."""
     from models_sim import simulate
-    from qialign.models import ModelSpec, fit_model, save_posterior
+    from qialign.models import fit_model, save_posterior
+    from qialign.models.spec import simulated_spec
     from qialign.steps.collect import compare_models
 
     cells, _, _, _ = simulate("poisson", n_clusters=6, n_periods=4, n_per_cp=10, seed=2)
     cells.loc[0, "count"] = cells.loc[0, "count"] * 30 + 30
     paths = {}
     for model, cp in (("main", "none"), ("alt", "exchangeable")):
-        spec = ModelSpec.from_config(
-            {"id": model, "cluster_period": cp, "moderators": []}, "y", {"family": "poisson"}, {}
-        )
+        spec = simulated_spec("poisson", {"id": model, "cluster_period": cp, "moderators": []})
         fit = fit_model(
             cells,
             spec,

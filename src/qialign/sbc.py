@@ -196,9 +196,9 @@ def sbc_cells(cfg: dict) -> tuple[pd.DataFrame, pd.Series]:
 
 def sbc_spec(cfg: dict):
     """The ModelSpec under test (a ``models:`` entry, no covariates); predictions not stored."""
-    from qialign.models.spec import ModelSpec
+    from qialign.models.spec import simulated_spec
 
-    spec = ModelSpec.from_config(dict(cfg["model"]), "y", {"family": cfg["family"]}, {"covariates": []})
+    spec = simulated_spec(cfg["family"], dict(cfg["model"]))
     spec.sampler = {**spec.sampler, **cfg["sampler"]}
     spec.store_predictions = False
     return spec

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from qialign.config import schema_defaults
 from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_labels, wave_order
 
 ROLES = ("clinical", "managerial")
-SAMPLER_DEFAULTS = {"chains": 2, "draws": 500, "tune": 500, "target_accept": 0.9, "cores": 2, "keep": 200}
 
 
 @dataclass
@@ -92,7 +92,7 @@ def survey_long(survey: pd.DataFrame, cfg: dict, clusters: list[str]) -> SurveyD
     waves = wave_order(wave, cfg.get("waves")) or [ONE_WAVE]
     role = s["role"].map(role_of).to_numpy()
     answers = s[items].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64", copy=True)
-    reverse = np.isin(items, cfg.get("reverse", []))
+    reverse = np.isin(items, cfg["reverse"])
     answers[:, reverse] = lo + hi - answers[:, reverse]
     resp, item = np.nonzero(np.isfinite(answers))
     w_idx = wave.map({w: k for k, w in enumerate(waves)}).to_numpy(dtype=int)
@@ -248,7 +248,7 @@ def latent_scores(
     """
     import qialign.models  # noqa: F401  (points PyTensor's compile cache at the shared directory)
 
-    s = {**SAMPLER_DEFAULTS, **(sampler or {})}
+    s = {**schema_defaults("alignment/latent"), **(sampler or {})}
     data = survey_long(survey, cfg, clusters)
     notes = []
     for row in data.counts.itertuples(index=False):

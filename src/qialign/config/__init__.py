@@ -8,7 +8,7 @@ frozen typed view.
 
 from qialign.config.schema import SCHEMA_PATH, fill_defaults, schema_defaults, trial_schema
 from qialign.config.typed import TrialConfig, trial_config
-from qialign.config.validate import load_trial_config, load_trials, validate_trial_config
+from qialign.config.validate import load_trial_config, load_trials, synthetic_trial, validate_trial_config
 
 
 def models_for(cfg: dict, outcome: str) -> list[dict]:
@@ -31,6 +31,7 @@ __all__ = [
     "models_for",
     "sampler_for",
     "schema_defaults",
+    "synthetic_trial",
     "trial_config",
     "trial_schema",
     "validate_trial_config",

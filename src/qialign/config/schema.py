@@ -43,9 +43,13 @@ def default_filling_validator():
 
 def part_schema(part: str) -> dict:
     """The schema of one part of a trial config: a ``$defs`` entry (``model``, ``priors``,
-    ``sampler``) or a top-level property (``diagnostics``, ``interval``, ``power``, ...)."""
+    ``sampler``) or a top-level property (``diagnostics``, ``interval``, ``power``, ...), then
+    nested properties after slashes (``alignment/latent``)."""
     schema = _schema()
-    node = schema["$defs"][part] if part in schema["$defs"] else schema["properties"][part]
+    first, *nested = part.split("/")
+    node = schema["$defs"][first] if first in schema["$defs"] else schema["properties"][first]
+    for key in nested:
+        node = node["properties"][key]
     return {**node, "$defs": schema["$defs"]}
 
 

@@ -148,3 +148,16 @@ def load_trial_config(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         raise QialignError(f"{path}: not valid YAML: {exc}") from None
     return validate_trial_config(raw, source=str(path))
+
+
+#: what ``synthetic_trial`` writes for the data paths: simulated cells are never read from files
+SIMULATED = "<simulated>"
+
+
+def synthetic_trial(design: str, outcomes: dict[str, dict], models: list[dict], **settings) -> dict:
+    """A validated (schema-filled) config of a simulated trial, for fitting simulated cells (SBC,
+    benchmarks, tests): ``settings`` are further top-level keys (``covariates``, ``sampler``, ...);
+    the data paths are placeholders that nothing reads."""
+    data = {"clusters": SIMULATED, "cluster_periods": SIMULATED}
+    raw = {"id": "simulated", "design": design, "data": data, "seed": 0, **settings}
+    return validate_trial_config({**raw, "outcomes": outcomes, "models": models}, source="simulated trial")

@@ -12,7 +12,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from qialign.models.spec import DIAGNOSTIC_DEFAULTS
+from qialign.config import schema_defaults
 
 REPORTED = (
     "mu",
@@ -44,7 +44,7 @@ def reported_vars(idata) -> list[str]:
 
 def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], dict]:
     """Return (ok, problems, details); details hold the per-parameter summary table."""
-    th = {**DIAGNOSTIC_DEFAULTS, **(thresholds or {})}
+    th = {**schema_defaults("diagnostics"), **(thresholds or {})}
     summ = az.summary(idata, var_names=reported_vars(idata), ci_prob=0.95, round_to="none")
     summ = pd.DataFrame(summ)
     div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())

@@ -42,14 +42,14 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
-from qialign.models.spec import INTERVAL_DEFAULTS
+from qialign.config import schema_defaults
 from qialign.scales import LINK_SCALE, MARGINAL_SCALE, NATURAL_SCALE
 
 COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
 
 
 def _interval(iv: dict | None) -> tuple[float, str]:
-    iv = {**INTERVAL_DEFAULTS, **(iv or {})}
+    iv = {**schema_defaults("interval"), **(iv or {})}
     return float(iv["prob"]), str(iv["kind"])
 
 

@@ -21,10 +21,11 @@ import pandas as pd
 import xarray as xr
 from scipy.special import gammaln, log_expit
 
+from qialign.config import schema_defaults
 from qialign.models.build import build_model
 from qialign.models.design import Design, build_design, nb_shape
 from qialign.models.diagnostics import diagnose
-from qialign.models.spec import DIAGNOSTIC_DEFAULTS, ModelSpec
+from qialign.models.spec import ModelSpec
 
 
 @dataclass
@@ -55,7 +56,7 @@ def nutpie_sample(compiled, s: dict, seed: int):
             draws=int(s["draws"]),
             tune=int(s["tune"]),
             chains=int(s["chains"]),
-            cores=int(s.get("cores", 2)),
+            cores=int(s["cores"]),
             seed=int(seed),
             target_accept=float(s["target_accept"]),
             progress_bar=False,
@@ -120,7 +121,7 @@ def _sample_pymc(model, s: dict, seed: int):
             draws=int(s["draws"]),
             tune=int(s["tune"]),
             chains=int(s["chains"]),
-            cores=int(s.get("cores", 2)),
+            cores=int(s["cores"]),
             random_seed=int(seed),
             step=step,
             nuts_sampler="pymc",
@@ -210,7 +211,7 @@ def _sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") ->
     progress(f"{label}diagnostics pass" if ok else f"{label}diagnostics fail: {'; '.join(problems)}")
     attempts = [{"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems}]
     retried = False
-    if not ok and th.get("retry", True):
+    if not ok and th["retry"]:
         retried = True
         s = {
             **s,
@@ -332,12 +333,12 @@ def fit_model(
     started at the plugin estimate of gamma, see ``plugin_start``).
     """
     s = {**spec.sampler, **(sampler or {})}
-    th = {**DIAGNOSTIC_DEFAULTS, **(diagnostics or {})}
+    th = {**schema_defaults("diagnostics"), **(diagnostics or {})}
     design = build_design(cells, spec, alignment)
     use_draws = alignment_draws is not None and design.A is not None
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     compiled = None
-    engine = s.get("engine", "nutpie")
+    engine = s["engine"]
     # a joint model's chains start at the plugin MAP of gamma (only nutpie takes a start)
     joint = latent is not None and design.A is not None and engine == "nutpie"
     start = plugin_start(design, spec) if joint else None

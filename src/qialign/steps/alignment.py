@@ -37,7 +37,7 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     al = cfg["alignment"]
     trial = load_trial(cfg)
     clusters = trial.clusters["cluster"].tolist()
-    prob = float(cfg.get("interval", {}).get("prob", 0.95))
+    prob = float(cfg["interval"]["prob"])
     draws = None
     if al["source"] == "survey":
         _order_note(trial.survey["wave"], al)
