@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from qialign.config import (
     fill_defaults,
@@ -46,6 +47,11 @@ PARTS = {
 }
 
 
+def _package_files() -> list[Path]:
+    """The modules whose config reads are checked: all but the report's (switched separately)."""
+    return sorted(p for p in SRC.rglob("*.py") if "report" not in p.relative_to(SRC).parts)
+
+
 def _properties(part: str) -> dict:
     if part == "outcomes":
         return trial_schema()["properties"]["outcomes"]["additionalProperties"]["properties"]
@@ -82,26 +88,22 @@ def test_each_typed_part_mirrors_its_schema_and_defaults_to_it(cls):
     assert len(defaults) >= 1
     for name, default in defaults.items():
         got = getattr(value, name)
-        if isinstance(default, dict) and default.keys() <= {"id"}:  # a part: its keys' defaults
+        if isinstance(default, dict):  # a part: with the defaults of its own keys
             default = fill_defaults(default, f"{part}/{name}".strip("/"))
+        if name == "models":  # the default list of one model entry
+            default = [fill_defaults(m, "model") for m in default]
+            got = tuple(dataclasses.asdict(m) for m in got)
         got = dataclasses.asdict(got) if dataclasses.is_dataclass(got) else got
-        if name == "models":
-            got, default = [dataclasses.asdict(m) for m in value.models], [fill_defaults(default[0], "model")]
-            got = tuple(got)
         assert _set(got) == _set(_as_typed(default)), (cls.__name__, name, got, default)
 
 
 def test_typed_parts_cover_every_dataclass_and_none_has_a_default():
-    classes = [
-        v for v in vars(typed).values() if dataclasses.is_dataclass(v) and v.__module__ == typed.__name__
-    ]
+    ours = [v for v in vars(typed).values() if getattr(v, "__module__", None) == typed.__name__]
+    classes = [v for v in ours if dataclasses.is_dataclass(v)]
     assert set(classes) == set(PARTS)
-    for cls in classes:
-        for f in dataclasses.fields(cls):
-            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (
-                cls,
-                f.name,
-            )
+    unset = dataclasses.MISSING
+    defaulted = [(c, f.name) for c in classes for f in dataclasses.fields(c) if f.default is not unset]
+    assert defaulted == [] and all(f.default_factory is unset for c in classes for f in dataclasses.fields(c))
 
 
 def test_model_spec_defaults_only_what_is_not_a_config_key():
@@ -112,12 +114,8 @@ def test_model_spec_defaults_only_what_is_not_a_config_key():
 def test_values_from_a_minimal_config():
     """Numbers of the schema as the typed config and a spec see them (a changed default fails)."""
     t = trial_config(validate_trial_config(MINIMAL))
-    assert (t.sampler.chains, t.sampler.draws, t.sampler.target_accept, t.sampler.engine) == (
-        4,
-        1000,
-        0.95,
-        "nutpie",
-    )
+    s = t.sampler
+    assert (s.engine, s.chains, s.draws, s.tune, s.target_accept) == ("nutpie", 4, 1000, 1000, 0.95)
     assert (t.diagnostics.r_hat_max, t.diagnostics.ess_bulk_min, t.diagnostics.retry) == (1.01, 400, True)
     assert (t.interval.prob, t.interval.kind, t.report.suppress_below) == (0.95, "eti", 5)
     assert t.power.icc == (0.01, 0.05, 0.1) and t.power.outcome is None
@@ -183,8 +181,8 @@ def _defaulted_gets(path: Path, keys: set[str], root: Path = SRC) -> list[str]:
 def test_no_config_read_restates_a_default():
     keys = _schema_keys(trial_schema())
     assert {"reverse", "cores", "retry", "harmonics"} <= keys
-    files = [p for p in SRC.rglob("*.py") if "report" not in p.relative_to(SRC).parts]
-    found = [hit for p in sorted(files) for hit in _defaulted_gets(p, keys)]
+    files = _package_files()
+    found = [hit for p in files for hit in _defaulted_gets(p, keys)]
     assert found == []
 
 
@@ -220,9 +218,9 @@ OWN_VALUE = {("models/checks.py", "prob"): "the posterior predictive check's own
 
 def test_keyword_defaults_that_take_a_config_value_equal_the_schema():
     """A function default standing for a config value (``prob``: interval.prob) is the schema's."""
-    files = [p for p in SRC.rglob("*.py") if "report" not in p.relative_to(SRC).parts]
+    files = _package_files()
     checked, wrong = 0, []
-    for path in sorted(files):
+    for path in files:
         for where, line, name, value in _keyword_defaults(path):
             if name not in MIRRORS or not isinstance(value, float) or (where, name) in OWN_VALUE:
                 continue
@@ -231,3 +229,58 @@ def test_keyword_defaults_that_take_a_config_value_equal_the_schema():
             if value != schema_defaults(part)[key]:
                 wrong.append(f"{where}:{line}: {name}={value!r}, schema {part}.{key}")
     assert checked >= 8 and wrong == []
+
+
+def _schema_node(path: str) -> dict | None:
+    """The schema of a README key path (``alignment.latent.keep``, ``models[].trend``,
+    ``outcomes.<name>.better``), or None."""
+    schema = trial_schema()
+    node = schema
+    for part in path.split("."):
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].split("/")[-1]]
+        if part == "<name>":
+            node = node.get("additionalProperties") or {}
+            continue
+        name = part.removesuffix("[]")
+        node = node.get("properties", {}).get(name)
+        if node is None:
+            return None
+        if part.endswith("[]"):
+            node = node["items"]
+    return schema["$defs"][node["$ref"].split("/")[-1]] | node if "$ref" in node else node
+
+
+def _readme_defaults() -> list[tuple[str, object]]:
+    """(key path, default) of every row of config/README.md's trial tables whose default is
+    written as values in backticks (``a``, ``.b`` | ``1``, ``2`` rows split into one pair each)."""
+    text = (SRC.parents[1] / "config" / "README.md").read_text()
+    trial_part = text[text.index("## config/trials/") :]
+    out = []
+    for line in trial_part.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) < 3 or not cells[0].startswith("`") or not cells[1].startswith("`"):
+            continue
+        keys = [k.strip().strip("`") for k in cells[0].split(",")]
+        values = (
+            [v.strip().strip("`") for v in cells[1].split(",")] if len(keys) > 1 else [cells[1].strip("`")]
+        )
+        if len(values) != len(keys):
+            continue
+        parent = keys[0].rsplit(".", 1)[0]
+        for key, value in zip(keys, values, strict=True):
+            out.append((parent + key if key.startswith(".") else key, yaml.safe_load(value)))
+    return out
+
+
+def test_config_readme_defaults_are_the_schema_defaults():
+    """The README's default column is a copy for readers: every value equals the schema's."""
+    compared, wrong = 0, []
+    for path, value in _readme_defaults():
+        node = _schema_node(path)
+        if node is None or "default" not in node:
+            continue
+        compared += 1
+        if value != node["default"]:
+            wrong.append(f"{path}: README {value!r}, schema {node['default']!r}")
+    assert compared >= 50 and wrong == []
