@@ -284,3 +284,19 @@ def test_config_readme_defaults_are_the_schema_defaults():
         if value != node["default"]:
             wrong.append(f"{path}: README {value!r}, schema {node['default']!r}")
     assert compared >= 50 and wrong == []
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SRC.parents[1] / "config" / "trials").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_typed_view_of_each_shipped_trial_holds_its_validated_values(path):
+    """Through the real loader: every typed part equals the schema-filled mapping it was built from."""
+    from qialign.config import load_trial_config
+
+    cfg = load_trial_config(path)
+    t = trial_config(cfg)
+    for part in ("sampler", "diagnostics", "interval", "power", "report", "fidelity"):
+        assert _set(dataclasses.asdict(getattr(t, part))) == _set(_as_typed(cfg[part])), part
+    assert [dataclasses.asdict(m) for m in t.models] == [_as_typed(m) for m in cfg["models"]]
+    assert {k: _set(dataclasses.asdict(o)) for k, o in t.outcomes.items()} == _set(_as_typed(cfg["outcomes"]))
+    assert _set(dataclasses.asdict(t.alignment)) == _set(_as_typed(cfg["alignment"]))
