@@ -40,7 +40,7 @@ import pandas as pd  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
 from qialign.inference.fit import fit_model  # noqa: E402
-from qialign.models.spec import ModelSpec  # noqa: E402
+from qialign.models.spec import simulated_spec  # noqa: E402
 
 DEFAULT_TRIAL = Path("results/headsup_synthetic")
 
@@ -116,7 +116,7 @@ def compile_probe(source: str, freeze: bool = True) -> dict:
         covs = ["age", "comorbidity"]
     else:
         cells, align, covs = trial_cells(source)
-    spec = ModelSpec.from_config({"id": "bench"}, source, {"family": "binomial"}, {"covariates": covs})
+    spec = simulated_spec("binomial", {"id": "bench"}, covariates=covs, outcome=source)
     t0 = time.perf_counter()
     model = build_model(build_design(cells, spec, align), spec)
     t1 = time.perf_counter()
@@ -164,9 +164,7 @@ def run(label, n_patients, covariates, sampler, seed=1):
     else:
         cells, align = simulate_cells(n_patients, covariates, seed)
         covs = {"none": [], "bins": ["age", "comorbidity"], "continuous": ["age"]}[covariates]
-    spec = ModelSpec.from_config(
-        {"id": "bench"}, "excess_los", {"family": "binomial"}, {"covariates": covs, "sampler": sampler}
-    )
+    spec = simulated_spec("binomial", {"id": "bench"}, covariates=covs, sampler=sampler, outcome="excess_los")
     t0 = time.perf_counter()
     fit = fit_model(cells, spec, alignment=align, diagnostics={"retry": False}, seed=seed)
     wall = time.perf_counter() - t0

@@ -35,7 +35,7 @@ def probe(model: str, fastmath: bool, sampler: dict, out: Path) -> None:
     # isort: split
     from qialign.inference.fit import fit_model
     from qialign.models.estimands import estimates
-    from qialign.models.spec import ModelSpec
+    from qialign.models.spec import ModelSpec, simulated_spec
 
     # isort: split
     import numpy as np
@@ -62,8 +62,7 @@ def probe(model: str, fastmath: bool, sampler: dict, out: Path) -> None:
         from fit_speed import simulate_cells
 
         cells, align = simulate_cells(7 * 16 * 100, "bins", seed=1)
-        cfg = {"covariates": ["age", "comorbidity"]}
-        spec = ModelSpec.from_config({"id": "bench"}, "y", {"family": "binomial"}, cfg)
+        spec = simulated_spec("binomial", {"id": "bench"}, covariates=["age", "comorbidity"])
     fit = fit_model(cells, spec, alignment=align, sampler=sampler, diagnostics={"retry": False}, seed=3)
     post = fit.idata["posterior"].to_dataset()
     np.savez(out, **{k: post[k].values for k in post.data_vars})

@@ -19,13 +19,11 @@ from qialign.inference import fit as fit_module
 from qialign.inference.diagnostics import diagnose
 from qialign.inference.fit import fit_model
 from qialign.models.estimands import estimates
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 from qialign.studies.simulate import load_spec, simulate_trial
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ModelSpec.from_config(
-    {"id": "m", "site_effect": False}, "y", {"family": "bernoulli"}, {"covariates": []}
-)
+SPEC = simulated_spec("bernoulli", {"id": "m", "site_effect": False})
 TINY = {"chains": 2, "draws": 60, "tune": 60}
 
 

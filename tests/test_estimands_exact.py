@@ -19,7 +19,7 @@ from scipy.special import expit
 from models_sim import simulate
 from qialign.inference.fit import fit_model
 from qialign.models.estimands import estimates
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 
 SAMPLER = {"chains": 2, "draws": 150, "tune": 150}
 LAX = {"retry": False}
@@ -27,9 +27,7 @@ LAX = {"retry": False}
 
 def _fit(family: str):
     cells, _, alignment, _ = simulate(family, n_clusters=8, n_periods=5, n_per_cp=20, seed=3)
-    spec = ModelSpec.from_config(
-        {"id": "m", "covariates": False}, "y", {"family": family, "better": "lower"}, {}
-    )
+    spec = simulated_spec(family, {"id": "m", "covariates": False})
     return fit_model(cells, spec, alignment=alignment, sampler=SAMPLER, diagnostics=LAX, seed=2)
 
 

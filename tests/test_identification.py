@@ -19,7 +19,7 @@ import yaml
 
 from qialign.config import validate_trial_config
 from qialign.models.identification import unidentified_terms
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import ModelSpec, simulated_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 QIALIGN = Path(sys.executable).parent / "qialign"
@@ -46,7 +46,7 @@ def _schedule(starts: dict[str, int | None], periods: int) -> pd.DataFrame:
 
 
 def _spec(**model) -> ModelSpec:
-    return ModelSpec(id="m", outcome="y", family="poisson", **model)
+    return simulated_spec("poisson", {"id": "m", **model})  # stepped wedge: period trend
 
 
 ITS = _schedule({"a": 7}, 12)
@@ -82,7 +82,8 @@ def test_rank_check_names_the_unidentified_terms(cells, model, moderated, bad):
 
 def _resolved(cfg: dict, table: str = "cluster_periods", family: str = "negative_binomial") -> ModelSpec:
     cfg = validate_trial_config(cfg)
-    return ModelSpec.from_config(cfg["models"][0], "aces", {"family": family}, cfg, table=table)
+    outcome = {**cfg["outcomes"]["aces"], "family": family}
+    return ModelSpec.from_config(cfg["models"][0], "aces", outcome, cfg, table=table)
 
 
 def test_auto_defaults_follow_the_design_and_the_data():
@@ -140,7 +141,7 @@ def test_main_effect_columns_exist_in_the_graph():
     from qialign.models.design import build_design
 
     cells = SW.assign(n=50, events=10)
-    spec = ModelSpec(id="m", outcome="y", family="binomial")
+    spec = simulated_spec("binomial", {"id": "m"})
     alignment = pd.Series(np.linspace(0.5, 0.9, 4), index=list("abcd"))
     model = build_model(build_design(cells, spec, alignment), spec)
     names = {v.name for v in model.free_RVs}

@@ -17,7 +17,7 @@ from qialign.config import load_trial_config
 from qialign.inference.fit import fit_model
 from qialign.models.design import build_design
 from qialign.models.estimands import estimates
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import ModelSpec, simulated_spec
 from qialign.steps.crosscheck import crosscheck_step
 from qialign.steps.prepare import prepare_outcome
 
@@ -133,7 +133,7 @@ def test_bayesian_controlled_its_recovers_level_and_slope_change():
             )
     cells = pd.DataFrame(rows)
     model = {"id": "cits", "slope_change": True, "cluster_period": "none", "site_effect": False}
-    spec = ModelSpec.from_config({**model, "moderators": []}, "y", {"family": "poisson"}, {})
+    spec = simulated_spec("poisson", {**model, "moderators": []})
     fit = fit_model(cells, spec, sampler={"chains": 2, "draws": 400, "tune": 400}, seed=1)
     est = estimates(fit, {"prob": 0.95}).set_index("estimand")
     for name, truth in (("treatment_effect", -0.2), ("slope_change", -0.01)):

@@ -13,7 +13,7 @@ from models_sim import simulate
 from qialign.frequentist import cross_check
 from qialign.inference.fit import fit_model
 from qialign.models.estimands import estimates
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 
 WEAK = {"intercept_sd": 10.0, "trend_sd": 10.0, "effect_sd": 10.0, "beta_sd": 10.0}
 
@@ -30,9 +30,7 @@ def gaussian_trial():
 
 def test_bayes_and_mixedlm_agree_within_a_third_of_a_standard_error(gaussian_trial):
     cells, rows, truth = gaussian_trial
-    spec = ModelSpec.from_config(
-        {"id": "hh", "moderators": [], "covariates": False, "priors": WEAK}, "y", {"family": "gaussian"}, {}
-    )
+    spec = simulated_spec("gaussian", {"id": "hh", "moderators": [], "covariates": False, "priors": WEAK})
     fit = fit_model(cells, spec, sampler={"chains": 4, "draws": 500, "tune": 500, "cores": 2},
                     diagnostics={"retry": False}, seed=3)  # fmt: skip
     bayes = estimates(fit, {"prob": 0.95}).set_index("estimand").loc["treatment_effect", "estimate"]

@@ -6,7 +6,7 @@ from scipy.stats import binom
 from models_sim import simulate
 from qialign.inference.fit import fit_model
 from qialign.models.estimands import estimates
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 
 FAMILIES = ["bernoulli", "gaussian", "lognormal", "poisson", "negative_binomial"]
 N_TRIALS = 20
@@ -16,7 +16,7 @@ N_TRIALS = 20
 @pytest.mark.parametrize("family", FAMILIES)
 def test_interval_coverage(family):
     """>= 14/20 intervals cover the truth (P(X <= 13 | 20, 0.9) = 0.002 if calibrated)."""
-    spec = ModelSpec.from_config({"id": "m"}, "y", {"family": family}, {"covariates": ["age"]})
+    spec = simulated_spec(family, {"id": "m"}, covariates=["age"])
     hits = {"treatment_effect": 0, "alignment_interaction": 0}
     for i in range(N_TRIALS):
         design = "stepped_wedge" if i % 2 == 0 else "controlled_before_after"

@@ -9,7 +9,7 @@ from qialign.inference.fit import fit_model
 from qialign.inference.posterior_io import load_posterior, save_posterior
 from qialign.models.checks import compare_loo, posterior_predictive_check
 from qialign.models.estimands import COLUMNS, cluster_effects, counterfactual, estimates
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 from qialign.results import LOO_COLUMNS
 
 FAST = {"chains": 2, "draws": 300, "tune": 400, "cores": 2}
@@ -18,7 +18,7 @@ FAMILIES = ["bernoulli", "binomial", "gaussian", "lognormal", "poisson", "negati
 
 
 def spec_for(family, **model):
-    return ModelSpec.from_config({"id": "m", **model}, "y", {"family": family}, {"covariates": ["age"]})
+    return simulated_spec(family, {"id": "m", **model}, covariates=["age"])
 
 
 def truth_inside(est, truth, name, key):
@@ -190,7 +190,7 @@ def test_hierarchically_centred_cluster_periods_give_the_same_posterior():
     fits = {
         p: fit_model(
             cells,
-            ModelSpec.from_config({"id": "m", "parametrization": p}, "y", {"family": "binomial"}, {}),
+            simulated_spec("binomial", {"id": "m", "parametrization": p}),
             alignment=al,
             sampler=sampler,
             diagnostics={"retry": False},

@@ -6,7 +6,7 @@ import pytest
 
 from models_sim import simulate
 from qialign.inference.fit import fit_model
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 
 SAMPLER = {"chains": 2, "draws": 1000, "tune": 500, "cores": 2}
 NOCHECK = {"retry": False}
@@ -15,7 +15,7 @@ NOCHECK = {"retry": False}
 @pytest.mark.parametrize("family", ["bernoulli", "gaussian"])
 def test_cells_and_rows_agree(family):
     cells, rows, al, _ = simulate(family, n_clusters=8, n_periods=5, n_per_cp=15, seed=21)
-    spec = ModelSpec.from_config({"id": "m"}, "y", {"family": family}, {"covariates": ["age"]})
+    spec = simulated_spec(family, {"id": "m"}, covariates=["age"])
     assert len(rows) > 4 * len(cells)
     fits = [
         fit_model(t, spec, alignment=al, sampler=SAMPLER, diagnostics=NOCHECK, seed=2) for t in (cells, rows)

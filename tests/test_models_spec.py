@@ -4,32 +4,40 @@ import numpy as np
 import pytest
 
 from models_sim import simulate
+from qialign.config import schema_defaults, synthetic_trial
 from qialign.models.build import build_model
 from qialign.models.design import build_design
-from qialign.models.spec import ModelSpec, default_priors, default_sampler
+from qialign.models.spec import ModelSpec, simulated_spec
 
 
 def spec_for(family, **model):
-    return ModelSpec.from_config(
-        {"id": "m", **model}, "y", {"family": family}, {"covariates": ["age"], "sampler": {}}
-    )
+    return simulated_spec(family, {"id": "m", **model}, covariates=["age"])
 
 
 def test_from_config_fills_schema_defaults_and_merges_sampler():
-    trial = {"covariates": ["age"], "sampler": {"draws": 500, "chains": 2}}
-    s = ModelSpec.from_config(
-        {"id": "hh", "sampler": {"target_accept": 0.95}, "priors": {"effect_sd": 2.0}},
-        "los",
-        {"family": "lognormal", "better": "lower"},
-        trial,
+    models = [
+        {"id": "hh", "sampler": {"target_accept": 0.9}, "priors": {"effect_sd": 2.0}},
+        {"id": "m", "covariates": False},
+    ]
+    trial = synthetic_trial(
+        "stepped_wedge",
+        {"los": {"family": "lognormal"}},
+        models,
+        covariates=["age"],
+        sampler={"draws": 500, "chains": 2},
     )
+    s, s2 = (ModelSpec.from_config(m, "los", trial["outcomes"]["los"], trial) for m in trial["models"])
     assert s.trend == "period" and s.cluster_period == "exchangeable" and s.exposure == "step"
-    assert s.moderators == ["alignment"] and s.covariates == ["age"]
-    assert s.sampler == {**default_sampler(), "draws": 500, "chains": 2, "target_accept": 0.95}
-    assert s.priors == {**default_priors(), "effect_sd": 2.0}
-    assert s.link == "identity"
-    s2 = ModelSpec.from_config({"id": "m", "covariates": False}, "y", {"family": "poisson"}, trial)
-    assert s2.covariates == []
+    assert s.moderators == ["alignment"] and s.covariates == ["age"] and s.better == "lower"
+    sampler = {"engine": "nutpie", "chains": 2, "draws": 500, "tune": 1000, "target_accept": 0.9, "cores": 2}
+    assert (
+        s.sampler
+        == sampler
+        == {**schema_defaults("sampler"), "draws": 500, "chains": 2, "target_accept": 0.9}
+    )
+    assert s.priors == {**schema_defaults("priors"), "effect_sd": 2.0} and s.priors["sd_cluster"] == 0.5
+    assert s.link == "identity" and s.label is None
+    assert s2.covariates == [] and s2.sampler == {**sampler, "target_accept": 0.95}
 
 
 def test_design_standardises_alignment_outcome_covariates_and_exposure():

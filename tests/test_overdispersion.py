@@ -77,10 +77,12 @@ def test_replicated_cells_spread_like_the_data(nb_fit):
 
 
 def test_auto_resolves_by_table():
+    from qialign.config import synthetic_trial
     from qialign.models.spec import ModelSpec
 
-    base = ({"id": "m"}, "y", {"family": "negative_binomial"}, {})
-    assert ModelSpec.from_config(*base, table="cluster_periods").overdispersion == "cell"
-    assert ModelSpec.from_config(*base, table="patients").overdispersion == "patient"
-    explicit = ({"id": "m", "overdispersion": "patient"}, *base[1:])
+    models = [{"id": "m"}, {"id": "explicit", "overdispersion": "patient"}]
+    cfg = synthetic_trial("stepped_wedge", {"y": {"family": "negative_binomial"}}, models)
+    auto, explicit = ((m, "y", cfg["outcomes"]["y"], cfg) for m in cfg["models"])
+    assert ModelSpec.from_config(*auto, table="cluster_periods").overdispersion == "cell"
+    assert ModelSpec.from_config(*auto, table="patients").overdispersion == "patient"
     assert ModelSpec.from_config(*explicit, table="cluster_periods").overdispersion == "patient"

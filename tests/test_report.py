@@ -518,16 +518,14 @@ def test_pareto_warning_from_real_fits(report, tmp_path):
     from models_sim import simulate
     from qialign.inference.fit import fit_model
     from qialign.inference.posterior_io import save_posterior
-    from qialign.models.spec import ModelSpec
+    from qialign.models.spec import simulated_spec
     from qialign.steps.collect import compare_models
 
     cells, _, _, _ = simulate("poisson", n_clusters=6, n_periods=4, n_per_cp=10, seed=2)
     cells.loc[0, "count"] = cells.loc[0, "count"] * 30 + 30
     paths = {}
     for model, cp in (("main", "none"), ("alt", "exchangeable")):
-        spec = ModelSpec.from_config(
-            {"id": model, "cluster_period": cp, "moderators": []}, "y", {"family": "poisson"}, {}
-        )
+        spec = simulated_spec("poisson", {"id": model, "cluster_period": cp, "moderators": []})
         fit = fit_model(
             cells,
             spec,

@@ -55,7 +55,7 @@ def test_an_edit_changes_exactly_the_hashes_of_the_steps_that_run_it(tmp_path):
     assert after["steps/fit.py"] != before["steps/fit.py"]
     assert after["steps/prepare.py"] == before["steps/prepare.py"]
     assert after["steps/power.py"] == before["steps/power.py"]
-    schema = "schemas/trial.schema.yaml"
+    schema = "config/trial.schema.yaml"
     with_schema = source_hash(root, "steps/prepare.py", schema)
     (root / schema).write_text((root / schema).read_text() + "\n# edited\n")
     assert source_hash(root, "steps/prepare.py", schema) != with_schema

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from qialign.config import load_trials
+from qialign.config import load_trials, models_for
 from qialign.errors import QialignError
 from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
@@ -66,10 +66,7 @@ def outcomes_of(trial):
 
 def model_ids(trial, outcome):
     """Ids of the models fitted for one outcome (its own list, else all)."""
-    cfg = TRIAL_CFG[trial]
-    wanted = cfg["outcomes"][outcome].get("models")
-    ids = [m["id"] for m in cfg.get("models", [{"id": "main"}])]
-    return [i for i in ids if wanted is None or i in wanted]
+    return [m["id"] for m in models_for(TRIAL_CFG[trial], outcome)]
 
 
 def fit_outputs(trial, name, outcome=None):

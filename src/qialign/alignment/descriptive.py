@@ -44,7 +44,7 @@ def score_items(survey: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     items = survey.copy()
     items["role"] = items["role"].map(role_of)
     items["wave"] = wave_labels(items["wave"]) if "wave" in items else ONE_WAVE
-    for item in cfg.get("reverse", []):
+    for item in cfg["reverse"]:
         items[item] = lo + hi - items[item]
     frames = []
     for domain, cols in cfg["domains"].items():

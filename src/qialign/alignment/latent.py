@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from qialign.config import schema_defaults
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.sampling import nutpie_sample
 from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_labels, wave_order
@@ -46,7 +47,6 @@ from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_la
 # model, so that the descriptive path (``qialign.alignment``, the cross-check step) stays light
 
 ROLES = ("clinical", "managerial")
-SAMPLER_DEFAULTS = {"chains": 2, "draws": 500, "tune": 500, "target_accept": 0.9, "cores": 2, "keep": 200}
 
 
 @dataclass
@@ -98,7 +98,7 @@ def survey_long(survey: pd.DataFrame, cfg: dict, clusters: list[str]) -> SurveyD
     waves = wave_order(wave, cfg.get("waves")) or [ONE_WAVE]
     role = s["role"].map(role_of).to_numpy()
     answers = s[items].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64", copy=True)
-    reverse = np.isin(items, cfg.get("reverse", []))
+    reverse = np.isin(items, cfg["reverse"])
     answers[:, reverse] = lo + hi - answers[:, reverse]
     resp, item = np.nonzero(np.isfinite(answers))
     w_idx = wave.map({w: k for k, w in enumerate(waves)}).to_numpy(dtype=int)
@@ -252,7 +252,7 @@ def latent_scores(
     r_hat / bulk ESS. ``draws`` keeps ``sampler['keep']`` evenly thinned joint draws of alignment.
     A cluster-wave without managers or clinicians warns and keeps its (wide) prior; it never raises.
     """
-    s = {**SAMPLER_DEFAULTS, **(sampler or {})}
+    s = {**schema_defaults("alignment/latent"), **(sampler or {})}
     data = survey_long(survey, cfg, clusters)
     notes = []
     for row in data.counts.itertuples(index=False):

@@ -36,6 +36,7 @@ from qialign.data.tables import (
     num,
     patients_schema,
     survey_schema,
+    trials_column,
 )
 from qialign.data.treatment import treatment_problems
 from qialign.data.validate import design_problems, run_schema
@@ -73,7 +74,7 @@ def file_hashes(trial: TrialData) -> dict[str, str]:
 
 # ---------------------------------------------------------------- reading and renaming
 def _read_all(cfg: dict) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
-    columns = cfg.get("columns", {})
+    columns = cfg["columns"]
     tables, files, errors = {}, {}, []
     for name in TABLES:
         path = cfg["data"].get(name)
@@ -120,8 +121,8 @@ def _nothing_to_analyse(trial: TrialData, paths: dict) -> list[Problem]:
 # ---------------------------------------------------------------- periods from dates
 def _bin_tables(cfg: dict, tables: dict) -> tuple[str | None, pd.Timestamp | None, str]:
     """Replace ``period`` by binned dates where the date column is present (returns dc, origin, unit)."""
-    pcfg = cfg.get("periods", {})
-    dc, unit = pcfg.get("date_column"), pcfg.get("unit", "month")
+    pcfg = cfg["periods"]
+    dc, unit = pcfg.get("date_column"), pcfg["unit"]
     if not dc:
         return None, None, unit
     parsed = {
@@ -199,7 +200,7 @@ def load_trial(cfg: dict) -> TrialData:
     """Read, rename, bin dates, validate every table (all problems at once) and derive columns."""
     tables, files = _read_all(cfg)
     paths = {name: info["path"] for name, info in files.items()}
-    columns = cfg.get("columns", {})
+    columns = cfg["columns"]
     problems = absent_renames(columns, tables, paths) + _empty_tables(tables, paths)
     display = {name: table_renames(columns, name) for name in tables}  # per table: contract -> user
     for name in list(tables):
@@ -285,14 +286,14 @@ def _coerce(name: str, df: pd.DataFrame, cfg: dict) -> pd.DataFrame:
             df[col] = _int_or_na(df[col])
     if name == "survey":  # waves are text labels (qialign.waves); no wave column: one wave
         df["wave"] = wave_labels(df["wave"]) if "wave" in df.columns else ONE_WAVE
-    numeric = set(cfg.get("covariates", []))
+    numeric = set(cfg["covariates"])
     for oname, spec in cfg["outcomes"].items():
         numeric |= {oname, f"{oname}_mean", f"{oname}_sd"}
         numeric |= {spec[k] for k in ("exposure", "trials") if spec.get(k)}
     if name == "survey":
-        numeric |= {i for its in cfg.get("alignment", {}).get("domains", {}).values() for i in its}
+        numeric |= {i for its in (cfg["alignment"].get("domains") or {}).values() for i in its}
     if name == "implementation":
-        numeric.add(cfg.get("fidelity", {}).get("column", "fidelity"))
+        numeric.add(cfg["fidelity"]["column"])
     for col in numeric & set(df.columns) - {"n"}:
         df[col] = num(df[col])
     return df
@@ -315,7 +316,7 @@ def _design(cfg: dict, tables: dict, paths: dict, display: dict) -> list[Problem
     cells = cells.assign(period=cells["period"].astype("int64"))
     cl = clusters.dropna(subset=["cluster"])
     outcome_tables = [t for t in ("patients", "cluster_periods") if t in tables]
-    data_display = shared_display(cfg.get("columns", {}), outcome_tables)
+    data_display = shared_display(cfg["columns"], outcome_tables)
     return design_problems(cfg, cl, cells, paths, display, data_display)
 
 
@@ -350,7 +351,7 @@ def outcome_covariates(trial: TrialData, outcome: str) -> list[str]:
     """
     table = trial.table(trial.locations[outcome])
     have = set(table.columns) | set(trial.clusters.columns)
-    return [c for c in trial.cfg.get("covariates", []) if c in have]
+    return [c for c in trial.cfg["covariates"] if c in have]
 
 
 def bin_covariate(values: pd.Series, cuts: list[float]) -> pd.Series:
@@ -384,7 +385,7 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
         rows[c] = num(df[c]) if c in df.columns else rows["cluster"].map(num(cl[c])).to_numpy()
     missing = pd.Series(False, index=df.index)
     covariate_na = rows[covs].isna() if covs else None
-    for c, cuts in cfg.get("covariate_bins", {}).items():
+    for c, cuts in cfg["covariate_bins"].items():
         if c in covs:
             rows[c] = bin_covariate(rows[c], cuts)
     if table == "patients":
@@ -399,7 +400,7 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
         rows["n"] = df["n"].astype("int64")
         if FAMILIES[family].kind == "binary":
             rows["y"] = num(df[outcome])
-            rows["n"] = df[spec.get("trials", "n")].astype("int64")
+            rows["n"] = df[trials_column(spec)].astype("int64")
         elif FAMILIES[family].kind == "count":
             rows["y"] = num(df[outcome])
             exp = spec.get("exposure")
@@ -428,7 +429,7 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
 
 
 def _fidelity(trial: TrialData, rows: pd.DataFrame) -> np.ndarray:
-    col = trial.cfg.get("fidelity", {}).get("column", "fidelity")
+    col = trial.cfg["fidelity"]["column"]
     imp = trial.implementation.dropna(subset=["cluster", "period"])
     imp = imp.assign(period=imp["period"].astype("int64"))
     key = imp.set_index(["cluster", "period"])[col]

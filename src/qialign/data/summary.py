@@ -92,7 +92,7 @@ def summarise(trial: TrialData) -> str:
         sv = trial.survey
         out.append(f"Survey: {len(sv)} respondents; by role and wave:")
         tab = sv.groupby(["role", "wave"]).size().unstack("wave", fill_value=0)
-        tab = tab[wave_order(tab.columns, trial.cfg.get("alignment", {}).get("waves"))]
+        tab = tab[wave_order(tab.columns, trial.cfg["alignment"].get("waves"))]
         tab.columns = [f"wave {w}" for w in tab.columns]
         out += ["  " + line for line in tab.to_string().splitlines()]
     if trial.implementation is not None:

@@ -21,6 +21,12 @@ from qialign.families import FAMILIES
 from qialign.waves import ONE_WAVE, wave_labels, wave_order
 
 
+def trials_column(outcome: dict) -> str:
+    """The column of a binomial outcome's trials in cluster_periods: its ``trials`` key, else the
+    contract's count of patients ``n``."""
+    return outcome["trials"] if "trials" in outcome else "n"
+
+
 def num(s: pd.Series) -> pd.Series:
     """Numeric view of a column (non-numbers become NaN); never raises."""
     if pd.api.types.is_bool_dtype(s):
@@ -233,7 +239,7 @@ def _period_column(s: TableSchema, df: pd.DataFrame, ctx: Context) -> None:
 def _covariates(s: TableSchema, df: pd.DataFrame, ctx: Context, elsewhere: set[str] | None) -> None:
     """Covariates in this table must be numeric; with ``elsewhere`` (columns of the other tables),
     a covariate found in no table is reported against this one."""
-    for cov in ctx.cfg.get("covariates", []):
+    for cov in ctx.cfg["covariates"]:
         if cov in df.columns:
             s.column(cov, covariate_rules(s.name(cov)), required=False)
         elif elsewhere is not None and cov not in elsewhere:
@@ -263,14 +269,14 @@ def clusters_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
             )
         )
     s.column("start_period", start_rules, required=True, nullable=True)
-    given = ctx.cfg.get("alignment", {}).get("source") == "given"
+    given = ctx.cfg["alignment"]["source"] == "given"
     s.column(
         "alignment",
         [("a number (cluster alignment score)", is_number)],
         required=given,
         nullable=not given,
     )
-    for cov in ctx.cfg.get("covariates", []):
+    for cov in ctx.cfg["covariates"]:
         if cov in df.columns:
             s.column(cov, covariate_rules(s.name(cov)), required=False)
     return s
@@ -326,7 +332,7 @@ def cluster_periods_schema(df: pd.DataFrame, ctx: Context, elsewhere: set[str] |
         family = out["family"]
         kind = FAMILIES[family].kind
         if kind == "binary":
-            trials = out.get("trials", "n")
+            trials = trials_column(out)
             s.column(name, outcome_rules("binomial"), required=True)
             if trials != "n":
                 s.column(trials, integer_rules(1, "a whole number of trials"), required=True)
@@ -357,19 +363,19 @@ def when_finite() -> Callable[[pd.Series], pd.Series]:
 def survey_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
     """survey: unique respondent, known cluster and role, a wave (listed in alignment.waves when
     given), Likert items in the scale."""
-    al = ctx.cfg.get("alignment", {})
+    al = ctx.cfg["alignment"]
     s = _new("survey", df, ctx)
     s.column("respondent", [unique_values()], required=True, nullable=False)
     _cluster_column(s, ctx)
-    roles = al.get("roles", {})
-    allowed = list(roles.get("clinical", [])) + list(roles.get("managerial", []))
+    roles = al.get("roles") or {}
+    allowed = [*(roles.get("clinical") or ()), *(roles.get("managerial") or ())]
     role_rules = []
     if allowed:
         role_rules = [in_set(allowed, "a role listed in alignment.roles: " + ", ".join(allowed))]
     s.column("role", role_rules, required=True, nullable=False)
     _wave_column(s, df, al)
-    lo, hi = al.get("scale", {}).get("min", 1), al.get("scale", {}).get("max", 5)
-    items = [i for its in al.get("domains", {}).values() for i in its]
+    lo, hi = al["scale"]["min"], al["scale"]["max"]
+    items = [i for its in (al.get("domains") or {}).values() for i in its]
     for item in dict.fromkeys(items):
         s.column(
             item,
@@ -380,7 +386,7 @@ def survey_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
             required=True,
             nullable=True,
         )
-    for item in al.get("reverse", []):
+    for item in al["reverse"]:
         if item not in items:
             s.frame_rule(
                 item,
@@ -420,7 +426,7 @@ def _wave_column(s: TableSchema, df: pd.DataFrame, al: dict) -> None:
 
 def implementation_schema(df: pd.DataFrame, ctx: Context) -> TableSchema:
     """implementation: cluster, period (or date), fidelity finite >= 0, one row per cell."""
-    col = ctx.cfg.get("fidelity", {}).get("column", "fidelity")
+    col = ctx.cfg["fidelity"]["column"]
     s = _new("implementation", df, ctx)
     _cluster_column(s, ctx)
     _period_column(s, df, ctx)

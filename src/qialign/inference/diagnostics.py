@@ -12,7 +12,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from qialign.models.spec import DIAGNOSTIC_DEFAULTS
+from qialign.config import schema_defaults
 
 REPORTED = (
     "mu",
@@ -50,7 +50,7 @@ def summary_table(idata) -> pd.DataFrame:
 
 def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], dict]:
     """Return (ok, problems, details); details hold the per-parameter summary table."""
-    th = {**DIAGNOSTIC_DEFAULTS, **(thresholds or {})}
+    th = {**schema_defaults("diagnostics"), **(thresholds or {})}
     summ = summary_table(idata)
     div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
     try:

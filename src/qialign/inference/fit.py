@@ -19,6 +19,7 @@ import xarray as xr
 from scipy.special import gammaln, log_expit
 
 from qialign.alignment.descriptive import standardise_over_clusters
+from qialign.config import schema_defaults
 from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.pooling import pool_refits
@@ -26,7 +27,7 @@ from qialign.inference.retry import sample_with_retry
 from qialign.inference.sampling import compile_nutpie, nutpie_sample, sample_pymc
 from qialign.models.build import build_model
 from qialign.models.design import Design, build_design, nb_shape
-from qialign.models.spec import DIAGNOSTIC_DEFAULTS, ModelSpec
+from qialign.models.spec import ModelSpec
 from qialign.progress import say
 
 
@@ -191,11 +192,11 @@ def fit_model(
     """
     configure_compile()
     s = {**spec.sampler, **(sampler or {})}
-    th = {**DIAGNOSTIC_DEFAULTS, **(diagnostics or {})}
+    th = {**schema_defaults("diagnostics"), **(diagnostics or {})}
     design = build_design(cells, spec, alignment)
     use_draws = alignment_draws is not None and design.A is not None
     model = build_model(design, spec, latent=latent if design.A is not None else None)
-    engine = s.get("engine", "nutpie")
+    engine = s["engine"]
     # a joint model's chains start at the plugin MAP of gamma (only nutpie takes a start)
     joint = latent is not None and design.A is not None and engine == "nutpie"
     start = plugin_start(design, spec) if joint else None

@@ -28,7 +28,7 @@ def sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") -> 
     say(f"{label}diagnostics pass" if ok else f"{label}diagnostics fail: {'; '.join(problems)}")
     attempts = [{"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems}]
     retried = False
-    if not ok and th.get("retry", True):
+    if not ok and th["retry"]:
         retried = True
         s = _retry_settings(s)
         idata, c2, t2 = sample(s, seed + 1)

@@ -41,15 +41,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from qialign.config import schema_defaults
 from qialign.families import FAMILIES
-from qialign.models.spec import INTERVAL_DEFAULTS
 from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE, interval_label
 
 COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
 
 
 def _interval(iv: dict | None) -> tuple[float, str]:
-    iv = {**INTERVAL_DEFAULTS, **(iv or {})}
+    iv = {**schema_defaults("interval"), **(iv or {})}
     return float(iv["prob"]), str(iv["kind"])
 
 

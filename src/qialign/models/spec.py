@@ -1,50 +1,17 @@
 """ModelSpec: one fitted model = one ``models:`` entry of a trial config x one outcome.
 
-Defaults come from the trial JSON schema (``$defs/model``, ``$defs/priors``, ``$defs/sampler``), so a
-spec built from a short config equals one built from a config validated with defaults filled.
-Sampler settings merge schema defaults <- trial ``sampler`` <- the model's own ``sampler``.
+Every value comes from the validated trial config, whose defaults the schema filled
+(:mod:`qialign.config`); ModelSpec has no defaults of its own. Sampler settings merge the trial's
+``sampler`` <- the model's own ``sampler``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import asdict, dataclass
 
+from qialign.config import sampler_for, synthetic_trial
 from qialign.errors import QialignError
 from qialign.families import FAMILIES
-
-DIAGNOSTIC_DEFAULTS = {
-    "r_hat_max": 1.01,
-    "ess_bulk_min": 400,
-    "ess_tail_min": 400,
-    "divergences_max": 0,
-    "ebfmi_min": 0.3,
-    "retry": True,
-}
-INTERVAL_DEFAULTS = {"prob": 0.95, "kind": "eti"}
-
-
-@cache
-def _schema_defaults() -> dict:
-    from qialign.config import trial_schema
-
-    defs = trial_schema()["$defs"]
-
-    def props(name):
-        return {k: v["default"] for k, v in defs[name]["properties"].items() if "default" in v}
-
-    return {"model": props("model"), "priors": props("priors"), "sampler": props("sampler")}
-
-
-def default_priors() -> dict:
-    """Prior scales from the schema (``$defs/priors``)."""
-    return dict(_schema_defaults()["priors"])
-
-
-def default_sampler() -> dict:
-    """Sampler settings from the schema (``$defs/sampler``)."""
-    return dict(_schema_defaults()["sampler"])
-
 
 #: ``trend: auto`` per design: categorical period effects where concurrent controls separate the
 #: trend from the treatment; a linear pre-trend (segmented regression) where none do (period
@@ -68,11 +35,11 @@ def resolved_auto(model: dict, design: str, family: str, table: str | None) -> d
       cluster-period SD traded off with ESS ~100); exchangeable otherwise.
     """
     out = dict(model)
-    if out.get("trend", "auto") == "auto":
+    if out["trend"] == "auto":
         out["trend"] = AUTO_TREND[design]
-    if out.get("overdispersion", "auto") == "auto":
+    if out["overdispersion"] == "auto":
         out["overdispersion"] = "cell" if table == "cluster_periods" else "patient"
-    if out.get("cluster_period", "auto") == "auto":
+    if out["cluster_period"] == "auto":
         cell_nb = family == "negative_binomial" and out["overdispersion"] == "cell"
         its = design == "interrupted_time_series"
         out["cluster_period"] = "ar1" if its else "none" if cell_nb else "exchangeable"
@@ -95,27 +62,27 @@ class ModelSpec:
     id: str
     outcome: str
     family: str
-    better: str = "lower"
-    trend: str = "period"
-    spline_df: int = 4
-    exposure: str = "step"
-    ramp_periods: int = 2
-    slope_change: bool = False
-    harmonics: int = 0
-    season_length: int = 12
-    site_effect: bool = True
-    cluster_period: str = "exchangeable"
-    random_treatment: bool = False
-    parametrization: str = "auto"
+    better: str
+    trend: str
+    spline_df: int
+    exposure: str
+    ramp_periods: int
+    slope_change: bool
+    harmonics: int
+    season_length: int
+    site_effect: bool
+    cluster_period: str
+    random_treatment: bool
+    parametrization: str
     #: where a count's overdispersion lives (``nb_shape``): per patient (counts summed from patient
     #: rows) or per cell (counts recorded per cluster-period); ``from_config`` resolves auto
-    overdispersion: str = "patient"
-    covariates: list[str] = field(default_factory=list)
-    moderators: list[str] = field(default_factory=lambda: ["alignment"])
-    moderator_main_effects: bool = True
-    priors: dict = field(default_factory=default_priors)
-    sampler: dict = field(default_factory=default_sampler)
-    label: str = ""
+    overdispersion: str
+    covariates: list[str]
+    moderators: list[str]
+    moderator_main_effects: bool
+    priors: dict
+    sampler: dict
+    label: str | None
     #: store per-cell linear predictors in the posterior (needed by marginal_difference,
     #: counterfactual, posterior predictive checks and LOO); None = when cells <= 20,000.
     store_predictions: bool | None = None
@@ -131,8 +98,6 @@ class ModelSpec:
             raise QialignError(f"model {self.id}: unknown overdispersion '{self.overdispersion}'")
         if self.cluster_period not in ("none", "exchangeable", "ar1"):
             raise QialignError(f"model {self.id}: unknown cluster_period '{self.cluster_period}'")
-        self.priors = {**default_priors(), **(self.priors or {})}
-        self.sampler = {**default_sampler(), **(self.sampler or {})}
 
     @property
     def link(self) -> str:
@@ -142,37 +107,51 @@ class ModelSpec:
     def from_config(
         cls, model_cfg: dict, outcome: str, outcome_cfg: dict, trial_cfg: dict, table: str | None = None
     ) -> ModelSpec:
-        """Build from one ``models:`` entry, the outcome's entry and the (validated) trial config;
-        ``table`` is where the outcome was recorded (``overdispersion: auto`` follows it)."""
-        d = {**_schema_defaults()["model"], **model_cfg}
-        design = trial_cfg.get("design", "stepped_wedge")
-        d = resolved_auto(d, design, outcome_cfg["family"], table)
-        covs = list(trial_cfg.get("covariates", [])) if d.get("covariates", True) else []
-        sampler = {**default_sampler(), **trial_cfg.get("sampler", {}), **d.get("sampler", {})}
+        """Build from one ``models:`` entry, the outcome's entry and the trial config, all validated
+        (schema-filled: :func:`qialign.config.validate_trial_config`, or
+        :func:`qialign.config.synthetic_trial` for simulated cells); ``table`` is where the outcome
+        was recorded (``overdispersion: auto`` follows it)."""
+        d = resolved_auto(model_cfg, trial_cfg["design"], outcome_cfg["family"], table)
         return cls(
             id=d["id"],
             outcome=outcome,
             family=outcome_cfg["family"],
-            better=outcome_cfg.get("better", "lower"),
+            better=outcome_cfg["better"],
             trend=d["trend"],
             spline_df=int(d["spline_df"]),
             exposure=d["exposure"],
             ramp_periods=int(d["ramp_periods"]),
-            slope_change=bool(d.get("slope_change", False)),
-            harmonics=int(d.get("harmonics", 0)),
-            season_length=int(d.get("season_length", 12)),
+            slope_change=bool(d["slope_change"]),
+            harmonics=int(d["harmonics"]),
+            season_length=int(d["season_length"]),
             site_effect=bool(d["site_effect"]),
             cluster_period=d["cluster_period"],
             random_treatment=bool(d["random_treatment"]),
-            parametrization=d.get("parametrization", "auto"),
+            parametrization=d["parametrization"],
             overdispersion=d["overdispersion"],
-            covariates=covs,
+            covariates=list(trial_cfg["covariates"]) if d["covariates"] else [],
             moderators=list(d["moderators"]),
             moderator_main_effects=bool(d["moderator_main_effects"]),
-            priors={**default_priors(), **d.get("priors", {})},
-            sampler=sampler,
-            label=d.get("label", ""),
+            priors=dict(d["priors"]),
+            sampler=sampler_for(trial_cfg, d),
+            label=d.get("label"),
         )
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def simulated_spec(
+    family: str,
+    model: dict,
+    *,
+    design: str = "stepped_wedge",
+    covariates: list[str] | tuple = (),
+    sampler: dict | None = None,
+    outcome: str = "y",
+) -> ModelSpec:
+    """The spec of one ``models:`` entry fitted to simulated cells of one outcome: built, like any
+    other, from a validated trial config (:func:`qialign.config.synthetic_trial`)."""
+    settings = {"covariates": list(covariates), **({"sampler": sampler} if sampler else {})}
+    trial = synthetic_trial(design, {outcome: {"family": family}}, [model], **settings)
+    return ModelSpec.from_config(trial["models"][0], outcome, trial["outcomes"][outcome], trial)

@@ -6,6 +6,7 @@ can replace the dict in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from qialign.config import models_for
+from qialign.config import TrialConfig, models_for, trial_config
 from qialign.data.io import read_results_csv, read_results_parquet
-from qialign.models.spec import DIAGNOSTIC_DEFAULTS, INTERVAL_DEFAULTS, ModelSpec
+from qialign.models.spec import ModelSpec
 from qialign.report import estimates as E
 from qialign.report.tables import count
+from qialign.results import interval_label
 
 #: data tables whose rows are people: only their counts are suppressed (disclosure control)
 PEOPLE_TABLES = ("patients", "survey")
@@ -53,53 +55,55 @@ class Context:
     attention: list[tuple[str, str]] = field(default_factory=list)
     _cache: dict = field(default_factory=dict)
 
-    # ---- trial config -------------------------------------------------------------------
+    # ---- trial config (typed, every default from the schema: qialign.config.TrialConfig) ----------
+    @property
+    def typed(self) -> TrialConfig:
+        if "typed" not in self._cache:
+            self._cache["typed"] = trial_config(self.cfg)
+        return self._cache["typed"]
+
     @property
     def trial(self) -> str:
-        return self.cfg["id"]
+        return self.typed.id
 
     @property
     def title(self) -> str:
-        return self.cfg.get("title") or self.cfg["id"]
+        return self.typed.title or self.typed.id
 
     @property
     def synthetic(self) -> bool:
-        return bool(self.cfg.get("synthetic"))
+        return self.typed.synthetic
 
     @property
     def design(self) -> str:
-        return self.cfg["design"]
+        return self.typed.design
 
     @property
-    def seed(self):
-        return self.cfg.get("seed")
+    def seed(self) -> int:
+        return self.typed.seed
 
     @property
     def below(self) -> int:
         """Counts of people from 1 to ``below`` - 1 print as ``<below`` (``report.suppress_below``)."""
-        return int(self.cfg.get("report", {}).get("suppress_below", 5))
+        return self.typed.report.suppress_below
 
     @property
     def thresholds(self) -> dict:
-        return {**DIAGNOSTIC_DEFAULTS, **self.cfg.get("diagnostics", {})}
+        return dataclasses.asdict(self.typed.diagnostics)
 
     @property
     def interval_code(self) -> str:
         """``eti95``-style code of the configured interval."""
-        return f"{self.interval['kind']}{100 * float(self.interval['prob']):g}"
+        return interval_label(self.typed.interval.prob, self.typed.interval.kind)
 
     @property
     def interval(self) -> dict:
         """``kind`` (eti, hdi) and ``prob`` of the reported intervals."""
-        return {**INTERVAL_DEFAULTS, **self.cfg.get("interval", {})}
-
-    @property
-    def _alignment(self) -> dict:
-        return self.cfg.get("alignment", {})
+        return dataclasses.asdict(self.typed.interval)
 
     @property
     def alignment_source(self) -> str:
-        return self._alignment.get("source", "none")
+        return self.typed.alignment.source
 
     @property
     def alignment_on(self) -> bool:
@@ -107,29 +111,29 @@ class Context:
 
     @property
     def alignment_method(self) -> str:
-        return self._alignment.get("method", "")
+        return self.typed.alignment.method
 
     @property
     def alignment_wave(self):
         """The configured moderating wave (None: the first scored)."""
-        return self._alignment.get("wave")
+        return self.typed.alignment.wave
 
     @property
     def alignment_propagation(self) -> str:
-        return self._alignment.get("propagation", "plugin")
+        return self.typed.alignment.propagation
 
     @property
     def alignment_domains(self) -> list[str]:
-        return list(self._alignment.get("domains", {}))
+        return list(self.typed.alignment.domains or {})
 
     @property
     def survey_scale_max(self) -> float:
         """The top of the survey's answer scale (``alignment.scale.max``)."""
-        return self._alignment.get("scale", {}).get("max", 5)
+        return self.typed.alignment.scale.max
 
     @property
     def covariates(self) -> list[str]:
-        return list(self.cfg.get("covariates", []))
+        return list(self.typed.covariates)
 
     @property
     def truth_path(self) -> Path:
@@ -144,19 +148,19 @@ class Context:
         return self.cfg["outcomes"][outcome]
 
     def label(self, outcome: str) -> str:
-        return self.outcome_cfg(outcome).get("label") or outcome.replace("_", " ")
+        return self.typed.outcomes[outcome].label or outcome.replace("_", " ")
 
     def family(self, outcome: str) -> str:
-        return self.outcome_cfg(outcome)["family"]
+        return self.typed.outcomes[outcome].family
 
     def better(self, outcome: str) -> str:
-        return self.outcome_cfg(outcome).get("better", "lower")
+        return self.typed.outcomes[outcome].better
 
     def unit(self, outcome: str) -> str:
-        return self.outcome_cfg(outcome).get("unit") or ""
+        return self.typed.outcomes[outcome].unit
 
     def exposure(self, outcome: str) -> str | None:
-        return self.outcome_cfg(outcome).get("exposure")
+        return self.typed.outcomes[outcome].exposure
 
     def model_cfgs(self, outcome: str) -> list[dict]:
         return models_for(self.cfg, outcome)

@@ -37,14 +37,12 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
     al = cfg["alignment"]
     trial = load_trial(cfg)
     clusters = trial.clusters["cluster"].tolist()
-    prob = float(cfg.get("interval", {}).get("prob", 0.95))
+    prob = float(cfg["interval"]["prob"])
     draws = None
     if al["source"] == "survey":
         _order_note(trial.survey["wave"], al)
         if al["method"] == "latent":
-            fit = latent_scores(
-                trial.survey, al, clusters, seed=cfg["seed"], sampler=al.get("latent"), prob=prob
-            )
+            fit = latent_scores(trial.survey, al, clusters, seed=cfg["seed"], sampler=al["latent"], prob=prob)
             scores, draws = fit.scores, fit.draws
             d, t = fit.diagnostics, fit.timings
             print(
@@ -62,7 +60,7 @@ def alignment_scores(config_path: str | Path, out: Path) -> pd.DataFrame:
         scores = pd.DataFrame(
             {
                 "cluster": clusters,
-                "wave": al.get("wave") or ONE_WAVE,
+                "wave": al["wave"] or ONE_WAVE,
                 "wave_order": 1,
                 "method": "given",
                 "alignment": trial.clusters["alignment"].astype(float).to_numpy(),

@@ -92,16 +92,16 @@ def crosscheck_step(
             )
     except ValueError as exc:
         raise QialignError(f"cross-check of outcome '{outcome}' ({level} level): {exc}") from None
-    segmented = primary.get("slope_change") or primary.get("harmonics", 0) > 0
+    segmented = primary["slope_change"] or primary["harmonics"] > 0
     if cfg["design"] == "interrupted_time_series" or (
         segmented and cfg["design"] == "controlled_before_after"
     ):  # segmented regression: one series, or treated vs control series (controlled ITS)
         its = its_cross_check(
             rows,
             family,
-            harmonics=primary.get("harmonics", 0),
-            period=primary.get("season_length", 12),
-            slope_change=primary.get("slope_change", False),
+            harmonics=primary["harmonics"],
+            period=primary["season_length"],
+            slope_change=primary["slope_change"],
             interval=cfg["interval"]["prob"],
         )
         if moderators:  # one series summed over clusters cannot carry a cluster-level moderator

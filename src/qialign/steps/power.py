@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from qialign.config import load_trial_config
+from qialign.config import TrialConfig, load_trial_config, trial_config
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
 from qialign.families import FAMILIES, of_kind
@@ -66,28 +66,29 @@ def total_variance(cells: pd.DataFrame, family: str) -> float:
     return float((cells["sumsq"].sum() - n * mean**2) / (n - 1))
 
 
-def power_rows(cfg: dict, outcome: str, cells: pd.DataFrame) -> pd.DataFrame:
-    pw = cfg["power"]
+def power_rows(trial: TrialConfig, outcome: str, cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per schedule replicate x ICC x CAC x estimand x effect (``trial.power``)."""
+    pw = trial.power
     X, m, clusters, periods = schedule(cells)
     m = np.where(np.isnan(X), np.nan, np.nan_to_num(m, nan=0.0))
     m_cells = np.where(np.isnan(X), 1.0, m)  # unobserved cells carry no information whatever m is
-    s2 = total_variance(cells, cfg["outcomes"][outcome]["family"])
-    z = ndtri(1 - pw["alpha"] / 2) + ndtri(pw["target"])
+    s2 = total_variance(cells, trial.outcomes[outcome].family)
+    z = ndtri(1 - pw.alpha / 2) + ndtri(pw.target)
     rows = []
-    for k in pw["replicates"]:
+    for k in pw.replicates:
         Xk, mk = np.tile(X, (k, 1)), np.tile(m_cells, (k, 1))
-        for icc in pw["icc"]:
-            for cac in pw["cac"]:
+        for icc in pw.icc:
+            for cac in pw.cac:
                 vc = VarianceComponents.from_correlations(icc=icc, cac=cac, total_variance=s2)
                 for estimand, variance, effects in (
-                    ("treatment", treatment_variance, pw["effects"]),
-                    ("interaction", interaction_variance, pw["interaction_effects"]),
+                    ("treatment", treatment_variance, pw.effects),
+                    ("interaction", interaction_variance, pw.interaction_effects),
                 ):
                     se = float(np.sqrt(variance(Xk, mk, vc)))
                     for eff in effects or [np.nan]:
                         rows.append(
                             {
-                                "trial": cfg["id"],
+                                "trial": trial.id,
                                 "outcome": outcome,
                                 "design": "trial schedule" if k == 1 else f"trial schedule x{k}",
                                 "replicates": k,
@@ -100,10 +101,10 @@ def power_rows(cfg: dict, outcome: str, cells: pd.DataFrame) -> pd.DataFrame:
                                 "estimand": estimand,
                                 "effect": eff,
                                 "se": se,
-                                "power": power(eff, se, pw["alpha"]) if np.isfinite(eff) else np.nan,
+                                "power": power(eff, se, pw.alpha) if np.isfinite(eff) else np.nan,
                                 "mde": z * se,
-                                "target": pw["target"],
-                                "alpha": pw["alpha"],
+                                "target": pw.target,
+                                "alpha": pw.alpha,
                                 "method": "gls_normal",
                             }
                         )
@@ -127,7 +128,7 @@ def power_step(config_path: str | Path, prepared_root: Path, out: Path) -> pd.Da
         record = json.loads((prepared_root / outcome / "prepared.json").read_text())
         if record.get("family", cfg["outcomes"][outcome]["family"]) not in SUPPORTED:
             raise QialignError(f"{outcome}: analytic power covers {', '.join(SUPPORTED)} outcomes")
-        table = power_rows(cfg, outcome, cells)
+        table = power_rows(trial_config(cfg), outcome, cells)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     return table

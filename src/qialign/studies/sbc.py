@@ -41,7 +41,7 @@ from qialign.inference.diagnostics import diagnose
 from qialign.inference.sampling import compile_nutpie, nutpie_sample
 from qialign.models.build import build_model
 from qialign.models.design import build_design
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 
 DEFAULTS: dict = {
     "seed": 20261126,
@@ -203,7 +203,7 @@ def sbc_cells(cfg: dict) -> tuple[pd.DataFrame, pd.Series]:
 
 def sbc_spec(cfg: dict):
     """The ModelSpec under test (a ``models:`` entry, no covariates); predictions not stored."""
-    spec = ModelSpec.from_config(dict(cfg["model"]), "y", {"family": cfg["family"]}, {"covariates": []})
+    spec = simulated_spec(cfg["family"], dict(cfg["model"]))
     spec.sampler = {**spec.sampler, **cfg["sampler"]}
     spec.store_predictions = False
     return spec

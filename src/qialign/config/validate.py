@@ -1,43 +1,18 @@
-"""Trial configuration: load YAML, validate against the JSON schema and fill its defaults.
-
-The schema (``schemas/trial.schema.yaml``, linked from ``workflow/schemas/``) is the one source of
-truth for the Snakefile (``snakemake.utils.validate``) and for ``qialign validate``.
-"""
+"""Trial configuration: load YAML, validate it against the schema (:mod:`qialign.config.schema`),
+which fills its defaults, and check what the schema cannot express; every problem on one screen."""
 
 from __future__ import annotations
 
 import copy
 import difflib
-from importlib.resources import files
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from qialign.config.schema import default_filling_validator, trial_schema
 from qialign.errors import QialignError
 from qialign.waves import wave_label
-
-SCHEMA_PATH = Path(str(files("qialign") / "schemas" / "trial.schema.yaml"))
-
-
-def trial_schema() -> dict:
-    """The trial JSON schema as a dict."""
-    return yaml.safe_load(SCHEMA_PATH.read_text())
-
-
-def _default_filling_validator():
-    """A Draft 2020-12 validator that writes each missing property's default (deep-copied) first."""
-    base = jsonschema.Draft202012Validator
-    validate_properties = base.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
 def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
@@ -48,7 +23,7 @@ def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
         raise QialignError(f"{source}: expected a YAML mapping of trial settings, got {type(raw).__name__}.")
     cfg = copy.deepcopy(raw)
     _wave_labels(cfg)
-    validator = _default_filling_validator()(trial_schema())
+    validator = default_filling_validator()(trial_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"{source}: {len(errors)} problem(s) in the trial configuration:"]
@@ -63,8 +38,8 @@ def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
 
 def _roles_as_text(cfg: dict) -> None:
     """Role codes as the survey's role column reads them: text (integer codes 1 -> '1'), in place."""
-    roles = cfg["alignment"].get("roles", {})
-    for group, values in roles.items():
+    roles = cfg["alignment"].get("roles")
+    for group, values in (roles or {}).items():
         roles[group] = [str(int(v)) if isinstance(v, int | float) else v for v in values]
 
 
@@ -119,7 +94,7 @@ def _check_cross_references(cfg: dict, source: str) -> None:
     ids = [m["id"] for m in cfg["models"]]
     problems = [f"- models: id '{i}' is used more than once" for i in sorted(set(ids)) if ids.count(i) > 1]
     for name, out in cfg["outcomes"].items():
-        for mid in out.get("models", []):
+        for mid in out.get("models") or ():
             if mid not in ids:
                 problems.append(f"- outcomes/{name}/models: '{mid}' is not a model id ({', '.join(ids)})")
         if "exposure" in out and out["family"] not in ("poisson", "negative_binomial"):
@@ -135,13 +110,14 @@ def _check_cross_references(cfg: dict, source: str) -> None:
     if not {"patients", "cluster_periods"} & set(cfg["data"]):
         problems.append("- data: give a patients table, a cluster_periods table, or both")
     al = cfg["alignment"]
-    if al["propagation"] != "plugin" and not (al["source"] == "survey" and al.get("method") == "latent"):
+    if al["propagation"] != "plugin" and not (al["source"] == "survey" and al["method"] == "latent"):
         problems.append(
             f"- alignment/propagation: '{al['propagation']}' needs posterior draws of alignment, i.e. "
             "alignment.source: survey with method: latent; use plugin otherwise"
         )
-    roles = al.get("roles", {})
-    both = [g for g in roles.get("clinical", []) if g in roles.get("managerial", [])]
+    roles = al.get("roles") or {}
+    managerial = roles.get("managerial") or ()
+    both = [g for g in roles.get("clinical") or () if g in managerial]
     if both:
         problems.append(
             f"- alignment/roles: {', '.join(repr(g) for g in dict.fromkeys(both))} listed as both "
@@ -174,12 +150,14 @@ def load_trial_config(path: str | Path) -> dict:
     return validate_trial_config(raw, source=str(path))
 
 
-def models_for(cfg: dict, outcome: str) -> list[dict]:
-    """The model variants fitted for one outcome (its own list of ids, else all)."""
-    wanted = cfg["outcomes"][outcome].get("models")
-    return [m for m in cfg["models"] if wanted is None or m["id"] in wanted]
+#: what ``synthetic_trial`` writes for the data paths: simulated cells are never read from files
+SIMULATED = "<simulated>"
 
 
-def sampler_for(cfg: dict, model: dict) -> dict:
-    """Trial sampler settings with the model's overrides applied."""
-    return {**cfg["sampler"], **model.get("sampler", {})}
+def synthetic_trial(design: str, outcomes: dict[str, dict], models: list[dict], **settings) -> dict:
+    """A validated (schema-filled) config of a simulated trial, for fitting simulated cells (SBC,
+    benchmarks, tests): ``settings`` are further top-level keys (``covariates``, ``sampler``, ...);
+    the data paths are placeholders that nothing reads."""
+    data = {"clusters": SIMULATED, "cluster_periods": SIMULATED}
+    raw = {"id": "simulated", "design": design, "data": data, "seed": 0, **settings}
+    return validate_trial_config({**raw, "outcomes": outcomes, "models": models}, source="simulated trial")
