@@ -72,3 +72,19 @@ def test_a_name_from_a_package_runs_its_init_not_every_module():
     for init in SRC.rglob("__init__.py"):
         text = init.read_text()
         assert "import_module" not in text and "__getattr__" not in text, init
+
+
+def test_a_schema_default_edit_re_runs_every_step_that_reads_the_config(tmp_path):
+    root = tmp_path / "qialign"
+    shutil.copytree(SRC, root)
+    steps = ("steps/fit.py", "steps/crosscheck.py", "steps/power.py", "steps/alignment.py")
+    steps += ("steps/prepare.py", "report/__init__.py")
+    before = {e: source_hash(root, e) for e in steps}
+    schema = root / "config" / "trial.schema.yaml"
+    schema.write_text(schema.read_text().replace("default: 5,", "default: 6,", 1))
+    assert all(source_hash(root, e) != before[e] for e in steps)
+    template = root / "report" / "templates" / "template.html.j2"
+    report, fit = source_hash(root, "report/__init__.py"), source_hash(root, "steps/fit.py")
+    template.write_text(template.read_text() + "\n")
+    assert source_hash(root, "report/__init__.py") != report
+    assert source_hash(root, "steps/fit.py") == fit  # the fits do not read the report's template

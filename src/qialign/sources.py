@@ -20,6 +20,12 @@ import sys
 from pathlib import Path
 
 PACKAGE = "qialign"
+#: package data files and the module that reads them: a step running the module runs the data too
+#: (so a changed schema default re-runs every step that fills its config from the schema)
+DATA_FILES = {
+    "config/schema.py": ("config/trial.schema.yaml",),
+    "report/render.py": ("report/templates/template.html.j2",),
+}
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
@@ -82,7 +88,8 @@ def step_files(root: Path, entry: str) -> list[Path]:
             for f in _resolve(root, dotted) - seen:
                 seen.add(f)
                 todo.append(f)
-    return sorted(seen | {root / "__init__.py", root / "cli.py"})
+    data = {root / d for module, names in DATA_FILES.items() if root / module in seen for d in names}
+    return sorted(seen | data | {root / "__init__.py", root / "cli.py"})
 
 
 def source_hash(root: str | Path, *entries: str) -> str:

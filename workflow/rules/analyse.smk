@@ -145,7 +145,7 @@ rule report:
         mem_mb=2000,
         runtime=10,
     params:
-        code=source_hash("report/__init__.py", "report/templates/template.html.j2"),
+        code=source_hash("report/__init__.py"),
         logs=lambda wc: trial_logs(wc.trial),
     shell:
         "qialign --progress-fd 3 report {input.config} --results results/{wildcards.trial} --out {output} "

@@ -14,7 +14,7 @@ rule validate:
         runtime=10,
     params:
         config=lambda wc: trial_config_path(wc.trial),
-        code=source_hash("steps/prepare.py", "config/trial.schema.yaml"),
+        code=source_hash("steps/prepare.py"),
     shell:
         "qialign --progress-fd 3 validate {params.config} --out {output.summary} --data-json {output.data} 3>&2 > {log} 2>&1"
 
