@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from qialign.results import FitRecord
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.fit import fit_step
 from qialign.steps.prepare import prepare_outcome
@@ -27,7 +28,7 @@ def write_trial(work: Path, sim: dict, seed: int, trial: dict) -> tuple[Path, di
     return path, sim_trial.truth
 
 
-def fit_through_steps(config: Path, outcome: str, model: str, work: Path) -> tuple[pd.DataFrame, dict]:
+def fit_through_steps(config: Path, outcome: str, model: str, work: Path) -> tuple[pd.DataFrame, FitRecord]:
     """prepare -> alignment -> fit; returns (estimates indexed by estimand, the fit record)."""
     prepared = work / outcome
     prepare_outcome(config, outcome, prepared)

@@ -131,8 +131,8 @@ def test_minimal_its_config_gives_the_tutorials_level_change(tmp_path):
     rr = est.loc["treatment_effect_natural"]
     assert PUBLISHED[1] < rr["estimate"] < PUBLISHED[2], rr
     assert rr["lower"] < PUBLISHED[0] < rr["upper"]
-    assert record["reliable"], record["problems"]
-    assert record["r_hat_max"] < 1.02
+    assert record.reliable, record.problems
+    assert record.r_hat_max < 1.02
 
 
 def test_main_effect_columns_exist_in_the_graph():

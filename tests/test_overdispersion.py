@@ -66,14 +66,14 @@ def test_cell_level_shape_recovers_phi_and_theta(nb_fit):
     # cluster-period SD are only weakly separated with one count per cluster-period: both add
     # m^2-proportional variance, so the upper limit stays wide.)
     assert rows["phi"]["lower"] > 2
-    assert record["r_hat_max"] < 1.02
+    assert record.r_hat_max < 1.02
 
 
 def test_replicated_cells_spread_like_the_data(nb_fit):
     """PPC: the SD of replicated cell rates brackets the observed SD (not a saturated fit)."""
     _, record, _ = nb_fit
-    assert 0.05 < record["ppc"]["p_sd"] < 0.95, record["ppc"]
-    assert 0.05 < record["ppc"]["p_chi2"] < 0.95, record["ppc"]
+    assert 0.05 < record.ppc["p_sd"] < 0.95, record.ppc
+    assert 0.05 < record.ppc["p_chi2"] < 0.95, record.ppc
 
 
 def test_auto_resolves_by_table():

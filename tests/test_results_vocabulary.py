@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +24,8 @@ from qialign.results import (
     interval_label,
 )
 from test_crosscheck_cells import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _freq(rows) -> pd.DataFrame:
@@ -98,3 +104,30 @@ def test_every_family_cross_check_speaks_the_vocabulary(family):
     ].iloc[0]
     expect = np.exp(link["upper"]) if fam.exp_natural else link["upper"]
     assert nat["upper"] == pytest.approx(expect, rel=1e-12)
+
+
+def test_the_fit_rule_writes_exactly_the_contract_files_and_the_record_round_trips(tmp_path):
+    """The fit rule's outputs come from FIT_FILES (one table, no second list), as Snakemake plans
+    them; a record reads back field by field, and one written before a field existed reads it as None."""
+    from qialign.results import FIT_FILES, FitRecord
+
+    target = "results/sicily_its/aces/its/fit.json"
+    plan = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-n", "--forceall", target],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    lines = plan.stdout.splitlines()
+    start = lines.index("rule fit:")
+    outputs = next(line for line in lines[start:] if line.strip().startswith("output:"))
+    assert sorted(o.strip().rsplit("/", 1)[1] for o in outputs.split(":", 1)[1].split(",")) == sorted(
+        FIT_FILES.values()
+    )
+    record = FitRecord(
+        **{f: None for f in FitRecord.__dataclass_fields__} | {"trial": "t", "problems": ["x"]}
+    )
+    record.write(tmp_path / "fit.json")
+    assert FitRecord.read(tmp_path / "fit.json") == record
+    (tmp_path / "old.json").write_text('{"trial": "t", "reliable": false}')  # a record from before a field
+    old = FitRecord.read(tmp_path / "old.json")
+    assert old.reliable is False and old.ppc is None

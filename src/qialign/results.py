@@ -6,6 +6,11 @@ so a renamed column fails a test instead of silencing the report.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import pandas as pd
 
 from qialign.families import FAMILY_SCALES
@@ -133,3 +138,54 @@ FEW_EVENTS = 10
 
 #: a cluster whose clinical or managerial survey group has fewer respondents than this is flagged
 MIN_ROLE_RESPONDENTS = 3
+
+
+#: one fit's files in ``results/<trial>/<outcome>/<model>/``: the fit rule's named outputs
+#: (workflow/rules/common.smk builds them from this), written by ``steps/fit.py``, read by the report
+FIT_FILES = {
+    "posterior": "posterior.nc",
+    "estimates": "estimates.csv",
+    "diagnostics": "diagnostics.csv",
+    "effects": "cluster_effects.csv",
+    "counterfactual": "counterfactual.csv",
+    "ppc": "ppc.csv",
+    "record": "fit.json",
+}
+
+
+@dataclass(frozen=True)
+class FitRecord:
+    """``fit.json``: what one fit did and found, written once by the fit step; the report reads it
+    instead of re-diagnosing the posterior. A record written before a field existed reads it as None."""
+
+    trial: str
+    outcome: str
+    model: str
+    seed: int
+    reliable: bool
+    retried: bool
+    problems: list[str]
+    notes: list[str]
+    timings: dict
+    sampler: dict
+    divergences: int
+    ebfmi: float | None
+    r_hat_max: float
+    ess_bulk_min: float
+    ess_tail_min: float
+    attempts: int
+    ppc: dict
+    alignment_propagation: str | None
+    alignment_refits: int | None
+    versions: dict
+    reproducibility: dict
+    git_commit: str | None
+    data: dict
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2, default=str) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> FitRecord:
+        record = json.loads(Path(path).read_text())
+        return cls(**{f.name: record.get(f.name) for f in dataclasses.fields(cls)})

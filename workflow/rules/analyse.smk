@@ -7,13 +7,7 @@ rule fit:
         survey=lambda wc: joint_survey(wc.trial),
         config=lambda wc: trial_config_path(wc.trial),
     output:
-        posterior="results/{trial}/{outcome}/{model}/posterior.nc",
-        estimates="results/{trial}/{outcome}/{model}/estimates.csv",
-        diagnostics="results/{trial}/{outcome}/{model}/diagnostics.csv",
-        effects="results/{trial}/{outcome}/{model}/cluster_effects.csv",
-        counterfactual="results/{trial}/{outcome}/{model}/counterfactual.csv",
-        ppc="results/{trial}/{outcome}/{model}/ppc.csv",
-        record="results/{trial}/{outcome}/{model}/fit.json",
+        **FIT_OUTPUTS,
     log:
         "results/{trial}/logs/fit_{outcome}_{model}.log",
     conda:

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from qialign.config import load_trials, models_for
 from qialign.errors import QialignError
+from qialign.results import FIT_FILES
 from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
 
@@ -67,6 +68,13 @@ def outcomes_of(trial):
 def model_ids(trial, outcome):
     """Ids of the models fitted for one outcome (its own list, else all)."""
     return [m["id"] for m in models_for(TRIAL_CFG[trial], outcome)]
+
+
+# the fit rule's named outputs: one fit's folder holds qialign.results.FIT_FILES
+FIT_OUTPUTS = {
+    key: f"results/{{trial}}/{{outcome}}/{{model}}/{name}"
+    for key, name in FIT_FILES.items()
+}
 
 
 def fit_outputs(trial, name, outcome=None):

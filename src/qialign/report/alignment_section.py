@@ -14,6 +14,7 @@ from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context
 from qialign.report.tables import DASH, Table, count, is_missing, num, triple
+from qialign.results import FIT_FILES
 from qialign.waves import ONE_WAVE, file_order, resolve_wave, wave_label, wave_labels
 
 PROPAGATION_TEXT = {
@@ -142,7 +143,7 @@ def _moderation(ctx: Context, outcome: str) -> dict:
     """The primary model's cluster effects against standardised alignment, with θ + γ·z."""
     model = ctx.primary(outcome)
     est = ctx.estimates(outcome, model)
-    ce = ctx.csv(outcome, model, "cluster_effects.csv")
+    ce = ctx.csv(outcome, model, FIT_FILES["effects"])
     if est is None or ce is None or ce.empty or "alignment_z" not in ce or ce["alignment_z"].isna().all():
         return NOTE("No cluster effects with alignment for the primary model.")
     th, lo, hi = (

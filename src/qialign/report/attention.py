@@ -41,9 +41,9 @@ def _fit_problems(ctx: Context, outcome: str, model: str) -> None:
     fit = ctx.fit(outcome, model)
     if fit is None:
         ctx.flag(where, "fit.json missing: reliability unknown")
-    elif not fit.get("reliable", True):
-        reasons = "; ".join(map(str, fit.get("problems") or [])) or "no reason recorded"
-        retry = " after one retry" if fit.get("retried") else ""
+    elif fit.reliable is False:
+        reasons = "; ".join(map(str, fit.problems or [])) or "no reason recorded"
+        retry = " after one retry" if fit.retried else ""
         ctx.flag(where, f"fit unreliable{retry}: {reasons}")
 
 

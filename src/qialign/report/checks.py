@@ -14,7 +14,7 @@ from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context
 from qialign.report.tables import DASH, Table, is_missing, num, percent
 from qialign.report.trends import wmean
-from qialign.results import PARETO_K_BAD
+from qialign.results import FIT_FILES, PARETO_K_BAD
 
 FIT_COLUMNS = [
     "Outcome",
@@ -69,30 +69,34 @@ def _fits_table(ctx: Context) -> Table:
     t = Table(FIT_COLUMNS, [], numeric={4, 5, 6, 7, 8})
     for outcome in ctx.outcomes:
         for model in ctx.models(outcome):
-            fit = ctx.fit(outcome, model) or {}
-            ebfmi, rel = fit.get("ebfmi"), fit.get("reliable")
+            fit = ctx.fit(outcome, model)
+            if fit is None:
+                t.rows.append([ctx.label(outcome), model, "unknown", DASH, *[DASH] * 5, "fit.json missing"])
+                t.row_classes.append("bad")
+                continue
+            ebfmi, rel = fit.ebfmi, fit.reliable
             t.rows.append(
                 [
                     ctx.label(outcome),
                     model,
                     "yes" if rel else ("NO" if rel is False else "unknown"),
-                    "yes" if fit.get("retried") else ("no" if fit else DASH),
-                    num(fit.get("r_hat_max"), 3),
-                    _whole(fit.get("ess_bulk_min")),
-                    _whole(fit.get("ess_tail_min")),
-                    str(fit.get("divergences", DASH)),
+                    "yes" if fit.retried else "no",
+                    num(fit.r_hat_max, 3),
+                    _whole(fit.ess_bulk_min),
+                    _whole(fit.ess_tail_min),
+                    DASH if fit.divergences is None else str(fit.divergences),
                     num(min(ebfmi), 2) if isinstance(ebfmi, list) and ebfmi else DASH,
-                    "; ".join(map(str, fit.get("problems") or [])) or ("none" if fit else "fit.json missing"),
+                    "; ".join(map(str, fit.problems or [])) or "none",
                 ]
             )
-            t.row_classes.append("bad" if rel is False or not fit else "")
+            t.row_classes.append("bad" if rel is False else "")
     return t
 
 
 def _ppc(ctx: Context, outcome: str) -> dict:
     """Observed against predicted mean per cluster-period, with the fit's Bayesian p-values."""
     fam, model = ctx.family(outcome), ctx.primary(outcome)
-    ppc = ctx.csv(outcome, model, "ppc.csv")
+    ppc = ctx.csv(outcome, model, FIT_FILES["ppc"])
     if ppc is None or ppc.empty or not {"observed_mean", "predicted_mean"} <= set(ppc):
         return NOTE(f"No posterior predictive check (ppc.csv) for model {escape(model)}.")
     one_per_cp = not ppc.duplicated(["cluster", "period"]).any()
@@ -113,7 +117,8 @@ def _ppc(ctx: Context, outcome: str) -> dict:
     scale = " (standardised scale)" if FAMILIES[fam].kind == "continuous" else ""
     xl = ("proportion" if FAMILIES[fam].kind == "binary" else "mean per patient") + scale
     cover = ppc["inside"].mean() if "inside" in ppc else np.nan
-    pp = (ctx.fit(outcome, model) or {}).get("ppc", {})
+    fit = ctx.fit(outcome, model)
+    pp = (fit.ppc if fit is not None else None) or {}
     txt = f"Cells inside their predictive interval: {percent(cover)}" if not is_missing(cover) else ""
     if pp:
         txt += f"; Bayesian p-values: χ² {num(pp.get('p_chi2'), 2)}, SD of cell means {num(pp.get('p_sd'), 2)} (near 0 or 1 flags misfit)"

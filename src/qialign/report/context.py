@@ -19,7 +19,7 @@ from qialign.data.io import read_results_csv, read_results_parquet
 from qialign.models.spec import ModelSpec
 from qialign.report import estimates as E
 from qialign.report.tables import count
-from qialign.results import interval_label
+from qialign.results import FIT_FILES, FitRecord, interval_label
 
 #: data tables whose rows are people: only their counts are suppressed (disclosure control)
 PEOPLE_TABLES = ("patients", "survey")
@@ -207,13 +207,14 @@ class Context:
     def parquet(self, *parts: str) -> pd.DataFrame | None:
         return self._get(parts, lambda: read_parquet(self.results.joinpath(*parts)))
 
-    def fit(self, outcome: str, model: str) -> dict | None:
+    def fit(self, outcome: str, model: str) -> FitRecord | None:
         """The fit record (``fit.json``): reliability, the problems the fit found, timings."""
-        return self.json(outcome, model, "fit.json")
+        path = self.results / outcome / model / FIT_FILES["record"]
+        return self._get((outcome, model, "record"), lambda: FitRecord.read(path) if path.exists() else None)
 
     def estimates(self, outcome: str, model: str) -> pd.DataFrame | None:
         """Bayesian estimands of one model indexed by estimand (model folder, else the trial table)."""
-        est = self.csv(outcome, model, "estimates.csv")
+        est = self.csv(outcome, model, FIT_FILES["estimates"])
         if est is None:
             return E.bayesian_rows(self.csv("estimates.csv"), outcome, model)
         return E.by_estimand(est) if not est.empty else None

@@ -15,6 +15,7 @@ from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context, read_json
 from qialign.report.tables import DASH, Table, is_missing, num, percent, triple
+from qialign.results import FIT_FILES
 
 LEAD = (
     "Bayesian and frequentist estimates side by side. θ: effect of the intervention over and above the "
@@ -127,7 +128,7 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
 def _cluster_forest(ctx: Context, outcome: str, est0) -> dict:
     """The primary model's cluster-specific effects (θ + γ·z_j + δ_j) as a forest plot."""
     primary = ctx.primary(outcome)
-    ce = ctx.csv(outcome, primary, "cluster_effects.csv")
+    ce = ctx.csv(outcome, primary, FIT_FILES["effects"])
     if ce is None or ce.empty:
         return NOTE(f"No cluster_effects.csv for model {escape(primary)}.")
     if ce["estimate"].nunique() == 1:
@@ -229,7 +230,7 @@ def _eti_curve(ctx: Context, outcome: str, model: str) -> pd.DataFrame | None:
     ex = ctx.csv(outcome, model, "exposure_effects.csv")
     if ex is not None and not ex.empty and {"exposure_time", "estimate", "lower", "upper"} <= set(ex):
         return ex.rename(columns={"exposure_time": "e"})
-    diag = ctx.csv(outcome, model, "diagnostics.csv")
+    diag = ctx.csv(outcome, model, FIT_FILES["diagnostics"])
     if diag is None or diag.empty:
         return None
     name = diag.columns[0]

@@ -19,6 +19,7 @@ from qialign.report import estimates as E
 from qialign.report.blocks import H3, LIST, TAB, P, Section, plural, slug
 from qialign.report.context import Context
 from qialign.report.tables import Table, interval_label
+from qialign.results import FIT_FILES
 
 TREND_WORDS = {
     "period": "categorical period effects (one per period, Hussey & Hughes)",
@@ -51,7 +52,7 @@ class Fitted:
 def parameter_names(ctx: Context, outcome: str, model: str) -> set[str] | None:
     """The fitted parameters (``diagnostics.csv``, indices dropped: ``b_season[sin1]`` ->
     ``b_season`` once per index), or None when the fit wrote no diagnostics."""
-    diag = ctx.csv(outcome, model, "diagnostics.csv")
+    diag = ctx.csv(outcome, model, FIT_FILES["diagnostics"])
     if diag is None or diag.empty:
         return None
     return set(diag[diag.columns[0]].astype(str))

@@ -35,23 +35,23 @@ def provenance(ctx: Context) -> Section:
     versions, commit = None, None
     for outcome in ctx.outcomes:
         for model in ctx.models(outcome):
-            fit = ctx.json(outcome, model, "fit.json")
+            fit = ctx.fit(outcome, model)
             if fit is None:
                 continue
-            s, tm = fit.get("sampler") or {}, fit.get("timings") or {}
+            s, tm = fit.sampler or {}, fit.timings or {}
             st.rows.append(
                 [
                     ctx.label(outcome),
                     model,
-                    str(fit.get("seed", DASH)),
+                    DASH if fit.seed is None else str(fit.seed),
                     str(s.get("engine", DASH)),
                     f"{s.get('chains', DASH)} × {s.get('draws', DASH)}",
                     num(tm.get("compile_s"), 1),
                     num(tm.get("sample_s"), 1),
                 ]
             )
-            versions = versions or fit.get("versions")
-            commit = commit or fit.get("git_commit")
+            versions = versions or fit.versions
+            commit = commit or fit.git_commit
     blocks.append(
         P(f"Master seed: <strong>{escape(str(ctx.seed))}</strong> (every fit derives its seed from it).")
     )

@@ -76,7 +76,8 @@ def _outcome_card(ctx: Context, outcome: str) -> tuple[dict, list[str], str]:
         P(f"<strong>{escape(verdict(p, ctx.better(outcome)))}</strong>"),
         LIST(_items(ctx, outcome, est, p)),
     ]
-    reliable = (ctx.fit(outcome, model) or {}).get("reliable")
+    fit = ctx.fit(outcome, model)
+    reliable = fit.reliable if fit is not None else None
     if reliable is False:
         blocks.append(NOTE("The primary fit is flagged unreliable; treat these numbers with caution.", "bad"))
     tone = "bad" if reliable is False else ""

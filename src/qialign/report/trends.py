@@ -14,6 +14,7 @@ from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, P, Section, slug
 from qialign.report.context import Context
 from qialign.report.tables import is_missing
+from qialign.results import FIT_FILES
 
 LEAD = (
     "Observed outcome per period, cells aggregated by arm (dot area ∝ patients), with what the primary "
@@ -69,7 +70,7 @@ def time_trends(ctx: Context) -> Section:
 def _outcome_trend(ctx: Context, outcome: str) -> list[dict]:
     fam, model = ctx.family(outcome), ctx.primary(outcome)
     label, ylabel = ctx.label(outcome), outcome_ylabel(ctx, outcome)
-    cf = ctx.csv(outcome, model, "counterfactual.csv")
+    cf = ctx.csv(outcome, model, FIT_FILES["counterfactual"])
     if cf is not None and not cf.empty:
         factor = _rate_factor(ctx, outcome) if FAMILIES[fam].kind == "count" else None
         note = "band: n-weighted average of the cluster-period intervals (approximate)"

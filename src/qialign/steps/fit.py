@@ -22,7 +22,7 @@ from qialign.models.estimands import cluster_effects, counterfactual, estimates
 from qialign.models.spec import ModelSpec
 from qialign.progress import say
 from qialign.provenance import provenance
-from qialign.results import bayesian_rows
+from qialign.results import FIT_FILES, FitRecord, bayesian_rows
 from qialign.steps.alignment import moderator_alignment
 from qialign.waves import file_order, resolve_wave
 
@@ -94,39 +94,42 @@ def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_di
     est = bayesian_rows(
         estimates(fit, cfg["interval"]), ids["trial"], ids["outcome"], ids["model"], propagation
     )
-    est.to_csv(out_dir / "estimates.csv", index=False)
-    diagnostics_table(fit.diagnostics).to_csv(out_dir / "diagnostics.csv", index=False)
-    cluster_effects(fit, cfg["interval"]).to_csv(out_dir / "cluster_effects.csv", index=False)
-    counterfactual(fit, cfg["interval"]).to_csv(out_dir / "counterfactual.csv", index=False)
+    est.to_csv(out_dir / FIT_FILES["estimates"], index=False)
+    diagnostics_table(fit.diagnostics).to_csv(out_dir / FIT_FILES["diagnostics"], index=False)
+    cluster_effects(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["effects"], index=False)
+    counterfactual(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["counterfactual"], index=False)
     ppc = posterior_predictive_check(fit, seed=ids["seed"])
-    ppc["table"].to_csv(out_dir / "ppc.csv", index=False)
+    ppc["table"].to_csv(out_dir / FIT_FILES["ppc"], index=False)
     return ppc
 
 
-def _fit_record(fit: FitResult, ids: dict, notes: list[str], ppc: dict, mode, record: dict, files) -> dict:
+def _fit_record(
+    fit: FitResult, ids: dict, notes: list[str], ppc: dict, mode, record: dict, files
+) -> FitRecord:
     """The fit.json record: ids, seed, reliability, timings, diagnostics, versions, data files."""
-    return {
+    d = fit.diagnostics
+    return FitRecord(
         **ids,
-        "reliable": fit.reliable,
-        "retried": fit.retried,
-        "problems": fit.problems,
-        "notes": notes,
-        "timings": fit.timings,
-        "sampler": fit.sampler,
-        "divergences": fit.diagnostics["divergences"],
-        "ebfmi": fit.diagnostics["ebfmi"],
-        "r_hat_max": fit.diagnostics["r_hat_max"],
-        "ess_bulk_min": fit.diagnostics["ess_bulk_min"],
-        "ess_tail_min": fit.diagnostics["ess_tail_min"],
-        "attempts": fit.diagnostics["attempts"],
-        "ppc": {k: v for k, v in ppc.items() if k != "table"},
-        "alignment_propagation": mode,
-        "alignment_refits": fit.diagnostics.get("refits"),
-        "versions": record["versions"],
-        "reproducibility": record["reproducibility"],
-        "git_commit": record["git_commit"],
-        "data": files,
-    }
+        reliable=fit.reliable,
+        retried=fit.retried,
+        problems=fit.problems,
+        notes=notes,
+        timings=fit.timings,
+        sampler=fit.sampler,
+        divergences=d["divergences"],
+        ebfmi=d["ebfmi"],
+        r_hat_max=d["r_hat_max"],
+        ess_bulk_min=d["ess_bulk_min"],
+        ess_tail_min=d["ess_tail_min"],
+        attempts=d["attempts"],
+        ppc={k: v for k, v in ppc.items() if k != "table"},
+        alignment_propagation=mode,
+        alignment_refits=d.get("refits"),
+        versions=record["versions"],
+        reproducibility=record["reproducibility"],
+        git_commit=record["git_commit"],
+        data=files,
+    )
 
 
 def fit_step(
@@ -168,12 +171,14 @@ def fit_step(
     say(f"sampled: reliable={fit.reliable} retried={fit.retried} problems={fit.problems}; writing results")
     out_dir.mkdir(parents=True, exist_ok=True)
     record = provenance(cfg, prepared["files"], seed)
-    save_posterior(fit, out_dir / "posterior.nc", attrs={**record, "outcome": outcome, "model": model_id})
+    save_posterior(
+        fit, out_dir / FIT_FILES["posterior"], attrs={**record, "outcome": outcome, "model": model_id}
+    )
     mode = cfg["alignment"]["propagation"] if alignment is not None else "plugin"
     ids = {"trial": cfg["id"], "outcome": outcome, "model": model_id, "seed": seed}
     ppc = _write_tables(fit, cfg, ids, mode, out_dir)
     summary = _fit_record(
         fit, ids, notes, ppc, mode if alignment is not None else None, record, prepared["files"]
     )
-    (out_dir / "fit.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary.write(out_dir / FIT_FILES["record"])
     return summary
