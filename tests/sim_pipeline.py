@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
+from scipy import stats
 
 from qialign.simulate import simulate_trial
 from qialign.steps.alignment import alignment_scores
@@ -63,3 +64,11 @@ def summary(draws: xr.DataArray, prob: float = 0.9) -> pd.DataFrame:
         {"mean": values.mean(axis=1), "sd": values.std(axis=1, ddof=1), "width": hi - lo}, index=index
     )
 
+
+def binomial_range(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
+    """(lo, hi) with P(lo <= X <= hi) >= ``level`` for X ~ Binomial(n, p), each tail <= (1 - level) / 2:
+    the coverage counts a calibrated ``p`` interval gives in ``n`` replicates (fewer: too narrow,
+    more: too wide)."""
+    lo = int(stats.binom.ppf((1 - level) / 2, n, p))
+    hi = int(stats.binom.ppf((1 + level) / 2, n, p))
+    return lo, hi
