@@ -78,13 +78,13 @@ def fit(work, sim, model, seed, family="bernoulli", priors=PRIORS, sampler=SAMPL
 
 
 def check(name: str, table, truth: dict, prior_width: float | dict) -> None:
-    """Per row: |mean - truth| < 3 SD and width < the prior-only width (printed for the record)."""
+    """Per row: |mean - truth| < 3 SD and width < the bound (a fraction of the prior-only width)."""
     for key, row in table.iterrows():
         bound = prior_width[key] if isinstance(prior_width, dict) else prior_width
         t = truth[key]
         print(
             f"{name}[{key}]: truth {t:.3f} mean {row['mean']:.3f} sd {row['sd']:.3f} "
-            f"width {row['width']:.3f} (prior-only width {bound:.3f})"
+            f"width {row['width']:.3f} (asserted bound {bound:.3f})"
         )
         assert abs(row["mean"] - t) < 3 * row["sd"], (name, key, t, row.to_dict())
         assert row["width"] < bound, (name, key, bound, row.to_dict())
