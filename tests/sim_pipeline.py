@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import xarray as xr
 import yaml
+from scipy import stats
 
 from qialign.results import FitRecord
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.fit import fit_step
 from qialign.steps.prepare import prepare_outcome
 from qialign.studies.simulate import simulate_trial
+
+#: the simulated tables a trial config points at (the survey only through ``alignment.source``)
+TABLES = ("clusters", "patients", "cluster_periods", "implementation")
 
 
 def write_trial(work: Path, sim: dict, seed: int, trial: dict) -> tuple[Path, dict]:
@@ -21,7 +27,7 @@ def write_trial(work: Path, sim: dict, seed: int, trial: dict) -> tuple[Path, di
     sim_trial = simulate_trial(sim, seed)
     data = work / "data"
     sim_trial.write(data)
-    tables = [t for t in ("clusters", "patients", "cluster_periods") if getattr(sim_trial, t) is not None]
+    tables = [t for t in TABLES if getattr(sim_trial, t) is not None]
     cfg = {**trial, "data": {t: str(data / f"{t}.csv") for t in tables}, "seed": seed}
     path = work / f"{trial['id']}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -38,3 +44,32 @@ def fit_through_steps(config: Path, outcome: str, model: str, work: Path) -> tup
     out = work / outcome / model
     record = fit_step(config, outcome, model, prepared, scores, out)
     return pd.read_csv(out / "estimates.csv").set_index("estimand"), record
+
+
+def posterior(work: Path, outcome: str, model: str) -> xr.Dataset:
+    """The posterior group of the ``posterior.nc`` that :func:`fit_through_steps` wrote."""
+    path = work / outcome / model / "posterior.nc"
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        return tree["posterior"].to_dataset().load()
+
+
+def summary(draws: xr.DataArray, prob: float = 0.9) -> pd.DataFrame:
+    """Posterior mean, SD and the equal-tailed ``prob`` interval width of each element of a
+    variable (rows: its non-sample coordinates, or one row ``value`` for a scalar)."""
+    flat = draws.stack(sample=("chain", "draw")).transpose(..., "sample")
+    values = flat.to_numpy().reshape(-1, flat.sizes["sample"])
+    dims = [d for d in flat.dims if d != "sample"]
+    index = pd.Index(flat[dims[0]].to_numpy().astype(str)) if dims else pd.Index(["value"])
+    lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
+    return pd.DataFrame(
+        {"mean": values.mean(axis=1), "sd": values.std(axis=1, ddof=1), "width": hi - lo}, index=index
+    )
+
+
+def binomial_range(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
+    """(lo, hi) with P(lo <= X <= hi) >= ``level`` for X ~ Binomial(n, p), each tail <= (1 - level) / 2:
+    the coverage counts a calibrated ``p`` interval gives in ``n`` replicates (fewer: too narrow,
+    more: too wide)."""
+    lo = int(stats.binom.ppf((1 - level) / 2, n, p))
+    hi = int(stats.binom.ppf((1 + level) / 2, n, p))
+    return lo, hi

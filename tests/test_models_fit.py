@@ -21,24 +21,22 @@ def spec_for(family, **model):
     return simulated_spec(family, {"id": "m", **model}, covariates=["age"])
 
 
-def truth_inside(est, truth, name, key):
-    row = est.set_index("estimand").loc[name]
-    return row["lower"] <= truth[key] <= row["upper"], (row["lower"], row["estimate"], row["upper"])
-
-
 def check_recovery(family, design):
-    # data seed 11 everywhere except poisson, whose stepped wedge missed gamma at seed 11 (1 of the
-    # 24 intervals: as expected of 90% intervals; the slow coverage test checks calibration)
-    seed = 12 if family == "poisson" else 11
-    cells, _, al, truth = simulate(family, design=design, n_clusters=14, n_periods=8, seed=seed)
+    """theta and gamma: |posterior estimate - truth| < 3 posterior SD, and a 90% interval narrower than
+    1.5 |truth| + 0.6 (the prior alone gives 3.29 for theta, N(0, 1), and 1.64 for gamma,
+    N(0, 0.5^2), on the link scale; gaussian y is standardised, so its prior is wider still).
+    Calibration is the coverage tests' job (test_models_coverage)."""
+    cells, _, al, truth = simulate(family, design=design, n_clusters=14, n_periods=8, seed=11)
     fit = fit_model(cells, spec_for(family), alignment=al, sampler=FAST, diagnostics=LAX, seed=5)
-    est = estimates(fit, {"prob": 0.9})
+    est = estimates(fit, {"prob": 0.9}).set_index("estimand")
     for name, key in [("treatment_effect", "theta"), ("alignment_interaction", "gamma")]:
-        ok, iv = truth_inside(est, truth, name, key)
-        assert ok, f"{family}/{design}: {name} truth {truth[key]} not in {iv}"
-        # and the interval is informative (a prior-width interval would contain any truth)
-        assert iv[2] - iv[0] < 1.5 * abs(truth[key]) + 0.6, f"{family}/{design}: {name} interval {iv}"
-    assert est.loc[est.estimand == "treatment_effect", "r_hat"].item() < 1.05
+        row = est.loc[name]  # reported scale (gaussian and lognormal back from standardised y)
+        width = row["upper"] - row["lower"]
+        sd = width / (2 * 1.645)  # the 90% interval of a near-normal posterior
+        msg = f"{family}/{design}: {name} truth {truth[key]}, {row.to_dict()}"
+        assert abs(row["estimate"] - truth[key]) < 3 * sd, msg
+        assert width < 1.5 * abs(truth[key]) + 0.6, msg
+    assert est.loc["treatment_effect", "r_hat"] < 1.05
 
 
 # Fast suite: one recovery fit per likelihood (bernoulli and binomial share the binomial
@@ -54,7 +52,7 @@ FAST_GRID = [
 
 @pytest.mark.parametrize(("family", "design"), FAST_GRID)
 def test_recovery(family, design):
-    """90% intervals of treatment_effect and alignment_interaction contain the simulated truth."""
+    """treatment_effect and alignment_interaction within 3 posterior SD of the simulated truth."""
     check_recovery(family, design)
 
 
