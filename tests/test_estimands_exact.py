@@ -279,6 +279,7 @@ def test_cluster_effects(fitted):
     assert list(out["site"]) == [sites[c] for c in d.clusters]
     if d.A is None:
         assert out[["alignment", "alignment_z"]].isna().all().all()
+        assert out["alignment"].dtype == out["alignment_z"].dtype == float
     else:
         np.testing.assert_allclose(out["alignment_z"], d.A, atol=ABS)
         np.testing.assert_allclose(out["alignment"], d.align_raw.loc[d.clusters], atol=ABS)
@@ -321,6 +322,7 @@ def test_counterfactual(fitted):
     np.testing.assert_array_equal(out["n"], n.loc[idx])
     treated = c.groupby(["cluster", "period"])["treated"].max().loc[idx]
     np.testing.assert_array_equal(out["treated"], treated)
+    assert out["treated"].dtype.kind == "i"
     assert out["treated"].sum() > 0 and (out["treated"] == 0).sum() > 0
     total = c.groupby(["cluster", "period"])[FAMILIES[fam].total_column].sum().loc[idx] / n.loc[idx]
     np.testing.assert_allclose(out["observed"], np.exp(total) if fam == "lognormal" else total, rtol=1e-12)

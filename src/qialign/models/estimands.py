@@ -54,9 +54,8 @@ def _interval(iv: dict | None) -> tuple[float, str]:
 
 
 def _da(x) -> xr.DataArray:
-    x = np.asarray(x, float)
-    dims = ["chain", "draw", *[f"dim_{i}" for i in range(x.ndim - 2)]]
-    return xr.DataArray(x, dims=dims)
+    """Draws (chain, draw[, ...]) as a DataArray with arviz's sample dims."""
+    return xr.DataArray(np.asarray(x)).rename(dim_0="chain", dim_1="draw")
 
 
 def _bounds(x, prob: float, kind: str) -> np.ndarray:
@@ -71,7 +70,7 @@ def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
     """(R-hat, bulk ESS) of (chain, draw[, ...]) draws. With ``refits`` > 1 (propagation: draws) the
     chains are refit-major groups whose posteriors differ by design: the worst within-refit R-hat
     and the summed ESS."""
-    groups = np.split(draws, refits, axis=0) if refits > 1 else [draws]
+    groups = np.split(draws, refits)
     rhat = max(float(az.rhat(_da(g))) for g in groups)
     return rhat, float(sum(float(az.ess(_da(g))) for g in groups))
 
@@ -79,9 +78,7 @@ def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
 def _row(name, scale, draws, prob, kind, interval=True, refits: int = 1) -> dict:
     draws = np.asarray(draws, float)
     if not interval:
-        return dict(
-            zip(COLUMNS, [name, scale, float(draws.mean()), np.nan, np.nan, "", np.nan, np.nan], strict=True)
-        )
+        return {"estimand": name, "scale": scale, "estimate": float(draws.mean()), "interval": ""}
     lo, hi = _bounds(draws, prob, kind)
     ok = np.isfinite(draws).all() and draws.std() > 0
     r_hat, ess = _convergence(draws, refits) if ok else (np.nan, np.nan)
@@ -105,7 +102,7 @@ def _y_scale(fit) -> float:
     return float(fit.design.y_scale) if FAMILIES[fit.spec.family].kind == "continuous" else 1.0
 
 
-def _inv_link_mean(fit, x: np.ndarray, cells_axis_n: np.ndarray) -> np.ndarray:
+def _inv_link_mean(fit, x: np.ndarray) -> np.ndarray:
     """Expected per-patient outcome of each cell for link-scale predictor draws x (.., cell)."""
     fam, d = FAMILIES[fit.spec.family], fit.design
     if fam.kind == "binary":
@@ -164,7 +161,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     if oo is not None:
         _, off, on = oo
         w = d.n / d.n.sum()
-        diff = ((_inv_link_mean(fit, on, d.n) - _inv_link_mean(fit, off, d.n)) * w).sum(-1)
+        diff = ((_inv_link_mean(fit, on) - _inv_link_mean(fit, off)) * w).sum(-1)
         rows.append(row("marginal_difference", fam.marginal_scale, diff, prob, kind))
 
     comps = {}
@@ -189,7 +186,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / units
         extra = 1 / np.asarray(post["phi"]) if fam.name == "negative_binomial" else 0.0
         s2_1 = np.log1p(1 / lam + extra)
-    if len(d.clusters) < 2:  # one series (interrupted time series): no between-cluster variation
+    if len(d.clusters) == 1:  # one series (interrupted time series): no between-cluster variation
         return pd.DataFrame(rows, columns=COLUMNS)
     between = s2_site + s2_cl + s2_cp
     rows.append(row("icc", LATENT, between / (between + s2_1), prob, kind))
@@ -197,7 +194,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     if "sd_cluster_period" in comps:
         rows.append(row("cac", LATENT, (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
     else:
-        rows.append({**row("cac", LATENT, np.ones_like(theta), prob, kind), "r_hat": np.nan})
+        rows.append(row("cac", LATENT, np.ones_like(theta), prob, kind))  # no spread: no R-hat
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -249,29 +246,27 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
     if oo is None:
         raise ValueError("counterfactual needs stored cell predictions (store_predictions)")
     d, fam = fit.design, fit.spec.family
-    ncp = len(d.cp_keys)
+    ncp = len(d.cp_keys)  # cp_idx takes every value 0 .. ncp - 1 (observed cluster-periods)
+    n_cp = np.bincount(d.cp_idx, weights=d.n)
 
     def per_cp(x):
         if fam == "lognormal":
             m = d.y_center + d.y_scale * x
         else:
-            m = _inv_link_mean(fit, x, d.n)
+            m = _inv_link_mean(fit, x)
         num = np.zeros((*m.shape[:-1], ncp))
         np.add.at(num, (..., d.cp_idx), m * d.n)
-        den = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
-        out = num / den
-        return np.exp(out) if fam == "lognormal" else out
+        return np.exp(num / n_cp) if fam == "lognormal" else num / n_cp
 
-    c = d.cells
-    n_cp = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
-    obs = np.bincount(d.cp_idx, weights=c[FAMILIES[fam].total_column], minlength=ncp) / n_cp
-    obs = np.exp(obs) if fam == "lognormal" else obs
-    treated = np.bincount(d.cp_idx, weights=d.treated, minlength=ncp) > 0
+    obs = np.bincount(d.cp_idx, weights=d.cells[FAMILIES[fam].total_column]) / n_cp
     out = d.cp_keys[["cluster", "period"]].copy()
-    out["treated"] = treated.astype(int)
+    treated = np.zeros(ncp, dtype=int)
+    treated[d.cp_idx] = d.treated  # the same for every cell of a cluster-period
+    out["treated"] = treated
     out["n"] = n_cp
-    out["observed"] = obs
-    for label, x in zip(("actual", "without", "with"), oo, strict=True):
+    out["observed"] = np.exp(obs) if fam == "lognormal" else obs
+    eta, off, on = oo
+    for label, x in (("actual", eta), ("without", off), ("with", on)):
         m = per_cp(x)
         lo, hi = _bounds(m, prob, kind)
         out[f"{label}_mean"], out[f"{label}_lower"], out[f"{label}_upper"] = (
