@@ -264,7 +264,9 @@ def test_without_stored_predictions_no_marginal_difference_and_no_counterfactual
     est = estimates(fit)
     assert "marginal_difference" not in set(est["estimand"])
     assert "treatment_effect" in set(est["estimand"])
-    with pytest.raises(ValueError, match="store_predictions"):
+    with pytest.raises(
+        ValueError, match=r"^counterfactual needs stored cell predictions \(store_predictions\)$"
+    ):
         counterfactual(fit)
 
 
