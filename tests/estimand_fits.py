@@ -3,9 +3,9 @@
 Between them they reach every branch of ``qialign.models.estimands``: random treatment effects
 and AR(1) cluster-period effects (gaussian), fidelity (lognormal), no cluster-period term and an
 HDI (bernoulli), per-patient and per-cell overdispersion and ``better: higher`` (counts), a site
-intercept (negative binomial), a segmented ITS with harmonics and covariates (one gaussian
-series: kappa in y units). Under ``make mutate`` (which mutates estimands, not the sampler) each
-is fitted once and kept in ``$QIALIGN_TEST_FIT_CACHE``.
+intercept (negative binomial), a segmented ITS with harmonics and covariates (one lognormal
+series: kappa in log-y units, a geometric-mean trend). Under ``make mutate`` (which mutates
+estimands, not the sampler) each is fitted once and kept in ``$QIALIGN_TEST_FIT_CACHE``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ FITS = {
         {},
     ),
     "its": (
-        "gaussian",
+        "lognormal",
         "lower",
         {"trend": "linear", "slope_change": True, "harmonics": 1, "season_length": 4}
         | {"cluster_period": "none", "site_effect": False, "moderators": []},

@@ -309,6 +309,14 @@ def per_cluster_period(fit, m):
     return out
 
 
+def cp_mean(fit, x):
+    """Expected per-patient outcome of each cluster-period; lognormal: geometric mean exp(E log y)."""
+    d = fit.design
+    if fit.spec.family == "lognormal":
+        return np.exp(per_cluster_period(fit, d.y_center + d.y_scale * x))
+    return per_cluster_period(fit, mean_outcome(fit, x))
+
+
 def test_counterfactual(fitted):
     """Per cluster-period: patient-weighted E[y] as assigned, without and fully with the
     intervention; lognormal: the geometric mean exp(E log y), against the observed one."""
@@ -329,10 +337,7 @@ def test_counterfactual(fitted):
     total = c.groupby(["cluster", "period"])[FAMILIES[fam].total_column].sum().loc[idx] / n.loc[idx]
     np.testing.assert_allclose(out["observed"], np.exp(total) if fam == "lognormal" else total, rtol=1e-12)
     for what, x in zip(("actual", "without", "with"), off_on(fit), strict=True):
-        if fam == "lognormal":
-            m = np.exp(per_cluster_period(fit, d.y_center + d.y_scale * x))
-        else:
-            m = per_cluster_period(fit, mean_outcome(fit, x))
+        m = cp_mean(fit, x)
         cols = [f"{what}_mean", f"{what}_lower", f"{what}_upper"]
         np.testing.assert_allclose(
             out[cols].to_numpy().T, [m.mean((0, 1)), *bounds(m, iv)], atol=ABS, rtol=1e-12, err_msg=what
@@ -346,5 +351,5 @@ def test_counterfactual(fitted):
     trend = draws(fit, "trend")
     x = draws(fit, "mu")[..., None] + (trend - trend.mean(-1, keepdims=True))[..., d.period_idx]
     x = x + (draws(fit, "beta")[..., None, :] * d.Z).sum(-1)
-    m = per_cluster_period(fit, mean_outcome(fit, x))
+    m = cp_mean(fit, x)
     np.testing.assert_allclose(out["deseasonalised_mean"], m.mean((0, 1)), rtol=1e-12)

@@ -144,7 +144,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         diff = ((_inv_link_mean(fit, on) - _inv_link_mean(fit, off)) * d.n).sum(-1) / d.n.sum()
         rows.append(row("marginal_difference", FAMILIES[fit.spec.family].marginal_scale, diff))
     rows += _variance_rows(fit, row)
-    if len(fit.design.clusters) > 1:  # one series (interrupted time series): no between-cluster variation
+    if "sd_cluster" in _post(fit):  # cluster intercepts; one series (ITS) has no between-cluster variation
         rows += _icc_rows(fit, row)
     return pd.DataFrame(rows)
 
