@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+from functools import cache
 from pathlib import Path
 
 from models_sim import simulate
@@ -68,8 +69,10 @@ def _fit(name: str):
     return fit_model(cells, spec, alignment=alignment, sampler=SAMPLER, diagnostics=LAX, seed=2)
 
 
+@cache
 def cached_fit(name: str):
-    """The fit (model object dropped), from ``$QIALIGN_TEST_FIT_CACHE`` when set."""
+    """The fit (model object dropped), once per test run, and from ``$QIALIGN_TEST_FIT_CACHE``
+    when set (tests copy it, never change it)."""
     cache = os.environ.get("QIALIGN_TEST_FIT_CACHE")
     if not cache:
         return _fit(name)
