@@ -19,6 +19,7 @@ from scipy.special import expit
 from estimand_fits import FITS, cached_fit, interval
 from qialign.families import FAMILIES
 from qialign.models import cluster_effects, counterfactual, estimates
+from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE
 
 ABS = 1e-12
 
@@ -143,7 +144,7 @@ def expected_rows(fit, name) -> dict:
     if "fidelity_interaction" in post:
         rows["fidelity_interaction"] = (link, draws(fit, "fidelity_interaction") * ys)
     better = theta < 0 if fit.spec.better == "lower" else theta > 0
-    rows["prob_beats_trend"] = ("probability", None, better.mean())
+    rows["prob_beats_trend"] = (PROBABILITY, None, better.mean())
     _, off, on = off_on(fit)
     diff = ((mean_outcome(fit, on) - mean_outcome(fit, off)) * d.n).sum(-1) / d.n.sum()
     rows["marginal_difference"] = (fam.marginal_scale, diff)
@@ -151,15 +152,15 @@ def expected_rows(fit, name) -> dict:
         if v in post:
             rows[v] = (link, draws(fit, v) * ys)
     if "sigma" in post:
-        rows["sigma"] = ("sd", draws(fit, "sigma") * ys)
+        rows["sigma"] = (SD, draws(fit, "sigma") * ys)
     if "phi" in post:
-        rows["phi"] = ("shape", draws(fit, "phi"))
+        rows["phi"] = (SHAPE, draws(fit, "phi"))
     if "rho" in post:
-        rows["rho"] = ("correlation", draws(fit, "rho"))
+        rows["rho"] = (CORRELATION, draws(fit, "rho"))
     if len(d.clusters) > 1:
         icc, cac = icc_and_cac(fit)
-        rows["icc"] = ("latent", icc)
-        rows["cac"] = ("latent", cac) if cac is not None else ("latent", "ones")
+        rows["icc"] = (LATENT, icc)
+        rows["cac"] = (LATENT, cac) if cac is not None else (LATENT, "ones")
     return rows
 
 
