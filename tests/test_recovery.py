@@ -73,7 +73,7 @@ def fit(work, sim, model, seed, family="bernoulli", priors=PRIORS, sampler=SAMPL
     }
     config, truth = write_trial(work, sim, seed, trial)
     _, record = fit_through_steps(config, "y", "main", work)
-    assert record["r_hat_max"] < 1.05, record
+    assert record.r_hat_max < 1.05, record
     return posterior(work, "y", "main"), truth["outcomes"]["y"]
 
 

@@ -34,8 +34,6 @@ ESS are computed on each estimand's own draws.
 
 from __future__ import annotations
 
-from functools import partial
-
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -46,6 +44,8 @@ from qialign.families import FAMILIES
 from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE, interval_label
 
 COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
+#: random-effect SDs reported on the link scale (the first three make the ICC's between variance)
+VARIANCE_COMPONENTS = ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment")
 
 
 def _interval(iv: dict | None) -> tuple[float, str]:
@@ -54,34 +54,28 @@ def _interval(iv: dict | None) -> tuple[float, str]:
 
 
 def _da(x) -> xr.DataArray:
-    x = np.asarray(x, float)
-    dims = ["chain", "draw", *[f"dim_{i}" for i in range(x.ndim - 2)]]
-    return xr.DataArray(x, dims=dims)
+    """Draws (chain, draw[, ...]) as a DataArray with arviz's sample dims."""
+    return xr.DataArray(np.asarray(x)).rename(dim_0="chain", dim_1="draw")
 
 
 def _bounds(x, prob: float, kind: str) -> np.ndarray:
     """Interval over (chain, draw) for draws of shape (chain, draw[, k]) -> (2[, k])."""
-    da = _da(x)
     fn = az.hdi if kind == "hdi" else az.eti
-    out = fn(da, prob=prob, dim=["chain", "draw"])
-    return np.moveaxis(np.asarray(out), -1, 0)
+    return np.moveaxis(np.asarray(fn(_da(x), prob=prob)), -1, 0)
 
 
 def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
     """(R-hat, bulk ESS) of (chain, draw[, ...]) draws. With ``refits`` > 1 (propagation: draws) the
     chains are refit-major groups whose posteriors differ by design: the worst within-refit R-hat
     and the summed ESS."""
-    groups = np.split(draws, refits, axis=0) if refits > 1 else [draws]
+    groups = np.split(draws, refits)
     rhat = max(float(az.rhat(_da(g))) for g in groups)
     return rhat, float(sum(float(az.ess(_da(g))) for g in groups))
 
 
-def _row(name, scale, draws, prob, kind, interval=True, refits: int = 1) -> dict:
-    draws = np.asarray(draws, float)
-    if not interval:
-        return dict(
-            zip(COLUMNS, [name, scale, float(draws.mean()), np.nan, np.nan, "", np.nan, np.nan], strict=True)
-        )
+def _row(name: str, scale: str, draws, prob: float, kind: str, refits: int) -> dict:
+    """Posterior mean, interval and convergence of one estimand (none for draws without spread)."""
+    draws = np.asarray(draws)
     lo, hi = _bounds(draws, prob, kind)
     ok = np.isfinite(draws).all() and draws.std() > 0
     r_hat, ess = _convergence(draws, refits) if ok else (np.nan, np.nan)
@@ -101,11 +95,7 @@ def _post(fit):
     return fit.idata["posterior"]
 
 
-def _y_scale(fit) -> float:
-    return float(fit.design.y_scale) if FAMILIES[fit.spec.family].kind == "continuous" else 1.0
-
-
-def _inv_link_mean(fit, x: np.ndarray, cells_axis_n: np.ndarray) -> np.ndarray:
+def _inv_link_mean(fit, x: np.ndarray) -> np.ndarray:
     """Expected per-patient outcome of each cell for link-scale predictor draws x (.., cell)."""
     fam, d = FAMILIES[fit.spec.family], fit.design
     if fam.kind == "binary":
@@ -129,83 +119,109 @@ def _off_on(fit):
 
 
 def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
-    """Table of the named estimands (see module docstring)."""
+    """Table of the named estimands (see module docstring), columns ``COLUMNS``."""
     prob, kind = _interval(interval)
-    post, spec, d = _post(fit), fit.spec, fit.design
-    row = partial(_row, refits=int(fit.diagnostics.get("refits", 1)))
-    fam, ys = FAMILIES[spec.family], _y_scale(fit)
+    refits = int(fit.diagnostics.get("refits", 1))
+
+    def row(name, scale, draws):
+        return _row(name, scale, draws, prob, kind, refits)
+
+    theta = np.asarray(_post(fit)["treatment_effect"]) * fit.design.y_scale
+    rows = _effect_rows(fit, theta, row)
+    better = -1 if fit.spec.better == "lower" else 1  # the sign of a beneficial effect
+    rows.append(
+        {
+            "estimand": "prob_beats_trend",
+            "scale": PROBABILITY,
+            "estimate": np.mean(np.sign(theta) == better),
+            "interval": "",
+        }
+    )
+    oo = _off_on(fit)
+    if oo is not None:  # standardised over the analysed cells, weight n
+        _, off, on = oo
+        d = fit.design
+        diff = ((_inv_link_mean(fit, on) - _inv_link_mean(fit, off)) * d.n).sum(-1) / d.n.sum()
+        rows.append(row("marginal_difference", FAMILIES[fit.spec.family].marginal_scale, diff))
+    rows += _variance_rows(fit, row)
+    if "sd_cluster" in _post(fit):  # cluster intercepts; one series (ITS) has no between-cluster variation
+        rows += _icc_rows(fit, row)
+    return pd.DataFrame(rows)
+
+
+def _effect_rows(fit, theta: np.ndarray, row) -> list[dict]:
+    """theta (link and natural), kappa, alpha, gamma, the effects at low / high alignment, fidelity."""
+    post, d, fam = _post(fit), fit.design, FAMILIES[fit.spec.family]
     link = fam.link_scale
-    rows = []
-    theta = np.asarray(post["treatment_effect"]) * ys
-    rows.append(row("treatment_effect", link, theta, prob, kind))
-    rows.append(row("treatment_effect_natural", fam.natural_scale, fam.natural(theta), prob, kind))
+
+    def draws(name):
+        return np.asarray(post[name]) * d.y_scale
+
+    rows = [
+        row("treatment_effect", link, theta),
+        row("treatment_effect_natural", fam.natural_scale, fam.natural(theta)),
+    ]
     if "slope_change" in post:  # segmented regression: change in slope per period after the start
-        kappa = np.asarray(post["slope_change"]) * ys
-        rows.append(row("slope_change", link, kappa, prob, kind))
-        rows.append(row("slope_change_natural", fam.natural_scale, fam.natural(kappa), prob, kind))
+        kappa = draws("slope_change")
+        rows += [
+            row("slope_change", link, kappa),
+            row("slope_change_natural", fam.natural_scale, fam.natural(kappa)),
+        ]
     if "alignment_main" in post:  # difference in the untreated outcome per SD of alignment
-        rows.append(row("alignment_main", link, np.asarray(post["alignment_main"]) * ys, prob, kind))
+        rows.append(row("alignment_main", link, draws("alignment_main")))
     if "alignment_interaction" in post:
-        gamma = np.asarray(post["alignment_interaction"]) * ys
-        rows.append(row("alignment_interaction", link, gamma, prob, kind))
+        gamma = draws("alignment_interaction")
+        rows.append(row("alignment_interaction", link, gamma))
         # 10th / 90th percentile of cluster alignment; per draw when alignment is uncertain
         # (propagation draws / joint store the standardised alignment each draw used)
         A = np.asarray(post["alignment_z"]) if "alignment_z" in post else d.A
         q10, q90 = np.quantile(A, [0.1, 0.9], axis=-1)
-        rows.append(row("effect_low_alignment", link, theta + gamma * q10, prob, kind))
-        rows.append(row("effect_high_alignment", link, theta + gamma * q90, prob, kind))
+        rows.append(row("effect_low_alignment", link, theta + gamma * q10))
+        rows.append(row("effect_high_alignment", link, theta + gamma * q90))
     if "fidelity_interaction" in post:
-        fid = np.asarray(post["fidelity_interaction"]) * ys
-        rows.append(row("fidelity_interaction", link, fid, prob, kind))
-    beats = (theta < 0) if spec.better == "lower" else (theta > 0)
-    rows.append(row("prob_beats_trend", PROBABILITY, beats, prob, kind, interval=False))
+        rows.append(row("fidelity_interaction", link, draws("fidelity_interaction")))
+    return rows
 
-    oo = _off_on(fit)
-    if oo is not None:
-        _, off, on = oo
-        w = d.n / d.n.sum()
-        diff = ((_inv_link_mean(fit, on, d.n) - _inv_link_mean(fit, off, d.n)) * w).sum(-1)
-        rows.append(row("marginal_difference", fam.marginal_scale, diff, prob, kind))
 
-    comps = {}
-    for name in ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment", "sigma"):
-        if name in post:
-            comps[name] = np.asarray(post[name])
-            rows.append(row(name, link if name != "sigma" else SD, comps[name] * ys, prob, kind))
-    for name in ("phi", "rho"):
-        if name in post:
-            rows.append(row(name, SHAPE if name == "phi" else CORRELATION, post[name], prob, kind))
+def _variance_rows(fit, row) -> list[dict]:
+    """Variance components (link scale; sigma in y units), NB shape phi and AR(1) rho."""
+    post, ys, link = _post(fit), fit.design.y_scale, FAMILIES[fit.spec.family].link_scale
+    rows = [row(n, link, np.asarray(post[n]) * ys) for n in VARIANCE_COMPONENTS if n in post]
+    if "sigma" in post:
+        rows.append(row("sigma", SD, np.asarray(post["sigma"]) * ys))
+    if "phi" in post:
+        rows.append(row("phi", SHAPE, post["phi"]))
+    if "rho" in post:
+        rows.append(row("rho", CORRELATION, post["rho"]))
+    return rows
 
-    zero = np.zeros_like(theta)
-    s2_site = comps.get("sd_site", zero) ** 2
-    s2_cl = comps.get("sd_cluster", zero) ** 2
-    s2_cp = comps.get("sd_cluster_period", zero) ** 2
+
+def _icc_rows(fit, row) -> list[dict]:
+    """icc and cac on the latent scale (module docstring)."""
+    post, spec, d, fam = _post(fit), fit.spec, fit.design, FAMILIES[fit.spec.family]
+    s2_site, s2_cl, s2_cp = (np.asarray(post[n]) ** 2 if n in post else 0.0 for n in VARIANCE_COMPONENTS[:3])
     if fam.level1_variance is not None:  # logit: pi^2 / 3
-        s2_1 = np.full_like(theta, fam.level1_variance)
+        s2_1 = fam.level1_variance
     elif fam.kind == "continuous":
-        s2_1 = comps["sigma"] ** 2
+        s2_1 = np.asarray(post["sigma"]) ** 2
     else:
         units = d.n.sum() if spec.overdispersion == "patient" else d.n_cells
         lam = np.exp(np.asarray(post["mu"])) * d.y["exposure"].sum() / units
         extra = 1 / np.asarray(post["phi"]) if fam.name == "negative_binomial" else 0.0
         s2_1 = np.log1p(1 / lam + extra)
-    if len(d.clusters) < 2:  # one series (interrupted time series): no between-cluster variation
-        return pd.DataFrame(rows, columns=COLUMNS)
     between = s2_site + s2_cl + s2_cp
-    rows.append(row("icc", LATENT, between / (between + s2_1), prob, kind))
+    icc = between / (between + s2_1)
+    if "sd_cluster_period" not in post:  # exchangeable within cluster: cac = 1 (no spread, no R-hat)
+        return [row("icc", LATENT, icc), row("cac", LATENT, np.ones_like(icc))]
     rho = np.asarray(post["rho"]) if "rho" in post else 0.0
-    if "sd_cluster_period" in comps:
-        rows.append(row("cac", LATENT, (s2_site + s2_cl + rho * s2_cp) / between, prob, kind))
-    else:
-        rows.append({**row("cac", LATENT, np.ones_like(theta), prob, kind), "r_hat": np.nan})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return [row("icc", LATENT, icc), row("cac", LATENT, (s2_site + s2_cl + rho * s2_cp) / between)]
 
 
 def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:
     """Per-cluster effect theta + gamma z_j + delta_j (link and natural scale) with intervals."""
     prob, kind = _interval(interval)
-    d, fam, ys = fit.design, FAMILIES[fit.spec.family], _y_scale(fit)
-    ce = np.asarray(_post(fit)["cluster_effect"]) * ys
+    d, fam = fit.design, FAMILIES[fit.spec.family]
+    ce = np.asarray(_post(fit)["cluster_effect"]) * d.y_scale
     lo, hi = _bounds(ce, prob, kind)
     site = [d.sites[i] for i in d.cluster_site]
     out = pd.DataFrame(
@@ -249,29 +265,27 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
     if oo is None:
         raise ValueError("counterfactual needs stored cell predictions (store_predictions)")
     d, fam = fit.design, fit.spec.family
-    ncp = len(d.cp_keys)
+    ncp = len(d.cp_keys)  # cp_idx takes every value 0 .. ncp - 1 (observed cluster-periods)
+    n_cp = np.bincount(d.cp_idx, weights=d.n)
 
     def per_cp(x):
         if fam == "lognormal":
             m = d.y_center + d.y_scale * x
         else:
-            m = _inv_link_mean(fit, x, d.n)
+            m = _inv_link_mean(fit, x)
         num = np.zeros((*m.shape[:-1], ncp))
         np.add.at(num, (..., d.cp_idx), m * d.n)
-        den = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
-        out = num / den
-        return np.exp(out) if fam == "lognormal" else out
+        return np.exp(num / n_cp) if fam == "lognormal" else num / n_cp
 
-    c = d.cells
-    n_cp = np.bincount(d.cp_idx, weights=d.n, minlength=ncp)
-    obs = np.bincount(d.cp_idx, weights=c[FAMILIES[fam].total_column], minlength=ncp) / n_cp
-    obs = np.exp(obs) if fam == "lognormal" else obs
-    treated = np.bincount(d.cp_idx, weights=d.treated, minlength=ncp) > 0
+    obs = np.bincount(d.cp_idx, weights=d.cells[FAMILIES[fam].total_column]) / n_cp
     out = d.cp_keys[["cluster", "period"]].copy()
-    out["treated"] = treated.astype(int)
+    treated = np.zeros(ncp, dtype=int)
+    treated[d.cp_idx] = d.treated  # the same for every cell of a cluster-period
+    out["treated"] = treated
     out["n"] = n_cp
-    out["observed"] = obs
-    for label, x in zip(("actual", "without", "with"), oo, strict=True):
+    out["observed"] = np.exp(obs) if fam == "lognormal" else obs
+    eta, off, on = oo
+    for label, x in (("actual", eta), ("without", off), ("with", on)):
         m = per_cp(x)
         lo, hi = _bounds(m, prob, kind)
         out[f"{label}_mean"], out[f"{label}_lower"], out[f"{label}_upper"] = (
@@ -287,7 +301,7 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
         trend = np.asarray(post["trend"])
         x = np.asarray(post["mu"])[..., None] + (trend - trend.mean(-1, keepdims=True))[..., d.period_idx]
         if "beta" in post.data_vars:
-            x = x + np.einsum("ck,abk->abc", d.Z, np.asarray(post["beta"]))
+            x = x + np.asarray(post["beta"]) @ d.Z.T
         out["deseasonalised_mean"] = per_cp(x).mean(axis=(0, 1))
     out["interval"] = interval_label(prob, kind)
     return out

@@ -149,9 +149,11 @@ def simulated_spec(
     covariates: list[str] | tuple = (),
     sampler: dict | None = None,
     outcome: str = "y",
+    better: str | None = None,
 ) -> ModelSpec:
     """The spec of one ``models:`` entry fitted to simulated cells of one outcome: built, like any
     other, from a validated trial config (:func:`qialign.config.synthetic_trial`)."""
     settings = {"covariates": list(covariates), **({"sampler": sampler} if sampler else {})}
-    trial = synthetic_trial(design, {outcome: {"family": family}}, [model], **settings)
+    out = {"family": family, **({"better": better} if better else {})}
+    trial = synthetic_trial(design, {outcome: out}, [model], **settings)
     return ModelSpec.from_config(trial["models"][0], outcome, trial["outcomes"][outcome], trial)
