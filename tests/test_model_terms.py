@@ -10,12 +10,12 @@ import pytest
 from models_sim import simulate
 from qialign.models.build import build_model, covariate_term, site_term, trend_term
 from qialign.models.design import build_design
-from qialign.models.spec import ModelSpec
+from qialign.models.spec import simulated_spec
 
 
 def _design(spec_cfg: dict, family: str = "binomial"):
     cells, _, al, _ = simulate(family, n_clusters=6, n_periods=5, n_per_cp=10, seed=3)
-    spec = ModelSpec.from_config({"id": "m", **spec_cfg}, "y", {"family": family}, {"covariates": ["age"]})
+    spec = simulated_spec(family, {"id": "m", **spec_cfg}, covariates=["age"])
     return build_design(cells, spec, al), spec
 
 
