@@ -99,3 +99,41 @@ def test_the_package_has_no_import_cycle():
 
 def test_no_module_or_function_is_too_long():
     assert oversize() == []
+
+
+#: the layers (first part of the module name under qialign) each layer must not import: the shared
+#: vocabulary imports no analysis; the analysis imports neither the sampler's callers nor the report;
+#: the report stays light (no sampler, no statsmodels); only the CLI runs the steps
+FOUNDATION = ("errors", "ids", "waves", "families", "methods", "results", "progress", "provenance", "config")
+ABOVE_FOUNDATION = {"data", "alignment", "models", "inference", "frequentist", "power", "report", "steps",
+                    "studies", "cli", "init"}  # fmt: skip
+FORBIDDEN = {
+    **{layer: ABOVE_FOUNDATION for layer in FOUNDATION},
+    "data": {"inference", "frequentist", "power", "report", "steps", "studies", "cli"},
+    "models": {"inference", "frequentist", "report", "steps", "studies", "cli"},
+    "frequentist": {"models", "inference", "report", "steps", "studies", "cli"},
+    "power": {"inference", "report", "steps", "studies", "cli"},
+    "report": {"inference", "frequentist", "steps", "cli"},
+    "inference": {"report", "steps", "studies", "cli"},
+    "studies": {"report", "steps", "cli"},
+    "steps": {"cli"},
+}
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for every import of a layer that ``FORBIDDEN`` keeps it from."""
+    layer = lambda m: (m.split(".") + ["__init__"])[1]  # noqa: E731
+    return sorted(
+        f"{a} -> {b}" for a, bs in graph.items() for b in bs if layer(b) in FORBIDDEN.get(layer(a), ())
+    )
+
+
+def test_the_layer_rule_finds_a_violation():
+    assert layer_violations({"qialign.families": {"qialign.models.spec"}}) == [
+        "qialign.families -> qialign.models.spec"
+    ]
+    assert layer_violations({"qialign.steps.fit": {"qialign.models.spec"}}) == []
+
+
+def test_no_layer_imports_a_layer_above_it():
+    assert layer_violations(import_graph()) == []
