@@ -47,7 +47,7 @@ def test_moderator_alignment_matches_padded_ids_and_names_the_file_when_none_mat
 
     path = tmp_path / "scores.csv"
     path.write_text("cluster,wave,alignment\n007,1,0.6\n010,1,0.9\n011,1,0.7\n")
-    raw, notes = moderator_alignment(path, 1, ["007", "010", "011"])
+    raw, notes, _ = moderator_alignment(path, 1, ["007", "010", "011"])
     assert raw.index.tolist() == ["007", "010", "011"] and raw.tolist() == [0.6, 0.9, 0.7] and not notes
     with pytest.raises(QialignError, match=r"scores.csv: no alignment score in wave 1 for any analysed"):
         moderator_alignment(path, 1, ["7", "10", "11"])

@@ -199,9 +199,9 @@ def test_moderator_picks_wave_by_label_and_defaults_to_first(tmp_path):
             "alignment": [0.9, 0.1, 0.5, 0.2, 0.4, 0.3],
         }
     ).to_csv(path, index=False)
-    first, _ = moderator_alignment(path, None, ["A", "B", "C"])
+    first, *_ = moderator_alignment(path, None, ["A", "B", "C"])
     assert first.tolist() == [0.2, 0.4, 0.3]
-    post, _ = moderator_alignment(path, "post", ["A", "B", "C"])
+    post, *_ = moderator_alignment(path, "post", ["A", "B", "C"])
     assert post.tolist() == [0.9, 0.1, 0.5]
     with pytest.raises(QialignError, match=r"scores.csv: no wave 'mid' \(alignment.wave\); waves: pre, post"):
         moderator_alignment(path, "mid", ["A", "B", "C"])

@@ -177,6 +177,9 @@ class FitRecord:
     ppc: dict
     alignment_propagation: str | None
     alignment_refits: int | None
+    #: analysed clusters with no usable alignment score in the moderating wave: analysed at the mean
+    #: alignment (z = 0), so their effect modification is assumed, not measured
+    unscored_clusters: list[str] | None
     versions: dict
     reproducibility: dict
     git_commit: str | None

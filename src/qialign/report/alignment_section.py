@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 from markupsafe import escape
 
-from qialign.ids import ids_key
+from qialign.ids import ids_key, sort_ids
 from qialign.report import estimates as E
 from qialign.report import figures
+from qialign.report.attention import unscored_text
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context
 from qialign.report.tables import DASH, Table, count, is_missing, num, triple
@@ -50,6 +51,12 @@ SCORE_COLUMNS = [
 ]
 
 
+def _unscored(ctx: Context) -> list[str]:
+    """Clusters any fit analysed without an alignment score (from the fits' records)."""
+    fits = [ctx.fit(o, m) for o in ctx.outcomes for m in ctx.models(o)]
+    return sort_ids({c for f in fits if f is not None for c in f.unscored_clusters or []})
+
+
 def alignment(ctx: Context) -> Section:
     scores = ctx.csv("alignment", "scores.csv")
     if not ctx.alignment_on:
@@ -72,6 +79,9 @@ def alignment(ctx: Context) -> Section:
             + PROPAGATION_TEXT.get(ctx.alignment_propagation, "")
         )
     ]
+    unscored = _unscored(ctx)
+    if unscored:
+        blocks.append(NOTE(escape(unscored_text(unscored, wave)), "bad"))
     sw = scores[wave_labels(scores["wave"]) == wave] if "wave" in scores else scores
     if sw.empty:
         sw = scores

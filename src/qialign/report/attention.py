@@ -45,6 +45,18 @@ def _fit_problems(ctx: Context, outcome: str, model: str) -> None:
         reasons = "; ".join(map(str, fit.problems or [])) or "no reason recorded"
         retry = " after one retry" if fit.retried else ""
         ctx.flag(where, f"fit unreliable{retry}: {reasons}")
+    if fit is not None and fit.unscored_clusters:
+        ctx.flag(where, unscored_text(fit.unscored_clusters, ctx.alignment_wave))
+
+
+def unscored_text(clusters: list[str], wave) -> str:
+    """The named warning for clusters the alignment moderator had no score for (never a silent zero)."""
+    which = f"wave {wave}" if wave is not None else "the moderating wave"
+    return (
+        f"no usable alignment score in {which} for cluster(s) {', '.join(map(str, clusters))}: "
+        "analysed at the mean alignment of the others (z = 0), so whether alignment changes their "
+        "effect is assumed, not measured"
+    )
 
 
 def _bad_pareto_k(ctx: Context, outcome: str) -> None:

@@ -94,17 +94,17 @@ def _order_note(waves: pd.Series, al: dict) -> None:
 
 def moderator_alignment(
     path: Path, wave: str | int | None, clusters: list[str]
-) -> tuple[pd.Series | None, list[str]]:
+) -> tuple[pd.Series | None, list[str], list[str]]:
     """Raw alignment per cluster for the model (the configured wave, a label; None = the first wave
-    in the file's order; from ``scores.csv`` at ``path``), and warnings.
+    in the file's order; from ``scores.csv`` at ``path``), warnings, and the unscored clusters.
 
     ``clusters`` are text ids, as the scores' ids are read (``read_results_csv``). Clusters without a
-    score are set to the mean of the others (z = 0) and named in the warnings; no cluster scored, or
-    scores that do not vary, are a QialignError naming the file.
+    score are set to the mean of the others (z = 0), named in the warnings and returned; no cluster
+    scored, or scores that do not vary, are a QialignError naming the file.
     """
     scores = read_results_csv(path)
     if scores.empty:
-        return None, []
+        return None, [], []
     try:
         wave = resolve_wave(wave, file_order(scores))
     except ValueError as exc:
@@ -126,4 +126,4 @@ def moderator_alignment(
         standardise_over_clusters(at)
     except ValueError as exc:  # one value for every cluster
         raise QialignError(f"{path}: wave {wave}: {exc}") from None
-    return at, notes
+    return at, notes, missing

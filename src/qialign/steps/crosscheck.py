@@ -45,7 +45,7 @@ def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> l
     names = []
     if "alignment" in primary["moderators"] and cfg["alignment"]["source"] != "none":
         clusters = sort_ids(rows["cluster"])
-        raw, _ = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
+        raw, _, _ = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
         rows["alignment_z"] = rows["cluster"].map(standardise_over_clusters(raw))
         names.append("alignment_z")
     if "fidelity" in primary["moderators"] and "fidelity" in rows.columns:

@@ -79,14 +79,15 @@ def sampler_cores(sampler: dict, threads: int | None) -> dict:
 
 
 def _moderator(cfg: dict, model_cfg: dict, cells, scores: Path) -> tuple:
-    """(raw alignment per cluster or None, notes, ``fit_model`` propagation keywords)."""
+    """(raw alignment per cluster or None, notes, unscored clusters, ``fit_model`` propagation keywords)."""
     if "alignment" not in model_cfg["moderators"] or cfg["alignment"]["source"] == "none":
-        return None, [], {}
+        return None, [], [], {}
     clusters = sort_ids(cells["cluster"])
-    alignment, notes = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
+    alignment, notes, unscored = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
     if alignment is None:
-        return None, notes, {}
-    return alignment, notes, alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
+        return None, notes, unscored, {}
+    draws = alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
+    return alignment, notes, unscored, draws
 
 
 def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_dir: Path) -> dict:
@@ -103,9 +104,7 @@ def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_di
     return ppc
 
 
-def _fit_record(
-    fit: FitResult, ids: dict, notes: list[str], ppc: dict, mode, record: dict, files
-) -> FitRecord:
+def _fit_record(fit: FitResult, ids: dict, moderation: dict, ppc: dict, record: dict, files) -> FitRecord:
     """The fit.json record: ids, seed, reliability, timings, diagnostics, versions, data files."""
     d = fit.diagnostics
     return FitRecord(
@@ -113,7 +112,8 @@ def _fit_record(
         reliable=fit.reliable,
         retried=fit.retried,
         problems=fit.problems,
-        notes=notes,
+        notes=moderation["notes"],
+        unscored_clusters=moderation["unscored_clusters"],
         timings=fit.timings,
         sampler=fit.sampler,
         divergences=d["divergences"],
@@ -123,7 +123,7 @@ def _fit_record(
         ess_tail_min=d["ess_tail_min"],
         attempts=d["attempts"],
         ppc={k: v for k, v in ppc.items() if k != "table"},
-        alignment_propagation=mode,
+        alignment_propagation=moderation["alignment_propagation"],
         alignment_refits=d.get("refits"),
         versions=record["versions"],
         reproducibility=record["reproducibility"],
@@ -155,7 +155,7 @@ def fit_step(
         {**cfg, "covariates": prepared["covariates"]},
         table=prepared["table"],
     )
-    alignment, notes, propagation = _moderator(cfg, model_cfg, cells, scores)
+    alignment, notes, unscored, propagation = _moderator(cfg, model_cfg, cells, scores)
     seed = fit_seed(cfg["seed"], outcome, model_id)
     sampler = sampler_cores(sampler_for(cfg, model_cfg), threads)
     say(f"fitting {len(cells)} cells, seed {seed}, {sampler['chains']} chains x {sampler['draws']} draws")
@@ -177,8 +177,11 @@ def fit_step(
     mode = cfg["alignment"]["propagation"] if alignment is not None else "plugin"
     ids = {"trial": cfg["id"], "outcome": outcome, "model": model_id, "seed": seed}
     ppc = _write_tables(fit, cfg, ids, mode, out_dir)
-    summary = _fit_record(
-        fit, ids, notes, ppc, mode if alignment is not None else None, record, prepared["files"]
-    )
+    moderation = {
+        "notes": notes,
+        "unscored_clusters": unscored,
+        "alignment_propagation": mode if alignment is not None else None,
+    }
+    summary = _fit_record(fit, ids, moderation, ppc, record, prepared["files"])
     summary.write(out_dir / FIT_FILES["record"])
     return summary
