@@ -65,3 +65,44 @@ def test_standardise_over_clusters():
     assert z.std(ddof=1) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="does not vary"):
         standardise_over_clusters(pd.Series([2.0, 2.0]))
+
+
+def test_debiased_alignment_and_reliability_exact():
+    """By hand on the two-ward survey: pooled within-ward variances, the gap's sampling variance,
+    sqrt(max(g^2 - v, 0)), and R = 1 - mean SE^2 / var(alignment)."""
+    out = descriptive_scores(_survey(), CFG, ["A", "B"], seed=1, n_boot=200).set_index("cluster")
+    # ward A: clinical safety 100 and 50 (mean 75), managers the same; flow 75 and 25 for both roles.
+    # ward B: every role answers identically, so it adds no within-ward variance.
+    s2_safety = ((100 - 75) ** 2 + (50 - 75) ** 2) / ((2 - 1) + (2 - 1))  # pooled over A and B: 625
+    s2_flow = ((75 - 50) ** 2 + (25 - 50) ** 2) / 2  # 625
+    v = {"safety": s2_safety / 2 + s2_safety / 2, "flow": s2_flow / 2 + s2_flow / 2}  # 625 each
+    gaps_b = {"safety": 100.0, "flow": 100.0}
+    expected_b = 1 - np.mean([np.sqrt(gaps_b[d] ** 2 - v[d]) for d in ("safety", "flow")]) / 100
+    assert out.loc["B", "alignment_debiased"] == pytest.approx(expected_b, abs=1e-12)
+    assert out.loc["A", "alignment_debiased"] == pytest.approx(1.0)  # no gap stays no gap
+    sd = out["alignment_sd"]
+    expected_r = max(0.0, 1 - (sd**2).mean() / out["alignment"].var(ddof=1))
+    assert out["reliability"].tolist() == pytest.approx([expected_r] * 2, abs=1e-12)
+
+
+def test_debiasing_removes_most_of_the_penalty_on_small_manager_samples():
+    """No true gap anywhere: with one manager a ward's plain misalignment is pure noise and large;
+    de-biased, the one-manager wards come much closer to the ten-manager wards."""
+    rng = np.random.default_rng(5)
+    rows, rid = [], 0
+    for j in range(40):
+        n_man = 1 if j % 2 else 10
+        for role, n in (("doctor", 10), ("matron", n_man)):
+            for _ in range(n):
+                answers = np.clip(np.round(rng.normal(3, 1, 3)), 1, 5)
+                rows.append({"respondent": rid, "cluster": f"W{j}", "role": role,
+                             "q1": answers[0], "q2": 6 - answers[1], "q3": answers[2]})  # fmt: skip
+                rid += 1
+    out = descriptive_scores(pd.DataFrame(rows), CFG, [f"W{j}" for j in range(40)], seed=1, n_boot=20)
+    one = out["cluster"].str[1:].astype(int) % 2 == 1
+
+    def penalty(col):  # mean misalignment of one-manager wards minus that of ten-manager wards
+        return (1 - out.loc[one, col]).mean() - (1 - out.loc[~one, col]).mean()
+
+    plain, debiased = penalty("alignment"), penalty("alignment_debiased")  # 0.091, 0.033 here
+    assert plain > 0.05 and 0 <= debiased < plain / 2, (plain, debiased)

@@ -760,3 +760,16 @@ def test_methods_describe_the_design_analysed(report, tmp_path):
     ) in _section(html, "methods")
     assert "2 clusters never start (controls)" in _section(html, "design")
     assert "stepped wedge" not in _section(html, "methods")
+
+
+def test_alignment_shows_the_scores_reliability_and_the_attenuation(report):
+    """R comes from the alignment step's own scores.csv (qialign.alignment.debias) and is printed as
+    computed; with plugin propagation the page says gamma is attenuated by about R."""
+    scores = pd.read_csv(report["results"] / "alignment" / "scores.csv")
+    first = scores[scores["wave_order"] == 1]
+    r = first["reliability"].iloc[0]
+    expected = max(0.0, 1 - (first["alignment_sd"] ** 2).mean() / first["alignment"].var(ddof=1))
+    assert r == pytest.approx(expected, abs=1e-12)
+    section = _section(report["html"], "alignment")
+    assert f"R = {num(r, 2)}</strong>" in section
+    assert "attenuated towards 0 by about this factor" in section

@@ -10,7 +10,8 @@ lo + hi - x), a respondent's domain score is the mean of their answered items in
 Profile agreement is the Pearson correlation of the two roles' domain profiles; within-group agreement
 is r_wg = 1 - s^2 / sigma^2_EU with sigma^2_EU = (A^2 - 1) / 12 for A scale points (James, Demaree &
 Wolf 1984), truncated to [0, 1] and averaged over domains. The alignment SD and interval come from a
-bootstrap of respondents within cluster x role.
+bootstrap of respondents within cluster x role; ``alignment_debiased`` and the wave's ``reliability``
+are described in :mod:`qialign.alignment.debias`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from qialign.alignment.debias import add_debiased
 from qialign.ids import natural_order
 from qialign.waves import ONE_WAVE, order_codes, wave_labels, wave_order
 
@@ -154,6 +156,6 @@ def descriptive_scores(
                 ]
                 row[f"rwg_{r}"] = float(np.nanmean(per_domain)) if np.isfinite(per_domain).any() else np.nan
             rows.append(row)
-    out = pd.DataFrame(rows)
+    out = add_debiased(pd.DataFrame(rows), long, domains)
     out.insert(3, "method", "descriptive")
     return out

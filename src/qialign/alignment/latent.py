@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from qialign.alignment.debias import with_reliability
 from qialign.config import schema_defaults
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.sampling import nutpie_sample
@@ -299,7 +300,7 @@ def latent_scores(
             row["r_hat"], row["ess_bulk"] = float(r_hat[w, j]), float(ess[w, j])
             rows.append(row)
     return LatentFit(
-        scores=pd.DataFrame(rows),
+        scores=with_reliability(pd.DataFrame(rows)),
         draws=_kept_draws(data, align, int(s["keep"])),
         idata=idata,
         diagnostics=diag,

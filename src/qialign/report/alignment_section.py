@@ -51,6 +51,28 @@ SCORE_COLUMNS = [
 ]
 
 
+def _reliability_note(ctx: Context, scores: pd.DataFrame, wave) -> list:
+    """The moderating wave's score reliability R and what it does to γ under the propagation used."""
+    if "reliability" not in scores or "wave" not in scores:
+        return []
+    r = scores.loc[wave_labels(scores["wave"]) == wave, "reliability"].dropna()
+    if r.empty:
+        return []
+    text = (
+        f"Reliability of the wave-{escape(wave)} score over clusters: <strong>R = {num(r.iloc[0], 2)}</strong> "
+        "(between-cluster variance of the score over its total, from the scores' own standard errors)."
+    )
+    if ctx.alignment_propagation == "joint":
+        text += " The joint model measures alignment in the same fit, so γ is not diluted by R."
+    else:
+        text += (
+            f" With propagation <strong>{escape(ctx.alignment_propagation)}</strong> the score enters as "
+            f"measured, so γ is attenuated towards 0 by about this factor (regression dilution): the "
+            f"unattenuated modification is roughly γ / R. <code>propagation: joint</code> avoids it."
+        )
+    return [P(text)]
+
+
 def _unscored(ctx: Context) -> list[str]:
     """Clusters any fit analysed without an alignment score (from the fits' records)."""
     fits = [ctx.fit(o, m) for o in ctx.outcomes for m in ctx.models(o)]
@@ -79,6 +101,7 @@ def alignment(ctx: Context) -> Section:
             + PROPAGATION_TEXT.get(ctx.alignment_propagation, "")
         )
     ]
+    blocks += _reliability_note(ctx, scores, wave)
     unscored = _unscored(ctx)
     if unscored:
         blocks.append(NOTE(escape(unscored_text(unscored, wave)), "bad"))
