@@ -106,3 +106,18 @@ def test_debiasing_removes_most_of_the_penalty_on_small_manager_samples():
 
     plain, debiased = penalty("alignment"), penalty("alignment_debiased")  # 0.091, 0.033 here
     assert plain > 0.05 and 0 <= debiased < plain / 2, (plain, debiased)
+
+
+def test_the_debiased_score_moderates_when_configured(tmp_path):
+    """``alignment.score: debiased`` makes the moderator read alignment_debiased (one table of
+    which column each setting reads: qialign.alignment.debias.MODERATOR_COLUMN); plain is the default."""
+    from qialign.steps.alignment import moderator_alignment
+
+    out = descriptive_scores(_survey(), CFG, ["A", "B"], seed=1, n_boot=50)
+    path = tmp_path / "scores.csv"
+    out.to_csv(path, index=False)
+    plain, *_ = moderator_alignment(path, None, ["A", "B"])
+    debiased, *_ = moderator_alignment(path, None, ["A", "B"], "alignment_debiased")
+    assert plain.tolist() == pytest.approx(out["alignment"].tolist())
+    assert debiased.tolist() == pytest.approx(out["alignment_debiased"].tolist())
+    assert debiased["B"] > plain["B"]  # the noise part of ward B's gap is taken out

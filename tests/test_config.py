@@ -75,6 +75,10 @@ def test_every_problem_is_listed():
             {"alignment": {"source": "given", "propagation": "joint"}},
             "alignment/propagation: 'joint' needs posterior draws",
         ),
+        (
+            {"alignment": {"source": "given", "score": "debiased"}},
+            "alignment/score: 'debiased' is the descriptive",
+        ),
     ],
 )
 def test_cross_reference_problems(change, expected):

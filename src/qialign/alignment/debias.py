@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 ROLES = ("clinical", "managerial")
+#: ``alignment.score`` -> the scores.csv column that moderates the effect
+MODERATOR_COLUMN = {"plain": "alignment", "debiased": "alignment_debiased"}
 
 
 def pooled_variances(long: pd.DataFrame) -> pd.Series:

@@ -96,6 +96,7 @@ class Alignment:
     waves: tuple[str, ...] | None
     wave: str | None
     propagation: str
+    score: str
     draws: int
     latent: LatentSampler
 

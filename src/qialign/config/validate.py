@@ -115,6 +115,12 @@ def _check_cross_references(cfg: dict, source: str) -> None:
             f"- alignment/propagation: '{al['propagation']}' needs posterior draws of alignment, i.e. "
             "alignment.source: survey with method: latent; use plugin otherwise"
         )
+    if al["score"] == "debiased" and not (al["source"] == "survey" and al["method"] == "descriptive"):
+        problems.append(
+            "- alignment/score: 'debiased' is the descriptive score with each gap shrunk by its sampling "
+            "variance: it needs alignment.source: survey with method: descriptive (the latent model "
+            "carries its own uncertainty); use plain otherwise"
+        )
     roles = al.get("roles") or {}
     managerial = roles.get("managerial") or ()
     both = [g for g in roles.get("clinical") or () if g in managerial]

@@ -93,10 +93,11 @@ def _order_note(waves: pd.Series, al: dict) -> None:
 
 
 def moderator_alignment(
-    path: Path, wave: str | int | None, clusters: list[str]
+    path: Path, wave: str | int | None, clusters: list[str], score: str = "alignment"
 ) -> tuple[pd.Series | None, list[str], list[str]]:
     """Raw alignment per cluster for the model (the configured wave, a label; None = the first wave
-    in the file's order; from ``scores.csv`` at ``path``), warnings, and the unscored clusters.
+    in the file's order; from ``scores.csv`` at ``path``; column ``score``), warnings, and the
+    unscored clusters.
 
     ``clusters`` are text ids, as the scores' ids are read (``read_results_csv``). Clusters without a
     score are set to the mean of the others (z = 0), named in the warnings and returned; no cluster
@@ -109,7 +110,11 @@ def moderator_alignment(
         wave = resolve_wave(wave, file_order(scores))
     except ValueError as exc:
         raise QialignError(f"{path}: {exc}") from None
-    at = scores[wave_labels(scores["wave"]) == wave].set_index("cluster")["alignment"].astype(float)
+    if score not in scores:
+        raise QialignError(
+            f"{path}: no column {score!r}: the scores predate alignment.score; re-run qialign alignment"
+        )
+    at = scores[wave_labels(scores["wave"]) == wave].set_index("cluster")[score].astype(float)
     scored = at.dropna().index.tolist()
     at = at.reindex(clusters)
     notes = []

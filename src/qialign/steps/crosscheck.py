@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from qialign.alignment import standardise_over_clusters
+from qialign.alignment.debias import MODERATOR_COLUMN
 from qialign.config import load_trial_config, models_for
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
@@ -45,7 +46,8 @@ def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> l
     names = []
     if "alignment" in primary["moderators"] and cfg["alignment"]["source"] != "none":
         clusters = sort_ids(rows["cluster"])
-        raw, _, _ = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
+        al = cfg["alignment"]
+        raw, _, _ = moderator_alignment(scores, al["wave"], clusters, MODERATOR_COLUMN[al["score"]])
         rows["alignment_z"] = rows["cluster"].map(standardise_over_clusters(raw))
         names.append("alignment_z")
     if "fidelity" in primary["moderators"] and "fidelity" in rows.columns:

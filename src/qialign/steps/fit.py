@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qialign.alignment.debias import MODERATOR_COLUMN
 from qialign.alignment.latent import draws_matrix, survey_long
 from qialign.config import load_trial_config, models_for, sampler_for
 from qialign.data import load_trial
@@ -83,7 +84,10 @@ def _moderator(cfg: dict, model_cfg: dict, cells, scores: Path) -> tuple:
     if "alignment" not in model_cfg["moderators"] or cfg["alignment"]["source"] == "none":
         return None, [], [], {}
     clusters = sort_ids(cells["cluster"])
-    alignment, notes, unscored = moderator_alignment(scores, cfg["alignment"]["wave"], clusters)
+    al = cfg["alignment"]
+    alignment, notes, unscored = moderator_alignment(
+        scores, al["wave"], clusters, MODERATOR_COLUMN[al["score"]]
+    )
     if alignment is None:
         return None, notes, unscored, {}
     draws = alignment_propagation(cfg, scores.parent / "alignment_draws.csv", clusters)
