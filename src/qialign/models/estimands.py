@@ -326,11 +326,10 @@ def _rate_per_exposure(fit, m: np.ndarray, mask=None) -> np.ndarray:
         return m
     w = d.n if mask is None else d.n * mask
     k = len(d.periods)
+    exposure = np.bincount(d.period_idx, weights=d.y["exposure"] * (w > 0), minlength=k)
+    patients = np.bincount(d.period_idx, weights=w, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_patient = np.bincount(d.period_idx, weights=d.y["exposure"] * (w > 0), minlength=k) / np.bincount(
-            d.period_idx, weights=w, minlength=k
-        )
-    return m / per_patient
+        return m * patients / exposure
 
 
 def _trend_draws(fit) -> tuple[np.ndarray, np.ndarray]:
