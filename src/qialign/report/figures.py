@@ -128,26 +128,27 @@ def design_grid(
 
 
 #: the model's lines on the time-series plot: a counterfactual_by_period.csv series (its
-#: ``_mean``, banded by its ``_lower`` / ``_upper`` when ``band``), the line's style and legend
+#: ``_mean``; its band from ``_lower`` / ``_upper``: "fill", "edges" (thin lines, to tell it from
+#: a fill beneath) or None), the line's style and legend
 TIME_SERIES_LINES = (
     (
         "without",
-        True,
+        "fill",
         {"color": CONTROL, "lw": 1.8, "ls": "--", "label": "expected without intervention (all clusters)"},
     ),
     (
         "trend",
-        True,
+        "edges",
         {"color": "0.35", "lw": 1.2, "label": "secular trend f(t) at baseline"},
     ),
     (
         "without_treated",
-        False,
+        None,
         {"color": ACCENT, "lw": 1.6, "ls": ":", "label": "counterfactual: intervention cells without it"},
     ),
     (
         "actual_treated",
-        False,
+        None,
         {"color": INTERVENTION, "lw": 1.4, "alpha": 0.8, "label": "model fit, intervention cells"},
     ),
 )
@@ -166,10 +167,13 @@ def time_series(by_period: pd.DataFrame, ylabel: str, title: str = "", band_note
     t = d["period"].to_numpy()
     for series, band, style in TIME_SERIES_LINES:
         if f"{series}_mean" in d and d[f"{series}_mean"].notna().any():
-            if band:
+            if band == "fill":
                 ax.fill_between(
                     t, d[f"{series}_lower"], d[f"{series}_upper"], color=style["color"], alpha=0.18, lw=0
                 )
+            elif band == "edges":
+                for end in ("_lower", "_upper"):
+                    ax.plot(t, d[series + end], color=style["color"], lw=0.7, ls=(0, (2, 2)))
             ax.plot(t, d[f"{series}_mean"], **style)
     top = np.nanmax(
         [d.get("n_control", pd.Series([1])).max(), d.get("n_intervention", pd.Series([1])).max(), 1]
