@@ -18,7 +18,7 @@ from scipy.special import expit
 
 from estimand_fits import FITS, cached_fit, interval
 from qialign.families import FAMILIES
-from qialign.models.estimands import cluster_effects, counterfactual, estimates
+from qialign.models.estimands import cluster_effects, counterfactual, counterfactual_by_period, estimates
 from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE
 
 ABS = 1e-12
@@ -344,13 +344,74 @@ def test_counterfactual(fitted):
             out[cols].to_numpy().T, [m.mean((0, 1)), *bounds(m, iv)], atol=ABS, rtol=1e-12, err_msg=what
         )
     assert set(out["interval"]) == {label(iv)}
+    assert "deseasonalised_mean" not in out  # the secular trend is counterfactual_by_period's f(t)
+
+
+def period_mean(fit, x, cells):
+    """Within each draw, the patient-weighted mean outcome over each period's ``cells`` (boolean per
+    cell): probability, count per exposure unit (expected count / exposure), mean y, or the
+    geometric mean exp(weighted mean of E log y) for lognormal. NaN for a period without cells."""
+    d, fam = fit.design, fit.spec.family
+    period = d.cells["period"].to_numpy()
+    out = np.full((*x.shape[:-1], len(d.periods)), np.nan)
+    for k, t in enumerate(d.periods):
+        c = (period == t) & cells
+        if not c.any():
+            continue
+        n = d.n[c]
+        if fam == "lognormal":
+            out[..., k] = np.exp(((d.y_center + d.y_scale * x[..., c]) * n).sum(-1) / n.sum())
+        elif fam in ("poisson", "negative_binomial"):
+            out[..., k] = (mean_outcome(fit, x)[..., c] * n).sum(-1) / d.y["exposure"][c].sum()
+        else:
+            out[..., k] = (mean_outcome(fit, x)[..., c] * n).sum(-1) / n.sum()
+    return out
+
+
+def test_counterfactual_by_period(fitted):
+    """Per period: within each draw the patient-weighted mean over the period's cells (all, or
+    the treated ones) of the expected outcome as assigned, without and with the intervention,
+    then the interval over draws; and f(t) alone: f(t) - f(1) and g^-1(mu + f(t) - mean f)."""
+    name, fit = fitted
+    iv, d, fam = interval(name), fit.design, fit.spec.family
+    out = counterfactual_by_period(fit, iv)
+    c = d.cells
+    np.testing.assert_array_equal(out["period"], sorted(c["period"].unique()))
+    np.testing.assert_array_equal(out["n"], c.groupby("period")["n"].sum().to_numpy())
+    treated = (c["treated"] == 1).to_numpy()
+    np.testing.assert_array_equal(
+        out["n_treated"], c[treated].groupby("period")["n"].sum().reindex(out["period"]).fillna(0)
+    )
+    eta, off, on = off_on(fit)
+    everyone = np.ones(len(c), bool)
+    series = {"actual": (eta, everyone), "without": (off, everyone), "with": (on, everyone)}
+    series |= {"actual_treated": (eta, treated), "without_treated": (off, treated)}
     post = fit.idata["posterior"]
-    if "b_season" not in post:
-        assert "deseasonalised_mean" not in out
-        return
-    # the secular trend alone: mu + f(t) - mean f + Z beta, no intervention, season or random effects
-    trend = draws(fit, "trend")
-    x = draws(fit, "mu")[..., None] + (trend - trend.mean(-1, keepdims=True))[..., d.period_idx]
-    x = x + (draws(fit, "beta")[..., None, :] * d.Z).sum(-1)
-    m = cp_mean(fit, x)
-    np.testing.assert_allclose(out["deseasonalised_mean"], m.mean((0, 1)), rtol=1e-12)
+    trend = draws(fit, "trend") if "trend" in post else np.zeros((*draws(fit, "mu").shape, len(out)))
+    x = draws(fit, "mu")[..., None] + trend - trend.mean(-1, keepdims=True)
+    base = {
+        "bernoulli": expit(x),
+        "binomial": expit(x),
+        "poisson": np.exp(x),
+        "negative_binomial": np.exp(x),
+        "gaussian": d.y_center + d.y_scale * x,
+        "lognormal": np.exp(d.y_center + d.y_scale * x),
+    }[fam]
+    for what, m in [
+        *((k, period_mean(fit, x_, cells)) for k, (x_, cells) in series.items()),
+        ("trend_link", trend * y_scale(fit)),
+        ("trend", base),
+    ]:
+        cols = [f"{what}_mean", f"{what}_lower", f"{what}_upper"]
+        ok = np.isfinite(m).all((0, 1))
+        assert ok.any(), what
+        np.testing.assert_allclose(
+            out.loc[ok, cols].to_numpy().T,
+            [m[..., ok].mean((0, 1)), *bounds(m[..., ok], iv)],
+            atol=ABS,
+            rtol=1e-12,
+            err_msg=what,
+        )
+        assert out.loc[~ok, cols].isna().all().all(), what
+    assert not out["without_treated_mean"].notna().all()  # a period with no treated cells
+    assert set(out["interval"]) == {label(iv)}

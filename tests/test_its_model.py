@@ -85,13 +85,13 @@ def test_bayesian_its_estimate_inside_the_published_interval(prepared):
     assert PUBLISHED[1] < rr["estimate"] < PUBLISHED[2]
     assert rr["lower"] < PUBLISHED[0] < rr["upper"]
     assert "icc" not in est.index  # one series: no between-cluster variance to report
-    # the deseasonalised secular trend: exp(mu + b t) per person, a geometric progression over months
-    from qialign.models.estimands import counterfactual
+    # the secular trend alone, deseasonalised: exp(mu + b t) per person-month, geometric over months
+    from qialign.models.estimands import counterfactual_by_period
 
-    cf = counterfactual(fit)
-    ratio = (cf["deseasonalised_mean"] * cf["n"]).to_numpy()
-    ratio = ratio / cells.sort_values("period")["exposure"].to_numpy()  # rate per person-month
-    steps = ratio[1:] / ratio[:-1]
+    by_period = counterfactual_by_period(fit)
+    np.testing.assert_allclose(np.diff(by_period["trend_link_mean"], 2), 0, atol=1e-12)  # linear f(t)
+    rate = by_period["trend_mean"].to_numpy()  # already a rate per exposure unit (person-month)
+    steps = rate[1:] / rate[:-1]
     np.testing.assert_allclose(steps, steps[0], rtol=1e-3)  # E exp(): geometric up to convexity
     assert 1.0 < steps[0] ** 12 < 1.15  # the tutorial's pre-ban trend: RR 1.067 per year
 

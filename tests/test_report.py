@@ -141,6 +141,14 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
         cf[f"{name}_mean"], cf[f"{name}_lower"], cf[f"{name}_upper"] = m, m * 0.8, m * 1.2
     cf["interval"] = "eti95"
     cf.to_csv(folder / "counterfactual.csv", index=False)
+    bp = cp.groupby("period", as_index=False)["n"].sum()
+    bp["n_treated"] = (
+        cp[cp["treated"] == 1].groupby("period")["n"].sum().reindex(bp["period"]).fillna(0).to_numpy()
+    )
+    for name, shift in (("actual", 0.0), ("without", 0.02), ("with", -0.02), ("trend", 0.01)):
+        bp[f"{name}_mean"], bp[f"{name}_lower"], bp[f"{name}_upper"] = base + shift, base * 0.9, base * 1.1
+    bp["interval"] = "eti95"
+    bp.to_csv(folder / FIT_FILES["counterfactual_by_period"], index=False)
     ppc = cells[["cluster", "period", "treated", "n"]].copy()
     ppc["observed_mean"] = cells[stat] / cells["n"]
     ppc["predicted_mean"] = base

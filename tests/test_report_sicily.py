@@ -38,16 +38,23 @@ def sicily(tmp_path_factory):
     prepare_outcome(config, "aces", res / "aces")
     fit_step(config, "aces", "its", res / "aces", scores, res / "aces" / "its")
     crosscheck_step(config, "aces", res / "aces", scores, res / "aces" / "crosscheck.csv")
-    drawn = []
-    real = figures.design_grid
+    drawn, series = [], []
+    real, real_series = figures.design_grid, figures.time_series
     mp = pytest.MonkeyPatch()
     mp.setattr(figures, "design_grid", lambda *a: drawn.append(a) or real(*a))
+    mp.setattr(figures, "time_series", lambda *a, **k: series.append(a[0]) or real_series(*a, **k))
     out = work / "report.html"
     try:
         render_report(res, config, out)
     finally:
         mp.undo()
-    return {"html": out.read_text(encoding="utf-8"), "results": res, "cfg": cfg, "grid": drawn}
+    return {
+        "html": out.read_text(encoding="utf-8"),
+        "results": res,
+        "cfg": cfg,
+        "grid": drawn,
+        "series": series,
+    }
 
 
 def _section(html: str, sid: str) -> str:
@@ -91,6 +98,31 @@ def test_no_count_of_a_population_series_is_suppressed(sicily):
     assert re.search(r"<td>clusters</td><td>[^<]*clusters.csv</td><td[^>]*>1</td>", prov)
 
 
+def test_trend_figure_is_drawn_from_the_per_period_bands(sicily):
+    """The outcome-over-time figure plots counterfactual_by_period.csv as the fit step wrote it
+    (bands per draw, the secular trend f(t) alone) beside the observed rate per person-month."""
+    (drawn,) = sicily["series"]
+    fit_dir = sicily["results"] / "aces"
+    table = pd.read_csv(fit_dir / "its" / "counterfactual_by_period.csv")
+    assert len(table) == len(drawn) == 59
+    for series, _, _ in figures.TIME_SERIES_LINES:
+        for end in ("_mean", "_lower", "_upper"):
+            pd.testing.assert_series_equal(drawn[series + end], table[series + end], check_exact=True)
+    cells = pd.read_parquet(fit_dir / "cells.parquet").sort_values("period")
+    rate = (cells["count"] / cells["exposure"]).to_numpy()
+    observed = drawn["observed_control"].fillna(drawn["observed_intervention"]).to_numpy()
+    assert observed == pytest.approx(rate, rel=1e-12)
+    assert (table["trend_lower"] < table["trend_mean"]).all() and (
+        table["trend_mean"] < table["trend_upper"]
+    ).all()
+    # an ITS has no concurrent controls: the counterfactual of the treated exists only after the start
+    assert (
+        table["without_treated_mean"].isna().sum() == 36 and table["without_treated_mean"].notna().sum() == 23
+    )
+    trends = _section(sicily["html"], "time-trends")
+    assert "the secular trend f(t) alone" in trends
+
+
 def test_report_fixture_writes_only_what_the_real_steps_write(sicily, tmp_path):
     """tests/test_report.py writes its model outputs by hand: every column and fit-record key it
     writes is one the real fit and cross-check steps write (here, for the Sicily fit)."""
@@ -100,7 +132,8 @@ def test_report_fixture_writes_only_what_the_real_steps_write(sicily, tmp_path):
 
     res, _, _ = _build(tmp_path)
     real, fake = sicily["results"] / "aces", res / "y"
-    for name in ("diagnostics.csv", "cluster_effects.csv", "counterfactual.csv", "ppc.csv"):
+    names = ("diagnostics.csv", "cluster_effects.csv", "counterfactual.csv", "counterfactual_by_period.csv")
+    for name in (*names, "ppc.csv"):
         written = set(pd.read_csv(fake / "alt" / name, nrows=1).columns)
         assert written <= set(pd.read_csv(real / "its" / name, nrows=1).columns), name
     columns = [list(pd.read_csv(d / "estimates.csv", nrows=1).columns) for d in (fake / "alt", real / "its")]

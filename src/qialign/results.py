@@ -148,6 +148,7 @@ FIT_FILES = {
     "diagnostics": "diagnostics.csv",
     "effects": "cluster_effects.csv",
     "counterfactual": "counterfactual.csv",
+    "counterfactual_by_period": "counterfactual_by_period.csv",
     "ppc": "ppc.csv",
     "record": "fit.json",
 }

@@ -252,31 +252,59 @@ def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:
     return out
 
 
-def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
-    """Expected outcome per cluster-period: as assigned, without and with the intervention.
-
-    Each cluster-period averages its cells' expected per-patient outcome with weight n
-    (probability for binomial, count per patient for counts, mean y for gaussian, geometric mean
-    exp(E log y) for lognormal, compared with the observed geometric mean). With seasonal terms,
-    ``deseasonalised_mean`` is the secular trend alone: no intervention, seasonality or random effects.
-    """
-    prob, kind = _interval(interval)
+def _cell_predictions(fit):
+    """(actual, without, with) link-scale draws per cell; ValueError without stored predictions."""
     oo = _off_on(fit)
     if oo is None:
         raise ValueError("counterfactual needs stored cell predictions (store_predictions)")
+    return oo
+
+
+def _shown_mean(fit, x: np.ndarray) -> np.ndarray:
+    """Per cell, the outcome in the unit the report shows it: the expected per-patient outcome,
+    the log-scale mean E log y for lognormal (exponentiated after averaging: a geometric mean)."""
+    d = fit.design
+    if fit.spec.family == "lognormal":
+        return d.y_center + d.y_scale * x
+    return _inv_link_mean(fit, x)
+
+
+def _weighted_by(fit, m: np.ndarray, groups: np.ndarray, k: int, mask=None) -> np.ndarray:
+    """Within each draw, the n-weighted mean of cell values m (.., cell) over each of the k
+    groups (cells where ``mask``); lognormal: exponentiated (the geometric mean)."""
+    d = fit.design
+    w = d.n if mask is None else d.n * mask
+    num = np.zeros((*m.shape[:-1], k))
+    np.add.at(num, (..., groups), m * w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / np.bincount(groups, weights=w, minlength=k)
+    return np.exp(out) if fit.spec.family == "lognormal" else out
+
+
+def _band(out: pd.DataFrame, label: str, m: np.ndarray, prob: float, kind: str) -> None:
+    """``label``_mean / _lower / _upper columns: posterior mean and interval over draws of m
+    (chain, draw, k); NaN where m has no value (a period without treated cells)."""
+    ok = np.isfinite(m).all(axis=(0, 1))
+    lo, hi = np.full(m.shape[-1], np.nan), np.full(m.shape[-1], np.nan)
+    if ok.any():
+        lo[ok], hi[ok] = _bounds(m[..., ok], prob, kind)
+    out[f"{label}_mean"] = np.where(ok, m.mean(axis=(0, 1)), np.nan)
+    out[f"{label}_lower"], out[f"{label}_upper"] = lo, hi
+
+
+def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
+    """Expected outcome per cluster-period: as assigned, without and with the intervention.
+
+    Each cluster-period averages its cells' expected per-patient outcome with weight n within
+    each draw (probability for binomial, count per patient for counts, mean y for gaussian,
+    geometric mean exp(E log y) for lognormal, compared with the observed geometric mean), then
+    takes the interval over draws.
+    """
+    prob, kind = _interval(interval)
+    eta, off, on = _cell_predictions(fit)
     d, fam = fit.design, fit.spec.family
     ncp = len(d.cp_keys)  # cp_idx takes every value 0 .. ncp - 1 (observed cluster-periods)
     n_cp = np.bincount(d.cp_idx, weights=d.n)
-
-    def per_cp(x):
-        if fam == "lognormal":
-            m = d.y_center + d.y_scale * x
-        else:
-            m = _inv_link_mean(fit, x)
-        num = np.zeros((*m.shape[:-1], ncp))
-        np.add.at(num, (..., d.cp_idx), m * d.n)
-        return np.exp(num / n_cp) if fam == "lognormal" else num / n_cp
-
     obs = np.bincount(d.cp_idx, weights=d.cells[FAMILIES[fam].total_column]) / n_cp
     out = d.cp_keys[["cluster", "period"]].copy()
     treated = np.zeros(ncp, dtype=int)
@@ -284,24 +312,68 @@ def counterfactual(fit, interval: dict | None = None) -> pd.DataFrame:
     out["treated"] = treated
     out["n"] = n_cp
     out["observed"] = np.exp(obs) if fam == "lognormal" else obs
-    eta, off, on = oo
     for label, x in (("actual", eta), ("without", off), ("with", on)):
-        m = per_cp(x)
-        lo, hi = _bounds(m, prob, kind)
-        out[f"{label}_mean"], out[f"{label}_lower"], out[f"{label}_upper"] = (
-            m.mean(axis=(0, 1)),
-            lo,
-            hi,
-        )
-    post = _post(fit)
-    if "b_season" in post.data_vars and "trend" in post.data_vars:
-        # the secular trend alone: mu + f(t) (+ covariates), without the intervention, seasonality
-        # (Fourier terms at 0, their mean over a cycle), cluster and cluster-period effects; f is
-        # centred over periods in every trend form, so f = trend - mean(trend)
-        trend = np.asarray(post["trend"])
-        x = np.asarray(post["mu"])[..., None] + (trend - trend.mean(-1, keepdims=True))[..., d.period_idx]
-        if "beta" in post.data_vars:
-            x = x + np.asarray(post["beta"]) @ d.Z.T
-        out["deseasonalised_mean"] = per_cp(x).mean(axis=(0, 1))
+        _band(out, label, _weighted_by(fit, _shown_mean(fit, x), d.cp_idx, ncp), prob, kind)
+    out["interval"] = interval_label(prob, kind)
+    return out
+
+
+def _rate_per_exposure(fit, m: np.ndarray, mask=None) -> np.ndarray:
+    """Counts: n-weighted per-patient means m (.., period) divided by the period's exposure per
+    patient, i.e. the expected rate per exposure unit (the unit of the observed count / exposure)."""
+    d = fit.design
+    if FAMILIES[fit.spec.family].kind != "count":
+        return m
+    w = d.n if mask is None else d.n * mask
+    k = len(d.periods)
+    exposure = np.bincount(d.period_idx, weights=d.y["exposure"] * (w > 0), minlength=k)
+    patients = np.bincount(d.period_idx, weights=w, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return m * patients / exposure
+
+
+def _trend_draws(fit) -> tuple[np.ndarray, np.ndarray]:
+    """f(t) - f(first period) (link scale, y units for gaussian / lognormal) and the outcome at
+    baseline g^-1(mu + f(t)) with f centred over periods, per draw (chain, draw, period)."""
+    post, d, fam = _post(fit), fit.design, FAMILIES[fit.spec.family]
+    shape = (*np.shape(post["mu"]), len(d.periods))
+    trend = np.asarray(post["trend"]) if "trend" in post.data_vars else np.zeros(shape)
+    x = np.asarray(post["mu"])[..., None] + trend - trend.mean(-1, keepdims=True)
+    if fam.kind in ("binary", "count"):  # probability; rate per exposure unit
+        natural = fam.inverse_link(x)
+    elif fam.name == "gaussian":
+        natural = d.y_center + d.y_scale * x
+    else:  # lognormal: the geometric mean exp(E log y)
+        natural = np.exp(d.y_center + d.y_scale * x)
+    return trend * d.y_scale, natural
+
+
+def counterfactual_by_period(fit, interval: dict | None = None) -> pd.DataFrame:
+    """Per period, bands computed per posterior draw (s), then the interval over draws.
+
+    m_s(t) = sum_c n_c E_s[y_c] / sum_c n_c over the period's cells c, for the predictor as
+    assigned (``actual``), without the intervention (``without``), fully with it (``with``), and
+    the same over the period's treated cells (``actual_treated``, ``without_treated``: the
+    counterfactual of the treated). E[y_c] as in :func:`counterfactual` (lognormal: exp of the
+    weighted mean of E log y; counts: divided by the period's exposure per patient, a rate per
+    exposure unit). The secular trend f(t) alone, without cluster, cluster-period, site or
+    seasonal effects, the intervention, at mean alignment and covariates: ``trend_link`` =
+    f(t) - f(first period) and ``trend`` = g^-1(mu + f(t)) (f centred over periods).
+    """
+    prob, kind = _interval(interval)
+    d = fit.design
+    k, treated = len(d.periods), d.treated.astype(float)
+    out = pd.DataFrame({"period": d.periods})
+    out["n"] = np.bincount(d.period_idx, weights=d.n, minlength=k)
+    out["n_treated"] = np.bincount(d.period_idx, weights=d.n * treated, minlength=k)
+    eta, off, on = _cell_predictions(fit)
+    series = [("actual", eta, None), ("without", off, None), ("with", on, None)]
+    series += [("actual_treated", eta, treated), ("without_treated", off, treated)]
+    for label, x, mask in series:
+        m = _weighted_by(fit, _shown_mean(fit, x), d.period_idx, k, mask)
+        _band(out, label, _rate_per_exposure(fit, m, mask), prob, kind)
+    link, natural = _trend_draws(fit)
+    _band(out, "trend_link", link, prob, kind)
+    _band(out, "trend", natural, prob, kind)
     out["interval"] = interval_label(prob, kind)
     return out

@@ -127,22 +127,28 @@ def design_grid(
     return to_data_uri(fig)
 
 
-#: the model's lines on the time-series plot: column, then the line's style and legend
+#: the model's lines on the time-series plot: a counterfactual_by_period.csv series (its
+#: ``_mean``; its band from ``_lower`` / ``_upper``: "fill", "edges" (thin lines, to tell it from
+#: a fill beneath) or None), the line's style and legend
 TIME_SERIES_LINES = (
     (
-        "without_all",
+        "without",
+        "fill",
         {"color": CONTROL, "lw": 1.8, "ls": "--", "label": "expected without intervention (all clusters)"},
     ),
     (
-        "deseasonalised",
-        {"color": "0.35", "lw": 1.2, "label": "secular trend without intervention, deseasonalised"},
+        "trend",
+        "edges",
+        {"color": "0.35", "lw": 1.2, "label": "secular trend f(t) at baseline"},
     ),
     (
         "without_treated",
+        None,
         {"color": ACCENT, "lw": 1.6, "ls": ":", "label": "counterfactual: intervention cells without it"},
     ),
     (
         "actual_treated",
+        None,
         {"color": INTERVENTION, "lw": 1.4, "alpha": 0.8, "label": "model fit, intervention cells"},
     ),
 )
@@ -153,17 +159,22 @@ def time_series(by_period: pd.DataFrame, ylabel: str, title: str = "", band_note
     """Observed outcome per period by arm, the expected course without the intervention, the fit.
 
     ``by_period`` columns: period, observed_control, observed_intervention, n_control,
-    n_intervention and optionally without_all (+_lower/_upper), without_treated, actual_treated,
-    deseasonalised. Dot area is proportional to the patients behind the point.
+    n_intervention and optionally the TIME_SERIES_LINES series of counterfactual_by_period.csv
+    (``<series>_mean``, ``_lower``, ``_upper``). Dot area is proportional to the patients behind the point.
     """
     fig, ax = _fig(7.6, 3.6)
     d = by_period.sort_values("period")
     t = d["period"].to_numpy()
-    if "without_all" in d and d["without_all"].notna().any() and "without_all_lower" in d:
-        ax.fill_between(t, d["without_all_lower"], d["without_all_upper"], color=CONTROL, alpha=0.18, lw=0)
-    for column, style in TIME_SERIES_LINES:
-        if column in d and d[column].notna().any():
-            ax.plot(t, d[column], **style)
+    for series, band, style in TIME_SERIES_LINES:
+        if f"{series}_mean" in d and d[f"{series}_mean"].notna().any():
+            if band == "fill":
+                ax.fill_between(
+                    t, d[f"{series}_lower"], d[f"{series}_upper"], color=style["color"], alpha=0.18, lw=0
+                )
+            elif band == "edges":
+                for end in ("_lower", "_upper"):
+                    ax.plot(t, d[series + end], color=style["color"], lw=0.7, ls=(0, (2, 2)))
+            ax.plot(t, d[f"{series}_mean"], **style)
     top = np.nanmax(
         [d.get("n_control", pd.Series([1])).max(), d.get("n_intervention", pd.Series([1])).max(), 1]
     )

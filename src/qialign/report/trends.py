@@ -18,9 +18,9 @@ from qialign.results import FIT_FILES
 
 LEAD = (
     "Observed outcome per period, cells aggregated by arm (dot area ∝ patients), with what the primary "
-    "model expects without the intervention: over all clusters (the secular trend as the model "
-    "sees it, for these clusters) and, for the clusters already under the intervention, the counterfactual "
-    "next to the model fit."
+    "model expects without the intervention over all clusters and, for the clusters already under the "
+    "intervention, the counterfactual next to the model fit; and the secular trend f(t) itself, at baseline "
+    "(mean alignment and covariates, without cluster, cluster-period or seasonal effects)."
 )
 
 
@@ -33,16 +33,6 @@ def wmean(x, w, log=False):
     if log:
         return float(np.exp(np.sum(w[ok] * np.log(x[ok])) / w[ok].sum()))
     return float(np.sum(w[ok] * x[ok]) / w[ok].sum())
-
-
-def _rate_factor(ctx: Context, outcome: str) -> pd.DataFrame | None:
-    """n / exposure per cluster-period (to turn counts per patient into rates per exposure unit)."""
-    cells = ctx.parquet(outcome, "cells.parquet")
-    if cells is None or "exposure" not in cells:
-        return None
-    g = cells.groupby(["cluster", "period"], as_index=False)[["n", "exposure"]].sum()
-    g["factor"] = g["n"] / g["exposure"]
-    return g[["cluster", "period", "factor"]]
 
 
 def outcome_ylabel(ctx: Context, outcome: str) -> str:
@@ -70,49 +60,27 @@ def time_trends(ctx: Context) -> Section:
 def _outcome_trend(ctx: Context, outcome: str) -> list[dict]:
     fam, model = ctx.family(outcome), ctx.primary(outcome)
     label, ylabel = ctx.label(outcome), outcome_ylabel(ctx, outcome)
-    cf = ctx.csv(outcome, model, FIT_FILES["counterfactual"])
-    if cf is not None and not cf.empty:
-        factor = _rate_factor(ctx, outcome) if FAMILIES[fam].kind == "count" else None
-        note = "band: n-weighted average of the cluster-period intervals (approximate)"
-        uri = figures.time_series(_expected_by_period(cf, factor, fam == "lognormal"), ylabel, band_note=note)
-        caption = f"{label} over calendar time by arm, with the expected course without the intervention (model {model})."
-        return [FIG(uri, caption, f"{label} over time")]
-    blocks = [NOTE(f"No counterfactual.csv for model {escape(model)}: observed data only, no fitted trend.")]
     cells = ctx.parquet(outcome, "cells.parquet")
+    by_period = ctx.csv(outcome, model, FIT_FILES["counterfactual_by_period"])
     if cells is None or cells.empty:
-        return [*blocks, NOTE("No prepared cells either.", "bad")]
-    uri = figures.time_series(observed_by_period(cells, fam), ylabel)
-    return [*blocks, FIG(uri, f"{label} over calendar time by arm (observed).", f"{label} over time")]
-
-
-def _expected_by_period(cf: pd.DataFrame, factor: pd.DataFrame | None, log: bool) -> pd.DataFrame:
-    """Per period: observed by arm, the counterfactual over all clusters and over the treated ones."""
-    cf = cf.copy()
-    if factor is not None:
-        cf = cf.merge(factor, on=["cluster", "period"], how="left")
-        for c in [c for c in cf if c == "observed" or c.endswith(("_mean", "_lower", "_upper"))]:
-            cf[c] = cf[c] * cf["factor"]
-    rows = []
-    for t, g in cf.groupby("period"):
-        c, i = g[g["treated"] == 0], g[g["treated"] == 1]
-        rows.append(
-            {
-                "period": t,
-                "observed_control": wmean(c["observed"], c["n"], log),
-                "observed_intervention": wmean(i["observed"], i["n"], log),
-                "n_control": c["n"].sum(),
-                "n_intervention": i["n"].sum(),
-                "without_all": wmean(g["without_mean"], g["n"], log),
-                "without_all_lower": wmean(g["without_lower"], g["n"], log),
-                "without_all_upper": wmean(g["without_upper"], g["n"], log),
-                "without_treated": wmean(i["without_mean"], i["n"], log) if len(i) else np.nan,
-                "actual_treated": wmean(i["actual_mean"], i["n"], log) if len(i) else np.nan,
-                "deseasonalised": (
-                    wmean(g["deseasonalised_mean"], g["n"], log) if "deseasonalised_mean" in g else np.nan
-                ),
-            }
-        )
-    return pd.DataFrame(rows)
+        return [NOTE("No prepared cells: no observed outcome over time.", "bad")]
+    observed = observed_by_period(cells, fam)
+    if by_period is None or by_period.empty:
+        blocks = [
+            NOTE(
+                f"No {FIT_FILES['counterfactual_by_period']} for model {escape(model)}: observed data only, no fitted trend."
+            )
+        ]
+        uri = figures.time_series(observed, ylabel)
+        return [*blocks, FIG(uri, f"{label} over calendar time by arm (observed).", f"{label} over time")]
+    iv = by_period["interval"].iloc[0]
+    note = f"bands: {iv} over posterior draws of each period's patient-weighted mean; secular trend f(t) at baseline"
+    uri = figures.time_series(observed.merge(by_period, on="period", how="left"), ylabel, band_note=note)
+    caption = (
+        f"{label} over calendar time by arm, with the expected course without the intervention and the "
+        f"secular trend f(t) alone (no cluster, cluster-period or seasonal effects; model {model})."
+    )
+    return [FIG(uri, caption, f"{label} over time")]
 
 
 def observed_by_period(cells: pd.DataFrame, fam: str) -> pd.DataFrame:

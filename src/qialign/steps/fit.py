@@ -19,7 +19,7 @@ from qialign.inference.diagnostics import diagnostics_table
 from qialign.inference.fit import FitResult, fit_model
 from qialign.inference.posterior_io import save_posterior
 from qialign.models.checks import posterior_predictive_check
-from qialign.models.estimands import cluster_effects, counterfactual, estimates
+from qialign.models.estimands import cluster_effects, counterfactual, counterfactual_by_period, estimates
 from qialign.models.spec import ModelSpec
 from qialign.progress import say
 from qialign.provenance import provenance
@@ -103,6 +103,8 @@ def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_di
     diagnostics_table(fit.diagnostics).to_csv(out_dir / FIT_FILES["diagnostics"], index=False)
     cluster_effects(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["effects"], index=False)
     counterfactual(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["counterfactual"], index=False)
+    by_period = counterfactual_by_period(fit, cfg["interval"])
+    by_period.to_csv(out_dir / FIT_FILES["counterfactual_by_period"], index=False)
     ppc = posterior_predictive_check(fit, seed=ids["seed"])
     ppc["table"].to_csv(out_dir / FIT_FILES["ppc"], index=False)
     return ppc
@@ -146,7 +148,8 @@ def fit_step(
     threads: int | None = None,
 ) -> dict:
     """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
-    ``counterfactual.csv``, ``ppc.csv`` and ``fit.json`` into ``out_dir``. Returns the fit record."""
+    ``counterfactual.csv``, ``counterfactual_by_period.csv``, ``ppc.csv`` and ``fit.json`` into
+    ``out_dir``. Returns the fit record."""
     cfg = load_trial_config(config_path)
     model_cfg = model_config(cfg, outcome, model_id)
     cells = read_results_parquet(prepared_dir / "cells.parquet")
