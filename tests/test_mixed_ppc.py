@@ -91,6 +91,7 @@ def test_mixed_p_value_by_hand():
     assert mixed_p_value(np.array([3.5, 9.0]), flat) == 0.5
 
 
+@pytest.mark.slow
 def test_report_quotes_the_mixed_p_values(sicily):  # noqa: F811
     """The AR(1) Sicily fit (rho and SD redrawn per draw) through the real steps and report."""
     ppc = json.loads((sicily["results"] / "aces" / "its" / "fit.json").read_text())["ppc"]
