@@ -4,7 +4,7 @@ Posterior predictive check: for S posterior draws, replicate every cell's statis
 count, or the sum of y*) from the likelihood and compare the observed cell means with the
 replicated ones: per-cell predictive intervals, and Bayesian p-values P(T(y_rep) >= T(y)) for
 T = Pearson chi-square sum_c (y_c - E_c)^2 / Var_c (draw-wise) and T = SD of the cell means.
-p-values near 0 or 1 flag misfit (e.g. overdispersion the model lacks).
+p-values near 0 or 1 flag misfit.
 
 These replicates condition on the posterior cluster-period effects, which nearly saturate the
 cells, so they cannot see overdispersion the model lacks. The mixed check (Gelman, Meng & Stern
@@ -33,6 +33,7 @@ from qialign.results import LOO_COLUMNS, PARETO_K_BAD
 #: per mixed variant, the random effects redrawn (those the model has): new cluster-periods of the
 #: same clusters, or new clusters (intercept, random treatment effect, cluster-period effects).
 #: A model without cluster-period effects replicates new cells of its clusters in both variants.
+#: Redrawn cluster intercepts stay sum-to-zero (variance sd^2 (1 - 1/K)); site effects are kept.
 MIXED_REDRAWS = {
     "cluster_period": ("z_cluster_period", "eta_cluster_period"),
     "cluster": ("z_cluster_period", "eta_cluster_period", "z_cluster", "v_cluster", "z_treatment"),
