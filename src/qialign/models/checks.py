@@ -4,7 +4,16 @@ Posterior predictive check: for S posterior draws, replicate every cell's statis
 count, or the sum of y*) from the likelihood and compare the observed cell means with the
 replicated ones: per-cell predictive intervals, and Bayesian p-values P(T(y_rep) >= T(y)) for
 T = Pearson chi-square sum_c (y_c - E_c)^2 / Var_c (draw-wise) and T = SD of the cell means.
-p-values near 0 or 1 flag misfit (e.g. overdispersion the model lacks).
+p-values near 0 or 1 flag misfit.
+
+These replicates condition on the posterior cluster-period effects, which nearly saturate the
+cells, so they cannot see overdispersion the model lacks. The mixed check (Gelman, Meng & Stern
+1996; Marshall & Spiegelhalter 2007) redraws, per posterior draw, the random effects of
+``MIXED_REDRAWS`` from their hierarchical distribution given that draw's SDs (and AR(1) rho), then
+the cell data, several times (``inner``). With M_c(s), W_c(s) the mean and variance of cell c over
+draw s's mixed replicates, T(y; s) = sum_c (y_c - M_c)^2 / W_c and p = P(T(y_rep; s) >= T(y; s)):
+near 0 the data spread more than the model's hierarchy allows (a Poisson fit to NB counts), near
+1 less.
 """
 
 from __future__ import annotations
@@ -13,12 +22,22 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import xarray as xr
 from scipy.special import expit
 
 from qialign.families import FAMILIES
 from qialign.models.build import build_model
 from qialign.models.design import build_design, nb_shape
 from qialign.results import LOO_COLUMNS, PARETO_K_BAD
+
+#: per mixed variant, the random effects redrawn (those the model has): new cluster-periods of the
+#: same clusters, or new clusters (intercept, random treatment effect, cluster-period effects).
+#: A model without cluster-period effects replicates new cells of its clusters in both variants.
+#: Redrawn cluster intercepts stay sum-to-zero (variance sd^2 (1 - 1/K)); site effects are kept.
+MIXED_REDRAWS = {
+    "cluster_period": ("z_cluster_period", "eta_cluster_period"),
+    "cluster": ("z_cluster_period", "eta_cluster_period", "z_cluster", "v_cluster", "z_treatment"),
+}
 
 
 def _thin(x: np.ndarray, max_draws: int) -> np.ndarray:
@@ -51,7 +70,8 @@ def _moments_and_replicate(fit, eta: np.ndarray, rng, post_flat: dict):
 
 
 def posterior_predictive_check(fit, *, prob: float = 0.9, max_draws: int = 1000, seed: int = 0) -> dict:
-    """Return {"table": per-cell DataFrame, "p_chi2", "p_sd", "coverage"}."""
+    """Return {"table": per-cell DataFrame, "p_chi2", "p_sd", "coverage", and the mixed
+    p-values "p_mixed_cluster_period", "p_mixed_cluster" (``mixed_predictive_check``)}."""
     post = fit.idata["posterior"]
     if "eta" not in post.data_vars:
         raise ValueError("posterior predictive check needs stored cell predictions")
@@ -75,7 +95,57 @@ def posterior_predictive_check(fit, *, prob: float = 0.9, max_draws: int = 1000,
         "p_chi2": float((t_rep >= t_obs).mean()),
         "p_sd": float((sd_rep >= sd_obs).mean()),
         "coverage": float(table["inside"].mean()),
+        **mixed_predictive_check(fit, seed=seed),
         "note": "gaussian/lognormal cell means are on the internal standardised scale",
+    }
+
+
+def mixed_replicates(fit, redraw: tuple, *, draws: int, inner: int, seed: int = 0) -> np.ndarray:
+    """Cell replicates (inner, S, cell): for each of S posterior draws, ``inner`` replicates with
+    the model's ``redraw`` random effects drawn anew from their hierarchical distribution."""
+    model = fit.model if fit.model is not None else build_model(fit.design, fit.spec)
+    post = fit.idata["posterior"].to_dataset()
+    flat = post.stack(sample=("chain", "draw"))
+    flat = flat.isel(sample=slice(None, None, -(-flat.sizes["sample"] // draws)))
+    flat = flat.drop_vars(["sample", "chain", "draw"]).rename(sample="draw")
+    tiled = xr.concat([flat] * inner, dim="draw").expand_dims(chain=1)
+    tiled = tiled.transpose("chain", "draw", ...).assign_coords(draw=np.arange(tiled.sizes["draw"]))
+    names = [v for v in redraw if v in model.named_vars]
+    # PyMC redraws a free variable (and recomputes what depends on it) only when the trace lacks it
+    tiled = tiled.drop_vars([v for v in names if v in tiled])
+    with model:
+        pp = pm.sample_posterior_predictive(
+            tiled, var_names=[*names, "y"], random_seed=seed, progressbar=False
+        )
+    y = np.asarray(pp["posterior_predictive"]["y"])
+    return y.reshape(inner, -1, y.shape[-1])
+
+
+def mixed_p_value(observed: np.ndarray, replicates: np.ndarray) -> float:
+    """Mixed p-value from replicates (inner, S, cell), inner >= 3.
+
+    Per draw s, M_c and W_c are the mean and variance of cell c over replicates 1..inner-1, and
+    T(y; s) = sum_c (y_c - M_c)^2 / W_c; replicate 0, left out of M and W, is compared with the
+    data on the same footing: p = mean_s [T(y_rep,0; s) >= T(y; s)]. Cells whose replicates do
+    not vary are left out.
+    """
+    rest = replicates[1:]
+    m, w = rest.mean(0), rest.var(0, ddof=1)
+    keep = w > 0
+    safe = np.where(keep, w, 1.0)
+    t_obs = np.where(keep, (observed - m) ** 2 / safe, 0.0).sum(-1)
+    t_rep = np.where(keep, (replicates[0] - m) ** 2 / safe, 0.0).sum(-1)
+    return float((t_rep >= t_obs).mean())
+
+
+def mixed_predictive_check(fit, *, draws: int = 200, inner: int = 10, seed: int = 0) -> dict:
+    """{"p_mixed_<variant>": mixed p-value} for each variant of ``MIXED_REDRAWS``."""
+    obs = np.asarray(fit.idata["observed_data"]["y"], float)
+    return {
+        f"p_mixed_{variant}": mixed_p_value(
+            obs, mixed_replicates(fit, redraw, draws=draws, inner=inner, seed=seed)
+        )
+        for variant, redraw in MIXED_REDRAWS.items()
     }
 
 

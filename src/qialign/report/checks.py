@@ -121,7 +121,11 @@ def _ppc(ctx: Context, outcome: str) -> dict:
     pp = (fit.ppc if fit is not None else None) or {}
     txt = f"Cells inside their predictive interval: {percent(cover)}" if not is_missing(cover) else ""
     if pp:
-        txt += f"; Bayesian p-values: χ² {num(pp.get('p_chi2'), 2)}, SD of cell means {num(pp.get('p_sd'), 2)} (near 0 or 1 flags misfit)"
+        txt += f"; Bayesian p-values given the fitted cluster-period effects: χ² {num(pp.get('p_chi2'), 2)}, SD of cell means {num(pp.get('p_sd'), 2)}"
+    if "p_mixed_cluster_period" in pp:
+        txt += f"; mixed p-values (χ² of cells around their mean with the random effects redrawn from their fitted distribution, which can detect overdispersion the model lacks): new cluster-periods {num(pp.get('p_mixed_cluster_period'), 2)}, new clusters {num(pp.get('p_mixed_cluster'), 2)}"
+    if pp:
+        txt += " (p-values near 0 or 1 flag misfit)"
     caption = (
         f"Posterior predictive check, model {model}: observed vs predicted mean per cluster-period"
         + (
