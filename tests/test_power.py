@@ -415,3 +415,14 @@ def test_sample_size_is_minimal():
         sample_size("parallel", effect=1e-4, periods=1, max_value=50)
     with pytest.raises(ValueError, match="needs clusters"):
         sample_size(effect=0.2, solve_for="m")
+
+
+def test_smallest_reaching_equals_a_linear_scan():
+    from qialign.power import smallest_reaching
+
+    for threshold in (1, 2, 3, 7, 64, 65, 1000):
+        achieved = lambda n, t=threshold: float(n >= t)  # noqa: E731
+        assert smallest_reaching(achieved, 0.5) == threshold
+        assert smallest_reaching(achieved, 0.5, start=5) == max(5, threshold)
+    with pytest.raises(ValueError, match="no n up to 100"):
+        smallest_reaching(lambda n: 0.0, 0.5, limit=100)

@@ -87,11 +87,23 @@ def _compare(args: argparse.Namespace) -> None:
 def _power(args: argparse.Namespace) -> None:
     from qialign.steps.power import power_step
 
-    table = power_step(args.config, Path(args.prepared_root), Path(args.out))
+    scores = Path(args.scores) if args.scores else None
+    table = power_step(args.config, Path(args.prepared_root), Path(args.out), scores, args.target)
     print(f"wrote {len(table)} power row(s) to {args.out}")
-    if not table.empty:
-        cols = ["design", "clusters", "icc", "cac", "estimand", "effect", "se", "power", "mde"]
-        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if table.empty:
+        return
+    cols = ["design", "clusters", "m", "icc", "cac", "estimand", "effect", "se", "df", "power", "mde"]
+    shown = table[table["search"] == (args.solve or "grid")]
+    if args.solve:
+        target = table["target"].iloc[0]
+        print(f"smallest {args.solve.replace('_', ' ')} reaching power {target:g} (ICC on the "
+              f"{table['icc_scale'].iloc[0]} scale):")  # fmt: skip
+        if shown.empty:
+            print("no effects configured (power.effects, power.interaction_effects): nothing to solve")
+            return
+        cols = ["clusters" if args.solve == "clusters" else "m", "icc", "cac", "iac", "decay"]
+        cols += ["estimand", "effect", "power"]
+    print(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -182,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="trial config (its power: block)")
     p.add_argument("--prepared-root", required=True, help="results/<trial>: holds <outcome>/cells.parquet")
     p.add_argument("--out", required=True, help="e.g. results/<trial>/power.csv")
+    p.add_argument("--scores", help="alignment scores CSV: the interaction uses the trial's own alignment")
+    p.add_argument(
+        "--solve",
+        choices=("clusters", "cluster_size"),
+        help="print the smallest number of clusters or patients per cluster-period reaching the target",
+    )
+    p.add_argument("--target", type=float, help="target power (default: the config's power.target)")
     p.set_defaults(func=_power)
 
     p = steps.add_parser("compare", help="PSIS-LOO comparison of one outcome's model variants")

@@ -95,6 +95,7 @@ rule collect:
 rule power:
     input:
         cells=lambda wc: power_cells(wc.trial),
+        scores="results/{trial}/alignment/scores.csv",
         config=lambda wc: trial_config_path(wc.trial),
     output:
         "results/{trial}/power.csv",
@@ -109,8 +110,8 @@ rule power:
     params:
         code=source_hash("steps/power.py"),
     shell:
-        "qialign --progress-fd 3 power {input.config} --prepared-root results/{wildcards.trial} --out {output} "
-        "3>&2 > {log} 2>&1"
+        "qialign --progress-fd 3 power {input.config} --prepared-root results/{wildcards.trial} "
+        "--scores {input.scores} --out {output} 3>&2 > {log} 2>&1"
 
 
 rule report:

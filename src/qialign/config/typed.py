@@ -60,6 +60,9 @@ class Power:
     interaction_effects: tuple[float, ...]
     icc: tuple[float, ...]
     cac: tuple[float, ...]
+    iac: tuple[float, ...]
+    decay: tuple[float, ...]
+    df: float | None
     replicates: tuple[int, ...]
     alpha: float
     target: float

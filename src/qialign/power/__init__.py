@@ -40,6 +40,7 @@ from .gls import (
     stepped_wedge,
     treatment_variance,
 )
+from .search import smallest_reaching
 
 __all__ = [
     "COLUMNS",
@@ -60,6 +61,7 @@ __all__ = [
     "power",
     "power_table",
     "sample_size",
+    "smallest_reaching",
     "stepped_wedge",
     "treatment_variance",
 ]
@@ -192,7 +194,7 @@ def sample_size(
 
     Clusters are searched in multiples of ``cluster_step`` (default: the number of sequences,
     ``periods - 1``, for a stepped wedge and 2 for parallel designs, so allocation stays
-    balanced); power increases with either, so doubling then bisection finds the minimum.
+    balanced); power increases with either, so :func:`.search.smallest_reaching` finds the minimum.
     Raises ValueError when ``max_value`` does not reach the target.
     """
     if solve_for not in ("clusters", "m"):
@@ -215,16 +217,10 @@ def sample_size(
         se = np.sqrt(variance(design_matrix(design, int(n_cl), periods), m_, vc))
         return power(effect, se, alpha, df)
 
-    hi = 1
-    while achieved(hi) < target_power:
-        if hi * step > max_value:
-            raise ValueError(f"{solve_for} up to {max_value} does not reach power {target_power}")
-        hi *= 2
-    lo = hi // 2  # achieved(lo) < target (or lo = 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if achieved(mid) >= target_power else (mid, hi)
-    found = hi * step
+    try:
+        found = smallest_reaching(achieved, target_power, limit=max(1, max_value // step)) * step
+    except ValueError:
+        raise ValueError(f"{solve_for} up to {max_value} does not reach power {target_power}") from None
     n_cl, m_ = (found, m) if solve_for == "clusters" else (clusters, found)
     kwargs = dict(icc=icc, cac=cac, iac=iac, decay=decay, total_variance=total_variance)
     effects = {"effect": effect} if estimand == "treatment" else {"interaction_effect": effect}
