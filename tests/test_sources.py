@@ -48,13 +48,20 @@ def test_validation_follows_the_identification_check_but_not_the_sampler():
 def test_an_edit_changes_exactly_the_hashes_of_the_steps_that_run_it(tmp_path):
     root = tmp_path / "qialign"
     shutil.copytree(SRC, root)
-    before = {e: source_hash(root, e) for e in ("steps/fit.py", "steps/prepare.py", "steps/power.py")}
+    steps = ("steps/fit.py", "steps/prepare.py", "steps/power.py", "steps/crosscheck.py")
+    before = {e: source_hash(root, e) for e in steps}
     latent = root / "alignment" / "latent.py"
     latent.write_text(latent.read_text() + "\n# edited\n")
     after = {e: source_hash(root, e) for e in before}
     assert after["steps/fit.py"] != before["steps/fit.py"]
     assert after["steps/prepare.py"] == before["steps/prepare.py"]
-    assert after["steps/power.py"] == before["steps/power.py"]
+    gee = root / "frequentist" / "gee.py"  # the cross-checks' estimator: neither fit nor power runs it
+    gee.write_text(gee.read_text() + "\n# edited\n")
+    again = {e: source_hash(root, e) for e in before}
+    assert again["steps/crosscheck.py"] != after["steps/crosscheck.py"]
+    assert (
+        again["steps/fit.py"] == after["steps/fit.py"] and again["steps/power.py"] == after["steps/power.py"]
+    )
     schema = "config/trial.schema.yaml"
     with_schema = source_hash(root, "steps/prepare.py", schema)
     (root / schema).write_text((root / schema).read_text() + "\n# edited\n")

@@ -141,6 +141,21 @@ def _add_init(steps) -> None:
     p.set_defaults(func=_init)
 
 
+def _add_power(steps) -> None:
+    p = steps.add_parser("power", help="analytic power (GLS) of the trial's schedule, for planning")
+    p.add_argument("config", help="trial config (its power: block)")
+    p.add_argument("--prepared-root", required=True, help="results/<trial>: holds <outcome>/cells.parquet")
+    p.add_argument("--out", required=True, help="e.g. results/<trial>/power.csv")
+    p.add_argument("--scores", help="alignment scores CSV: the interaction uses the trial's own alignment")
+    p.add_argument(
+        "--solve",
+        choices=("clusters", "cluster_size"),
+        help="print the smallest number of clusters or patients per cluster-period reaching the target",
+    )
+    p.add_argument("--target", type=float, help="target power (default: the config's power.target)")
+    p.set_defaults(func=_power)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
@@ -190,18 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_crosscheck)
 
-    p = steps.add_parser("power", help="analytic power (GLS) of the trial's schedule, for planning")
-    p.add_argument("config", help="trial config (its power: block)")
-    p.add_argument("--prepared-root", required=True, help="results/<trial>: holds <outcome>/cells.parquet")
-    p.add_argument("--out", required=True, help="e.g. results/<trial>/power.csv")
-    p.add_argument("--scores", help="alignment scores CSV: the interaction uses the trial's own alignment")
-    p.add_argument(
-        "--solve",
-        choices=("clusters", "cluster_size"),
-        help="print the smallest number of clusters or patients per cluster-period reaching the target",
-    )
-    p.add_argument("--target", type=float, help="target power (default: the config's power.target)")
-    p.set_defaults(func=_power)
+    _add_power(steps)
 
     p = steps.add_parser("compare", help="PSIS-LOO comparison of one outcome's model variants")
     p.add_argument("posteriors", nargs="+", help="posterior.nc files (named by their folder)")
