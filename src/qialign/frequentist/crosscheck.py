@@ -28,6 +28,7 @@ from scipy import stats
 
 from qialign import methods as registry
 from qialign.families import FAMILIES
+from qialign.results import DEFAULT_INTERVAL_PROB
 
 from .design import build_design
 from .gee import fit_gee
@@ -87,7 +88,7 @@ def cross_check(
     covariates=(),
     moderators=(),
     level: str = "row",
-    interval: float = 0.95,
+    interval: float = DEFAULT_INTERVAL_PROB,
     methods=METHODS,
     tol: float = 1e-6,
 ) -> pd.DataFrame:
