@@ -152,6 +152,7 @@ def test_report_names_the_level_and_never_95(trial):
     html = trial["html"]
     assert "90% CrI" in html and "90% CI" in html
     assert "95%" not in html and "95 %" not in html
+    assert "a linear mixed model (REML; t on clusters − p df)" in html  # the reference is stated
 
 
 #: the modules whose intervals are the trial's: no literal 0.95 / 95% may come back in them
