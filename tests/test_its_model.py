@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from qialign.config import load_trial_config
 from qialign.inference.fit import fit_model
@@ -65,7 +66,13 @@ def test_crosscheck_step_gives_the_published_rate_ratio(prepared, tmp_path):
     finally:
         os.chdir(cwd)
     row = table.set_index(["method", "estimand"]).loc[("its_quasipoisson", "treatment_effect_natural")]
-    assert (round(row["estimate"], 3), round(row["lower"], 3), round(row["upper"], 3)) == PUBLISHED
+    link = table.set_index(["method", "estimand"]).loc[("its_quasipoisson", "treatment_effect")]
+    # the published interval is Wald (normal); the step's is t on n - p = 59 - 7 df
+    wald = np.exp(link["estimate"] + np.array([-1, 1]) * stats.norm.ppf(0.975) * link["se"])
+    assert (round(row["estimate"], 3), *np.round(wald, 3)) == PUBLISHED
+    assert row["df"] == link["df"] == 52
+    t_ci = np.exp(link["estimate"] + np.array([-1, 1]) * stats.t.ppf(0.975, 52) * link["se"])
+    np.testing.assert_allclose([row["lower"], row["upper"]], t_ci, rtol=1e-12)
     nw = table.set_index(["method", "estimand"]).loc[
         ("its_quasipoisson_newey_west", "treatment_effect_natural")
     ]

@@ -452,12 +452,13 @@ def test_robust_to_absent_parts(tmp_path):
 def test_formatting_helpers():
     assert count(0) == "0" and count(3) == "<5" and count(5) == "5" and count(12345) == "12,345"
     assert count(2, below=3) == "<3" and count(np.nan) == "–"
-    assert with_interval(0.971, 0.8, 1.17) == "0.97 (95% CrI 0.80 to 1.17)"
-    assert with_interval(-0.0123, -0.031, 0.0061) == "−0.012 (95% CrI −0.031 to 0.006)"
+    assert with_interval(0.971, 0.8, 1.17, "95% CrI") == "0.97 (95% CrI 0.80 to 1.17)"
+    assert with_interval(-0.0123, -0.031, 0.0061, "90% CrI") == "−0.012 (90% CrI −0.031 to 0.006)"
     assert num(-0.0001, 2) == "0.00"
     assert percent(0.8731) == "87%" and percent(0.999) == ">99%"
     assert interval_label("hdi90") == "90% HDI" and interval_label("eti95") == "95% CrI"
     assert interval_label("ci90", bayesian=False) == "90% CI" and interval_label("ci95") == "95% CI"
+    assert interval_label("") == "CrI" and interval_label(None, bayesian=False) == "CI"  # no level claimed
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)

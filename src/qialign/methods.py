@@ -64,7 +64,7 @@ METHODS: dict[str, Method] = {
         Method("bayes", "bayesian", "Bayesian, alignment plugged in", "posterior", "any"),
         Method("bayes_draws", "bayesian", "Bayesian, over alignment draws", "posterior", "any"),
         Method("bayes_joint", "bayesian", "Bayesian, joint with the survey model", "posterior", "any"),
-        _freq("mixedlm", "Linear mixed model (Wald)", "model", "concurrent"),
+        _freq("mixedlm", "Linear mixed model (t, clusters - p df)", "model", "concurrent"),
         *(_gee(c, k) for c in CORSTRS for k in SE_KINDS),
         _freq("glm_cluster_robust", "GLM, cluster-robust SE", "cr1", "concurrent"),
         *(_segmented(r, se) for r in ("quasi-Poisson", "OLS") for se in ("model", "newey-west")),

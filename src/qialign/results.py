@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from qialign.config.schema import schema_defaults
 from qialign.families import FAMILY_SCALES
 from qialign.methods import APPROACHES as APPROACHES  # re-exported: the vocabulary of estimates.csv
 from qialign.methods import BAYESIAN_METHODS, METHODS
@@ -56,6 +57,8 @@ ESTIMATE_COLUMNS = (
 #: ``<outcome>/crosscheck.csv``: the frequentist rows of estimates.csv plus their SE, t df and note
 CROSSCHECK_COLUMNS = (*ESTIMATE_COLUMNS, "se", "df", "note")
 
+#: the trial config's default ``interval.prob`` (from the schema), for callers without a config
+DEFAULT_INTERVAL_PROB = float(schema_defaults("interval")["prob"])
 #: interval kinds: equal-tailed and highest-density credible intervals, confidence interval
 INTERVAL_KINDS = ("eti", "hdi", "ci")
 #: scales of estimands that are not effects (prob_beats_trend, SDs, NB shape, AR(1) rho, icc / cac)

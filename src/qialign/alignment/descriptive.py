@@ -23,6 +23,7 @@ import pandas as pd
 
 from qialign.alignment.debias import add_debiased
 from qialign.ids import natural_order
+from qialign.results import DEFAULT_INTERVAL_PROB
 from qialign.waves import ONE_WAVE, order_codes, wave_labels, wave_order
 
 ROLES = ("clinical", "managerial")
@@ -87,7 +88,7 @@ def descriptive_scores(
     *,
     seed: int,
     n_boot: int = 1000,
-    prob: float = 0.95,
+    prob: float = DEFAULT_INTERVAL_PROB,
 ) -> pd.DataFrame:
     """One row per cluster x wave (waves first to last, ``wave_order`` 1 = first; see
     :mod:`qialign.waves`): role domain means, gaps, alignment with bootstrap SD and interval.

@@ -42,6 +42,7 @@ from qialign.alignment.debias import with_reliability
 from qialign.config import schema_defaults
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.sampling import nutpie_sample
+from qialign.results import DEFAULT_INTERVAL_PROB
 from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_labels, wave_order
 
 # PyMC, nutpie and ArviZ are imported inside the functions that build, compile and summarise the
@@ -228,7 +229,7 @@ def _diagnostics(idata, shape: tuple[int, int]) -> tuple[dict, np.ndarray, np.nd
     if idata["posterior"].sizes.get("chain", 1) < 2:
         nan = np.full(shape, np.nan)
         return {"divergences": int(np.sum(idata["sample_stats"]["diverging"]))}, nan, nan
-    summ = az.summary(idata, var_names=["alignment"], ci_prob=0.9, round_to="none")
+    summ = az.summary(idata, var_names=["alignment"], kind="diagnostics", round_to="none")
     details = {
         "r_hat_max": float(summ["r_hat"].max()),
         "ess_bulk_min": float(summ["ess_bulk"].min()),
@@ -244,7 +245,7 @@ def latent_scores(
     *,
     seed: int,
     sampler: dict | None = None,
-    prob: float = 0.95,
+    prob: float = DEFAULT_INTERVAL_PROB,
 ) -> LatentFit:
     """Fit the graded-response model with nutpie; one score row per cluster x wave.
 
@@ -336,7 +337,7 @@ def draws_matrix(draws: pd.DataFrame, wave: str, clusters: list[str]) -> np.ndar
 
 
 def alignment_change(
-    scores: pd.DataFrame, draws: pd.DataFrame | None = None, *, prob: float = 0.95
+    scores: pd.DataFrame, draws: pd.DataFrame | None = None, *, prob: float = DEFAULT_INTERVAL_PROB
 ) -> pd.DataFrame:
     """Change in alignment from the first wave to each later one, per cluster, with an interval.
 

@@ -1,7 +1,8 @@
 """``cross_check``: frequentist estimates of the treatment effect (and its moderation).
 
-Methods (the ``method`` column): ``mixedlm`` (gaussian/lognormal only, Wald z; REML on cell
-means with the residual variance from the within-cell SDs for cells, :func:`.fit_mixedlm_cells`);
+Methods (the ``method`` column): ``mixedlm`` (gaussian/lognormal only, t on clusters - p df as the
+GEE, :mod:`.mixed` says why not Satterthwaite; REML on cell means with the residual variance from
+the within-cell SDs for cells, :func:`.fit_mixedlm_cells`);
 ``gee_exchangeable_{robust,kc,md,fg}`` and ``gee_nested_exchangeable_{robust,kc,md,fg}``
 (numpy GEE, :mod:`.gee`; t on clusters - p df, Li, Turner & Preisser 2018);
 ``glm_cluster_robust`` (t on clusters - 1 df). ``mixedlm`` is omitted (not NaN) for
@@ -28,6 +29,7 @@ from scipy import stats
 
 from qialign import methods as registry
 from qialign.families import FAMILIES
+from qialign.results import DEFAULT_INTERVAL_PROB
 
 from .design import build_design
 from .gee import fit_gee
@@ -49,7 +51,8 @@ def _estimand_name(term: str) -> str:
 
 
 def gee_df(clusters_minus_p: int, clusters: int) -> tuple[int, str]:
-    """t degrees of freedom for the corrected sandwiches: clusters - p (Li, Turner & Preisser 2018).
+    """t degrees of freedom for the corrected sandwiches and MixedLM: clusters - p (Li, Turner &
+    Preisser 2018).
 
     With few clusters and categorical periods p can reach the number of clusters (7 wards, 16 period
     effects); then clusters - 2 is used instead (intercept and treatment at cluster level) and noted.
@@ -87,7 +90,7 @@ def cross_check(
     covariates=(),
     moderators=(),
     level: str = "row",
-    interval: float = 0.95,
+    interval: float = DEFAULT_INTERVAL_PROB,
     methods=METHODS,
     tol: float = 1e-6,
 ) -> pd.DataFrame:
@@ -115,7 +118,9 @@ def cross_check(
             mr = fit_mixedlm(des.y, des.X, des.cluster, des.period)
         else:
             mr = fit_mixedlm_cells(des.y, des.X, des.cluster, des.period, des.mult, des.ss)
-        rows += _rows("mixedlm", family, terms, mr.params, mr.bse, np.inf, note(mr.note), interval)
+        n_clusters = len(np.unique(des.cluster))
+        df, why = gee_df(n_clusters - des.X.shape[1], n_clusters)
+        rows += _rows("mixedlm", family, terms, mr.params, mr.bse, df, note(mr.note, why), interval)
     for corstr in registry.CORSTRS:
         wanted = [k for k in registry.SE_KINDS if registry.gee_method(corstr, k) in methods]
         if not wanted:

@@ -28,7 +28,8 @@ form): with :math:`G = 1` for the treated series, the design is
 ``group:level`` and ``group:slope`` are the differences in change (treated minus control),
 the intervention effects.
 
-Standard errors (Wald / normal intervals, as R's ``confint.default`` and ``Epi::ci.lin``):
+Standard errors (intervals ``reference="normal"``: Wald, as R's ``confint.default``, ``Epi::ci.lin``;
+``"t"``: t on n - p df, R's ``confint.lm``, the cross-check's: few time points, estimated dispersion):
 
 * ``se="model"``: :math:`\hat\phi (X^T W X)^{-1}`, :math:`\hat\phi = 1` for ``poisson``, and
   the Pearson :math:`\chi^2/(n - p)` for ``quasipoisson`` (R's ``family=quasipoisson``) and
@@ -63,14 +64,16 @@ from scipy import stats
 
 from ..errors import QialignError
 from ..families import FAMILIES, statsmodels_family
+from ..results import DEFAULT_INTERVAL_PROB
 from .crosscheck import COLUMNS
 
 __all__ = ["ITSResult", "segmented_regression", "newey_west_maxlags", "fourier_terms", "ITS_FAMILIES"]
 
 ITS_FAMILIES = ("quasipoisson", "poisson", "gaussian")
 SE_KINDS = ("model", "newey-west")
+REFERENCES = ("normal", "t")
 TERM_COLUMNS = (
-    "term", "estimate", "se", "z", "p", "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high",
+    "term", "estimate", "se", "statistic", "p", "ci_low", "ci_high", "ratio", "ratio_low", "ratio_high",
 )  # fmt: skip
 _TREATED = {"treated", "treatment", "intervention"}
 _CONTROL = {"control"}
@@ -80,15 +83,15 @@ _CONTROL = {"control"}
 class ITSResult:
     """Segmented-regression fit.
 
-    ``terms``: one row per coefficient (``TERM_COLUMNS``): estimate and Wald CI on the link
-    scale (log rate for counts) and, for count families, ``ratio`` = exp(estimate) with its CI
-    (rate ratios; NaN for gaussian). ``curves``: one row per observation with ``observed``,
-    ``fitted`` (all terms), ``trend`` (seasonal columns at their sample means, the
-    deseasonalised fit) and ``counterfactual`` (deseasonalised, intervention-effect terms set to
-    zero), on the response scale at each row's exposure (divide by ``exposure`` for rates).
-    ``dispersion``: Pearson chi2 / (n - p) at the estimates, reported for every family (it
-    scales the model-based SEs of quasipoisson and gaussian only). ``maxlags``: the Newey-West
-    lag used (None for model SEs). ``effect_terms``: the terms zeroed in ``counterfactual``.
+    ``terms``: one row per coefficient (``TERM_COLUMNS``): estimate, statistic estimate / se, its
+    p and CI (normal or t on ``df_resid``: ``reference``) on the link scale (log rate for counts)
+    and, for count families, ``ratio`` = exp(estimate) with its CI (rate ratios; NaN for gaussian).
+    ``curves``: one row per observation with ``observed``, ``fitted`` (all terms), ``trend``
+    (seasonal columns at their sample means, the deseasonalised fit) and ``counterfactual``
+    (deseasonalised, effect terms zeroed), on the response scale at each row's exposure.
+    ``dispersion``: Pearson chi2 / (n - p), reported for every family (it scales the model SEs of
+    quasipoisson and gaussian only). ``maxlags``: the Newey-West lag (None for model SEs).
+    ``effect_terms``: the terms zeroed in ``counterfactual``.
     """
 
     terms: pd.DataFrame
@@ -150,6 +153,7 @@ def segmented_regression(
     maxlags: int | None = None,
     control: str | None = None,
     alpha: float = 0.05,
+    reference: str = "normal",
 ) -> ITSResult:
     """Fit the segmented regression of the module docstring and tabulate its terms.
 
@@ -158,13 +162,13 @@ def segmented_regression(
     post-intervention observation :math:`t_0`. ``offset``: exposure column (log taken here).
     ``season``: column giving the seasonal position (e.g. calendar month), default ``time``.
     ``control``: column labelling rows ``"treated"``/``"control"`` (or 1/0, True/False with
-    1 = treated) for a controlled ITS. ``maxlags``: Newey-West truncation lag (default the
-    Newey-West 1994 rule on the number of time points). Raises :class:`QialignError` on bad
-    input (missing/non-finite columns, negative counts, non-positive exposure, interruption
-    not strictly inside the observed times, duplicated or unequally spaced times for
-    Newey-West, an unidentifiable design).
+    1 = treated) for a controlled ITS. ``maxlags``: Newey-West truncation lag (default
+    ``newey_west_maxlags``). ``reference``: ``normal`` (Wald) or ``t`` (n - p df) for p and the
+    intervals. Raises :class:`QialignError` on bad input (missing/non-finite columns, negative
+    counts, non-positive exposure, interruption not inside the observed times, duplicated or
+    unequally spaced times for Newey-West, an unidentifiable design).
     """
-    _check_arguments(df, family, se, alpha, offset)
+    _check_arguments(df, family, se, alpha, offset, reference)
     counts = family != "gaussian"
     freqs = _frequencies(harmonics)
     data = _series(df, count, time, offset, season, control, interruption, counts)
@@ -191,7 +195,9 @@ def segmented_regression(
     else:
         bse = np.asarray(res.bse, dtype=float)
     return ITSResult(
-        terms=_term_table(list(X.columns), params, bse, alpha, counts),
+        terms=_term_table(
+            list(X.columns), params, bse, alpha, counts, n - p if reference == "t" else math.inf
+        ),  # fmt: skip
         curves=_curves(data, X, params, off, seasonal, effect_terms, counts, control is not None),
         family=family,
         se=se,
@@ -206,11 +212,11 @@ def segmented_regression(
     )
 
 
-def _check_arguments(df, family: str, se: str, alpha: float, offset) -> None:
-    if family not in ITS_FAMILIES:
-        raise QialignError(f"ITS: family must be one of {list(ITS_FAMILIES)}, got {family!r}")
-    if se not in SE_KINDS:
-        raise QialignError(f"ITS: se must be one of {list(SE_KINDS)}, got {se!r}")
+def _check_arguments(df, family: str, se: str, alpha: float, offset, reference: str) -> None:
+    checks = (("family", family, ITS_FAMILIES), ("se", se, SE_KINDS), ("reference", reference, REFERENCES))
+    for name, value, allowed in checks:
+        if value not in allowed:
+            raise QialignError(f"ITS: {name} must be one of {list(allowed)}, got {value!r}")
     if not 0 < alpha < 1:
         raise QialignError(f"ITS: alpha must be in (0, 1), got {alpha!r}")
     if not isinstance(df, pd.DataFrame):
@@ -257,13 +263,11 @@ def _series(df, count, time, offset, season, control, interruption, counts: bool
 def _newey_west_lags(times: np.ndarray, time: str, maxlags) -> int:
     """The checked Newey-West truncation lag (default ``newey_west_maxlags``)."""
     if len(times) > 2 and not np.allclose(np.diff(times), times[1] - times[0], rtol=1e-9, atol=1e-12):
-        raise QialignError(
-            f"ITS: Newey-West needs equally spaced time points in {time!r} "
-            "(lags are counted in observations); fill gaps or use se='model'"
-        )
+        why = "(lags are counted in observations); fill gaps or use se='model'"
+        raise QialignError(f"ITS: Newey-West needs equally spaced time points in {time!r} {why}")
     if maxlags is None:
         maxlags = newey_west_maxlags(len(times))
-    if int(maxlags) != maxlags or maxlags < 0 or maxlags >= len(times):
+    if int(maxlags) != maxlags or not 0 <= maxlags < len(times):
         raise QialignError(f"ITS: maxlags must be an integer in [0, {len(times) - 1}], got {maxlags!r}")
     return int(maxlags)
 
@@ -274,9 +278,8 @@ def _check_identified(X: pd.DataFrame) -> None:
         raise QialignError(f"ITS: {n} observations cannot identify {p} coefficients")
     if np.linalg.matrix_rank(X.to_numpy()) < p:
         raise QialignError(
-            "ITS: the design is not identifiable (rank deficient): check that there are enough "
-            "observations before and after the interruption, and that the harmonics are below "
-            "half the period"
+            "ITS: the design is rank deficient: check that there are enough observations before and "
+            "after the interruption, and that the harmonics are below half the period"
         )
 
 
@@ -302,9 +305,6 @@ def _fit_glm(y, X: pd.DataFrame, off, family: str, se: str, maxlags, tcode, cont
     if not getattr(res, "converged", True) or any("converge" in str(w.message).lower() for w in caught):
         raise QialignError("ITS: the GLM fit did not converge")
     return res
-
-
-# --- helpers -----------------------------------------------------------------------------------
 
 
 def _frequencies(harmonics) -> tuple[int, ...]:
@@ -345,7 +345,7 @@ def _treated_indicator(col: pd.Series, name: str) -> np.ndarray:
         unknown = sorted(set(low) - _TREATED - _CONTROL)
         if unknown:
             raise QialignError(
-                f"ITS: control column {name!r} must label rows 'treated' or 'control', found {unknown}"
+                f"ITS: control column {name!r}: 'treated' or 'control' expected, got {unknown}"
             )
         g = low.isin(_TREATED).to_numpy(float)
     else:
@@ -382,24 +382,25 @@ def _design(data, t0, freqs, period, slope_change, controlled):
     return X, effects, seasonal
 
 
-def _term_table(names, params, bse, alpha, counts) -> pd.DataFrame:
-    zq = stats.norm.ppf(1 - alpha / 2)
+def _term_table(names, params, bse, alpha, counts, df: float) -> pd.DataFrame:
+    """Terms with p and 1 - alpha intervals on a t(df) reference (normal when df is infinite)."""
+    ref = stats.norm if np.isinf(df) else stats.t(df)
+    q = ref.ppf(1 - alpha / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = params / bse
-    lo, hi = params - zq * bse, params + zq * bse
-    nan = np.full_like(params, np.nan)
+        statistic = params / bse
+    lo, hi = params - q * bse, params + q * bse
     out = pd.DataFrame(
         {
             "term": names,
             "estimate": params,
             "se": bse,
-            "z": z,
-            "p": 2 * stats.norm.sf(np.abs(z)),
+            "statistic": statistic,
+            "p": 2 * ref.sf(np.abs(statistic)),
             "ci_low": lo,
             "ci_high": hi,
-            "ratio": np.exp(params) if counts else nan,
-            "ratio_low": np.exp(lo) if counts else nan,
-            "ratio_high": np.exp(hi) if counts else nan,
+            "ratio": np.exp(params) if counts else np.nan,
+            "ratio_low": np.exp(lo) if counts else np.nan,
+            "ratio_high": np.exp(hi) if counts else np.nan,
         }
     )
     return out[list(TERM_COLUMNS)]
@@ -434,18 +435,17 @@ def its_cross_check(
     harmonics: int = 0,
     period: float = 12,
     slope_change: bool = False,
-    interval: float = 0.95,
+    interval: float = DEFAULT_INTERVAL_PROB,
 ) -> pd.DataFrame:
     """Cross-check rows (``qialign.frequentist.COLUMNS``) of an interrupted time series.
 
     The prepared rows (``period, treated, y`` and ``exposure`` for counts) are summed per period
     over the series (counts) or averaged over its individuals (gaussian; cell means weighted by
-    ``n``), separately for clusters that never start (a
-    control series: controlled ITS, the effect is the difference in change between the series),
-    then fitted by :func:`segmented_regression`
+    ``n``), separately for clusters that never start (a control series: controlled ITS, the effect
+    is the difference in change), then fitted by :func:`segmented_regression`
     with the Bayesian model's trend terms: quasi-Poisson (counts, log exposure offset) or OLS
-    (gaussian), model-based and Newey-West SEs. ``treatment_effect`` is the level change at the
-    start, ``slope_change`` the change in slope per period after it.
+    (gaussian), model and Newey-West SEs, ``interval`` intervals on t(n - p) (``df``).
+    ``treatment_effect``: the level change at the start; ``slope_change``: the change in slope.
     """
     fam = FAMILIES[family]
     counts = fam.kind == "count"
@@ -482,19 +482,19 @@ def its_cross_check(
             se=se,
             control="group" if controlled else None,
             alpha=1 - interval,
+            reference="t",
         )
         terms = res.terms.set_index("term")
         what = "treated vs control series (difference in change)" if controlled else "one series"
-        note = f"{what}, {series['period'].nunique()} periods" + (
-            f"; Newey-West lag {res.maxlags}" if suffix else ""
-        )
+        lag = f"; Newey-West lag {res.maxlags}" if suffix else ""
+        note = f"{what}, {series['period'].nunique()} periods{lag}"
         pre = "group:" if controlled else ""
         for term, name in ((pre + "level", "treatment_effect"), (pre + "slope", "slope_change")):
             if term not in terms.index:
                 continue
             r = terms.loc[term]
             est, lo, hi = float(r["estimate"]), float(r["ci_low"]), float(r["ci_high"])
-            out.append([method + suffix, name, link, est, float(r["se"]), lo, hi, np.inf, note])
-            nat = fam.natural([est, lo, hi])
-            out.append([method + suffix, f"{name}_natural", natural, nat[0], np.nan, *nat[1:], np.inf, note])
+            (b, lo_n, hi_n), m = fam.natural([est, lo, hi]), method + suffix
+            out.append([m, name, link, est, float(r["se"]), lo, hi, res.df_resid, note])
+            out.append([m, f"{name}_natural", natural, b, np.nan, lo_n, hi_n, res.df_resid, note])
     return pd.DataFrame(out, columns=COLUMNS)

@@ -4,7 +4,14 @@
     v_j ~ N(0, s2_cluster),  w_jt ~ N(0, s2_cluster_period),  e ~ N(0, s2_residual)
 
 i.e. a random cluster intercept plus a cluster-period variance component nested in cluster
-(Hooper et al. 2016 / Girling & Hemming 2016 "nested exchangeable" model); Wald z intervals.
+(Hooper et al. 2016 / Girling & Hemming 2016 "nested exchangeable" model).
+
+Intervals (:func:`qialign.frequentist.cross_check`): t on clusters - p df (clusters - 2 when the
+fixed effects p reach the clusters), the GEE's small-sample rule, not Wald z. Satterthwaite and
+Kenward-Roger need the derivatives of (X'V^{-1}X)^{-1} in the variance components and their REML
+information, on both the row fit (statsmodels, whose MixedLM offers neither) and the cell-mean
+fit below; they are not implemented. clusters - p is the conservative choice with few clusters:
+it never exceeds the between-within df, and it is the reference every other cross-check uses.
 
 :func:`fit_mixedlm_cells` fits the same model to cell means ybar_c of n_c individuals with
 within-cell sums of squares ss_c = (n_c - 1) sd_c^2 (x constant within a cell). Within a cell the

@@ -3,7 +3,9 @@
 Checked on the reported parameters (not the raw non-centred z's): rank-normalised split R-hat
 (max <= r_hat_max), bulk and tail ESS (min >= ess_bulk_min, ess_tail_min), divergent transitions
 (<= divergences_max) and E-BFMI per chain (min >= ebfmi_min), all via ArviZ 1 (``az.summary`` with
-``round_to="none"``, ``az.bfmi``). MCSE of the mean and SD are reported alongside.
+``round_to="none"``, ``az.bfmi``). MCSE of the mean and SD are reported alongside; the table
+written for the results folder adds the trial's interval (config ``interval``: prob and kind,
+columns ``<interval_label>_lb`` / ``_ub``, e.g. ``eti90_lb``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from qialign.config import schema_defaults
+from qialign.results import interval_label
 
 REPORTED = (
     "mu",
@@ -43,9 +46,23 @@ def reported_vars(idata) -> list[str]:
 
 
 def summary_table(idata) -> pd.DataFrame:
-    """ArviZ's per-parameter summary (mean, sd, 95% interval, ESS, R-hat, MCSE) of the reported
-    parameters, unrounded."""
-    return pd.DataFrame(az.summary(idata, var_names=reported_vars(idata), ci_prob=0.95, round_to="none"))
+    """ArviZ's per-parameter mean, sd, ESS, R-hat and MCSE of the reported parameters, unrounded
+    (no interval: that is the trial's, :func:`diagnostics_table`)."""
+    names = reported_vars(idata)
+    stats = az.summary(idata, var_names=names, kind="stats", round_to="none")[["mean", "sd"]]
+    diagnostics = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
+    return pd.DataFrame(pd.concat([stats, diagnostics], axis=1))
+
+
+def interval_table(idata, interval: dict) -> pd.DataFrame:
+    """The reported parameters' ``interval`` (prob, kind: eti or hdi) limits, columns
+    ``<interval_label>_lb`` / ``_ub`` (``eti90_lb``)."""
+    prob, kind = float(interval["prob"]), interval["kind"]
+    summ = az.summary(
+        idata, var_names=reported_vars(idata), kind="stats", ci_prob=prob, ci_kind=kind, round_to="none"
+    )
+    label = interval_label(prob, kind)
+    return pd.DataFrame(summ[[f"{label}_lb", f"{label}_ub"]])
 
 
 def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], dict]:
@@ -86,8 +103,11 @@ def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], di
     return not problems, problems, details
 
 
-def diagnostics_table(details: dict) -> pd.DataFrame:
-    """Per-parameter table (mean, sd, ESS, R-hat, MCSE) for the results folder."""
-    out = details["summary"].copy()
+def diagnostics_table(details: dict, idata, interval: dict) -> pd.DataFrame:
+    """Per-parameter table for the results folder: mean, sd, the trial's ``interval`` of the
+    posterior ``idata`` (:func:`interval_table`), ESS, R-hat, MCSE (``details['summary']``)."""
+    summ = details["summary"]
+    limits = interval_table(idata, interval).reindex(summ.index)
+    out = pd.concat([summ[["mean", "sd"]], limits, summ.drop(columns=["mean", "sd"])], axis=1)
     out.index.name = "parameter"
     return out.reset_index()

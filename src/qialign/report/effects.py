@@ -70,7 +70,8 @@ def _estimates_table(ctx: Context, outcome: str, est0) -> Table:
             "ESS bulk (θ)",
         ],
         [],
-        caption="Bayesian rows: posterior mean and credible interval; frequentist rows: estimate and 95% CI.",
+        caption="Bayesian rows: posterior mean and credible interval; frequentist rows: estimate and "
+        f"{100 * ctx.typed.interval.prob:g}% CI.",
     )
     for model in ctx.models(outcome):
         est = ctx.estimates(outcome, model)

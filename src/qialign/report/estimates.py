@@ -85,7 +85,7 @@ def link_phrase(scale, default: str | None = None) -> str:
 
 
 def interval_text(r: pd.Series | None, bayesian: bool = True) -> str:
-    """``estimate (95% CrI lo to hi)``; frequentist rows read ``95% CI``."""
+    """``estimate (90% CrI lo to hi)`` at the row's ``interval``; frequentist rows read ``90% CI``."""
     if r is None:
         return DASH
     lab = interval_label(r.get("interval"), bayesian=bayesian)

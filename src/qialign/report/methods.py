@@ -317,7 +317,7 @@ def crosscheck_text(ctx: Context) -> str:
     if "glm_cluster_robust" in methods:
         parts.append("a cluster-robust GLM")
     if "mixedlm" in methods:
-        parts.append("a linear mixed model (REML)")
+        parts.append("a linear mixed model (REML; t on clusters − p df)")
     its = [m for m in methods if E.segmented_parts(m) is not None]
     if its:
         parts.append(_segmented_text(ctx, its))
@@ -343,4 +343,4 @@ def _segmented_text(ctx: Context, its: list[str]) -> str:
     )
     extra += ["a change in slope"] if spec.slope_change else []
     terms = "level change and a linear pre-trend" + "".join(f", {e}" for e in extra)
-    return f"segmented regression of the series ({fam}; {se} standard errors) with a {terms}"
+    return f"segmented regression of the series ({fam}; {se} standard errors; t on n − p df) with a {terms}"

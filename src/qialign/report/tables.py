@@ -92,20 +92,18 @@ def triple(est, lower, upper) -> tuple[str, str, str]:
 
 
 def interval_label(interval: str | None, bayesian: bool = True) -> str:
-    """``eti95`` -> ``95% CrI``; ``hdi90`` -> ``90% HDI``; ``ci90`` -> ``90% CI`` (frequentist)."""
+    """``eti80`` -> ``80% CrI``; ``hdi90`` -> ``90% HDI``; ``ci90`` -> ``90% CI`` (frequentist);
+    without a code (``results.interval_label``) no level is claimed: ``CrI`` / ``CI``."""
     s = str(interval or "") if isinstance(interval, str) else ""
-    if s.startswith("ci"):
-        return f"{s[2:] or 95}% CI"
-    if not bayesian:
-        return "95% CI"
-    kind, prob = s[:3], s[3:]
+    kind, prob = (s[:2], s[2:]) if s.startswith("ci") else (s[:3], s[3:])
     if not prob:
-        return "95% CrI"
-    return f"{prob}% HDI" if kind == "hdi" else f"{prob}% CrI"
+        return "CrI" if bayesian else "CI"
+    return f"{prob}% " + {"ci": "CI", "hdi": "HDI"}.get(kind, "CrI")
 
 
-def with_interval(est, lower, upper, label: str = "95% CrI") -> str:
-    """``0.97 (95% CrI 0.80 to 1.17)``; the estimate alone when the interval is missing."""
+def with_interval(est, lower, upper, label: str) -> str:
+    """``0.97 (90% CrI 0.80 to 1.17)`` (``label`` from :func:`interval_label`); the estimate
+    alone when the interval is missing."""
     e, lo, hi = triple(est, lower, upper)
     if is_missing(lower) or is_missing(upper):
         return e

@@ -100,7 +100,8 @@ def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_di
         estimates(fit, cfg["interval"]), ids["trial"], ids["outcome"], ids["model"], propagation
     )
     est.to_csv(out_dir / FIT_FILES["estimates"], index=False)
-    diagnostics_table(fit.diagnostics).to_csv(out_dir / FIT_FILES["diagnostics"], index=False)
+    diagnostics = diagnostics_table(fit.diagnostics, fit.idata, cfg["interval"])
+    diagnostics.to_csv(out_dir / FIT_FILES["diagnostics"], index=False)
     cluster_effects(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["effects"], index=False)
     counterfactual(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["counterfactual"], index=False)
     by_period = counterfactual_by_period(fit, cfg["interval"])
