@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.special import stdtrit
 
 from qialign.alignment import standardise_over_clusters
+from qialign.alignment.debias import MODERATOR_COLUMN
 from qialign.config import TrialConfig, load_trial_config, trial_config
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
@@ -119,12 +120,12 @@ def icc_scale(family: str) -> str:
     return "log y" if FAMILIES[family].exp_natural else "y"
 
 
-def trial_alignment(scores: Path | None, wave, clusters: list) -> np.ndarray | None:
-    """The trial's alignment per cluster standardised over clusters as the model does (None when
-    there are no scores); clusters without a score at z = 0, as in the fit."""
+def trial_alignment(scores: Path | None, wave, clusters: list, score: str = "alignment") -> np.ndarray | None:
+    """The trial's alignment per cluster (scores.csv column ``score``) standardised over clusters as
+    the model does (None when there are no scores); clusters without a score at z = 0, as in the fit."""
     if scores is None or not Path(scores).is_file():
         return None
-    raw, notes = moderator_alignment(Path(scores), wave, [str(c) for c in clusters])
+    raw, notes, _ = moderator_alignment(Path(scores), wave, [str(c) for c in clusters], score)
     for note in notes:
         print(note)
     return None if raw is None else standardise_over_clusters(raw).to_numpy(float)
@@ -274,7 +275,8 @@ def power_step(
         if record.get("family", cfg["outcomes"][outcome]["family"]) not in SUPPORTED:
             raise QialignError(f"{outcome}: analytic power covers {', '.join(SUPPORTED)} outcomes")
         _, _, clusters, _ = schedule(cells)
-        z = trial_alignment(scores, cfg["alignment"]["wave"], clusters)
+        al = cfg["alignment"]
+        z = trial_alignment(scores, al["wave"], clusters, MODERATOR_COLUMN[al["score"]])
         table = power_rows(trial_config(cfg), outcome, cells, z, target)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
