@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 from qialign.alignment.debias import add_debiased
+from qialign.alignment.roles import ROLES
 from qialign.ids import natural_order
 from qialign.results import DEFAULT_INTERVAL_PROB
 from qialign.waves import ONE_WAVE, order_codes, wave_labels, wave_order
-
-ROLES = ("clinical", "managerial")
 
 
 def standardise_over_clusters(values: pd.Series) -> pd.Series:

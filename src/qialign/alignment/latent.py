@@ -39,6 +39,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from qialign.alignment.debias import with_reliability
+from qialign.alignment.roles import ROLES
 from qialign.config import schema_defaults
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.sampling import nutpie_sample
@@ -47,8 +48,6 @@ from qialign.waves import ONE_WAVE, file_order, order_codes, wave_label, wave_la
 
 # PyMC, nutpie and ArviZ are imported inside the functions that build, compile and summarise the
 # model, so that the descriptive path (``qialign.alignment``, the cross-check step) stays light
-
-ROLES = ("clinical", "managerial")
 
 
 @dataclass

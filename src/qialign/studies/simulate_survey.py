@@ -4,7 +4,7 @@ wave, the true alignment they imply, and graded-response Likert answers."""
 import numpy as np
 import pandas as pd
 
-ROLE_TYPES = ("clinical", "managerial")
+from qialign.alignment.roles import ROLES as ROLE_TYPES
 
 
 def _domain_items(domains: dict) -> dict[str, list[str]]:
