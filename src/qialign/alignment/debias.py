@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ROLES = ("clinical", "managerial")
+from qialign.alignment.roles import ROLES
+
 #: ``alignment.score`` -> the scores.csv column that moderates the effect
 MODERATOR_COLUMN = {"plain": "alignment", "debiased": "alignment_debiased"}
 
@@ -35,23 +36,25 @@ def pooled_variances(long: pd.DataFrame) -> pd.Series:
     return pooled["ss"] / pooled["df"].where(pooled["df"] > 0)
 
 
-def _sampling_variance(long: pd.DataFrame, wave, cluster, domain: str, s2: pd.Series) -> float:
-    """v_jd: the sampling variance of ward j's gap in domain d (NaN if a role has no answer)."""
-    cell = long[(long["wave"] == wave) & (long["cluster"] == cluster) & (long["domain"] == domain)]
-    n = cell.groupby("role")["score"].count()
-    terms = [s2.get((wave, r, domain), np.nan) / n.get(r, 0) if n.get(r, 0) else np.nan for r in ROLES]
-    return float(sum(terms))
+def _sampling_variance(n: pd.Series, s2: pd.Series, wave, cluster, domain: str) -> float:
+    """v_jd: the sampling variance of ward j's gap in domain d (NaN if a role has no answer);
+    ``n`` counts answers per (wave, cluster, role, domain)."""
+    counts = [n.get((wave, cluster, r, domain), 0) for r in ROLES]
+    if not all(counts):
+        return np.nan
+    return float(sum(s2.get((wave, r, domain), np.nan) / k for r, k in zip(ROLES, counts, strict=True)))
 
 
 def add_debiased(out: pd.DataFrame, long: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
     """``out`` (one row per cluster x wave, with ``gap_<domain>`` and ``alignment_sd``) plus
     ``alignment_debiased`` and the wave's ``reliability``."""
     s2 = pooled_variances(long)
+    n = long.groupby(["wave", "cluster", "role", "domain"])["score"].count()
     debiased = []
     for _, row in out.iterrows():
         size = []
         for d in domains:
-            v = _sampling_variance(long, row["wave"], row["cluster"], d, s2)
+            v = _sampling_variance(n, s2, row["wave"], row["cluster"], d)
             size.append(np.sqrt(max(row[f"gap_{d}"] ** 2 - v, 0.0)) if np.isfinite(v) else np.nan)
         debiased.append(1 - np.nanmean(size) / 100 if np.isfinite(size).any() else np.nan)
     return with_reliability(out.assign(alignment_debiased=debiased))
