@@ -19,30 +19,11 @@ import pytest
 
 from qialign.models.checks import mixed_p_value
 from sim_pipeline import fit_through_steps, write_trial
+from test_overdispersion import SIM as NB_SIM
 from test_report_sicily import _section, sicily  # noqa: F401, F811 (fixture)
 
-SIM = {
-    "design": "stepped_wedge",
-    "periods": 10,
-    "clusters_per_site": [6, 6],
-    "schedule": {"baseline": 2, "every": 1, "per_step": 2},
-    "survey": {"enabled": False},
-    "fidelity": {"enabled": False},
-    "write_alignment": True,
-    "outcomes": {
-        "incidents": {
-            "family": "negative_binomial",
-            "level": "cluster_period",
-            "baseline": 30.0,
-            "per": 1000,
-            "phi": 2.0,
-            "treatment_effect": -0.3,
-            "sd_treatment": 0.0,
-            "sd_cluster_period": 0.02,
-            "betas": {},
-        }
-    },
-}
+# the overdispersion test's NB ward-month trial, more overdispersed (shape 2)
+SIM = {**NB_SIM, "outcomes": {"incidents": {**NB_SIM["outcomes"]["incidents"], "phi": 2.0}}}
 SAMPLER = {"chains": 2, "draws": 300, "tune": 400}
 
 

@@ -17,6 +17,7 @@ from qialign.steps.alignment import alignment_scores
 from qialign.steps.crosscheck import crosscheck_step
 from qialign.steps.fit import fit_step
 from qialign.steps.prepare import prepare_outcome, validate_trial
+from test_report import _build, _section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,12 +56,6 @@ def sicily(tmp_path_factory):
         "grid": drawn,
         "series": series,
     }
-
-
-def _section(html: str, sid: str) -> str:
-    m = re.search(rf'<section[^>]*id="{sid}".*?</section>', html, re.S)
-    assert m, f"section {sid} missing"
-    return m.group(0)
 
 
 def test_methods_name_what_was_fitted(sicily):
@@ -127,8 +122,6 @@ def test_report_fixture_writes_only_what_the_real_steps_write(sicily, tmp_path):
     """tests/test_report.py writes its model outputs by hand: every column and fit-record key it
     writes is one the real fit and cross-check steps write (here, for the Sicily fit)."""
     import json
-
-    from test_report import _build
 
     res, _, _ = _build(tmp_path)
     real, fake = sicily["results"] / "aces", res / "y"
