@@ -73,3 +73,18 @@ def binomial_range(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
     lo = int(stats.binom.ppf((1 - level) / 2, n, p))
     hi = int(stats.binom.ppf((1 + level) / 2, n, p))
     return lo, hi
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped_sicily(path: Path, **settings) -> tuple[Path, dict]:
+    """The shipped Sicily trial (config/trials/sicily_its.yaml) with absolute data paths, only its
+    ``its`` model (the tutorial's: level change, 2 harmonics, AR(1)) and top-level ``settings``
+    replaced, written to ``path``; returns (path, config)."""
+    cfg = yaml.safe_load((ROOT / "config" / "trials" / "sicily_its.yaml").read_text())
+    cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
+    cfg["models"] = [m for m in cfg["models"] if m["id"] == "its"]
+    cfg.update(settings)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path, cfg

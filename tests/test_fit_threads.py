@@ -7,8 +7,6 @@ reads the ``cores`` that actually reach the sampler.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nutpie
 import pymc
 import pytest
@@ -16,8 +14,7 @@ import yaml
 
 from qialign.cli import main
 from qialign.steps.prepare import prepare_outcome
-
-ROOT = Path(__file__).resolve().parents[1]
+from sim_pipeline import shipped_sicily
 
 
 class _Stop(Exception):
@@ -28,12 +25,9 @@ class _Stop(Exception):
 def sicily(tmp_path_factory) -> dict:
     """The Sicily config (its ``its`` model, sampler cores 2), prepared."""
     tmp = tmp_path_factory.mktemp("threads")
-    cfg = yaml.safe_load((ROOT / "config" / "trials" / "sicily_its.yaml").read_text())
-    cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
-    cfg["models"] = [m for m in cfg["models"] if m["id"] == "its"]
-    cfg["sampler"] = {"chains": 2, "draws": 10, "tune": 10, "cores": 2}
-    config = tmp / "sicily.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config, _ = shipped_sicily(
+        tmp / "sicily.yaml", sampler={"chains": 2, "draws": 10, "tune": 10, "cores": 2}
+    )
     prepare_outcome(config, "aces", tmp / "prepared")
     return {"tmp": tmp, "config": config}
 

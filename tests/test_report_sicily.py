@@ -6,32 +6,27 @@ series has no individuals)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from qialign.report import figures, render_report
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.crosscheck import crosscheck_step
 from qialign.steps.fit import fit_step
 from qialign.steps.prepare import prepare_outcome, validate_trial
+from sim_pipeline import shipped_sicily
 from test_report import _build, _section
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def sicily(tmp_path_factory):
     work = tmp_path_factory.mktemp("sicily")
-    cfg = yaml.safe_load((ROOT / "config/trials/sicily_its.yaml").read_text())
-    cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
-    cfg["models"] = cfg["models"][:1]  # the tutorial's model: level change, 2 harmonics, AR(1)
-    cfg["sampler"] = {"chains": 2, "draws": 200, "tune": 300}
-    cfg["diagnostics"] = {"retry": False}
-    config = work / "sicily_its.yaml"
-    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    config, cfg = shipped_sicily(
+        work / "sicily_its.yaml",
+        sampler={"chains": 2, "draws": 200, "tune": 300},
+        diagnostics={"retry": False},
+    )
     res = work / "results" / "sicily_its"
     scores = res / "alignment" / "scores.csv"
     validate_trial(config, res / "validation.txt", res / "data.json")

@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from qialign.steps.prepare import prepare_outcome
+from sim_pipeline import shipped_sicily
 
-ROOT = Path(__file__).resolve().parents[1]
 QIALIGN = Path(sys.executable).parent / "qialign"
 SAMPLER = {"chains": 2, "draws": 150, "tune": 150, "cores": 1}
 
@@ -28,13 +27,7 @@ SAMPLER = {"chains": 2, "draws": 150, "tune": 150, "cores": 1}
 def trial(tmp_path_factory) -> dict:
     """The shipped Sicily config (its model only, few draws) with absolute data paths, prepared."""
     tmp = tmp_path_factory.mktemp("repro")
-    cfg = yaml.safe_load((ROOT / "config" / "trials" / "sicily_its.yaml").read_text())
-    cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
-    cfg["models"] = [m for m in cfg["models"] if m["id"] == "its"]
-    cfg["sampler"] = SAMPLER
-    cfg["diagnostics"] = {"retry": False}
-    config = tmp / "sicily.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config, _ = shipped_sicily(tmp / "sicily.yaml", sampler=SAMPLER, diagnostics={"retry": False})
     prepare_outcome(config, "aces", tmp / "prepared")
     return {"tmp": tmp, "config": config, "cache": tmp / "cache"}
 
