@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
+import models_sim
 from qialign.errors import QialignError
 from qialign.frequentist import build_design, cross_check
 from qialign.steps.crosscheck import recorded_level
@@ -27,31 +27,20 @@ COUNT_GEE_SE = 1.0  # exchangeable count GEE, cells vs patients: within one robu
 
 
 def simulate(family, seed=4, clusters=10, periods=5, m=20, theta=0.4, gamma=0.2):
-    """Stepped-wedge patients (cluster, cell-level alignment) with varying cell sizes."""
-    rng = np.random.default_rng(seed)
-    start = 2 + np.arange(clusters) * (periods - 1) // clusters
-    a = rng.normal(size=clusters)
-    a = (a - a.mean()) / a.std(ddof=1)
-    out = []
-    for j in range(clusters):
-        u = rng.normal(0, 0.4)
-        for t in range(1, periods + 1):
-            x = int(t >= start[j])
-            eta = 0.05 * t + u + rng.normal(0, 0.2) + 0.3 * a[j] + x * (theta + gamma * a[j])
-            k = int(rng.integers(m // 2, m + m // 2))
-            if family == "bernoulli":
-                y = (rng.uniform(size=k) < 1 / (1 + np.exp(1 - eta))).astype(float)
-            elif family == "poisson":
-                y = rng.poisson(np.exp(eta - 1), size=k).astype(float)
-            elif family == "negative_binomial":
-                y = rng.poisson(np.exp(eta - 1) * rng.gamma(2, 0.5, size=k)).astype(float)
-            elif family == "gaussian":
-                y = eta + rng.normal(0, 1, size=k)
-            else:
-                y = np.exp(1 + eta + rng.normal(0, 0.5, size=k))
-            out += [(f"c{j}", t, x, a[j], v) for v in y]
-    d = pd.DataFrame(out, columns=["cluster", "period", "treated", "alignment_z", "y"])
-    d["n"] = 1
+    """Stepped-wedge patients from the project's simulator (tests/models_sim.py): one row per
+    patient with the cluster's standardised alignment; cell sizes vary (Poisson, mean m)."""
+    _, rows, align, _ = models_sim.simulate(
+        family, n_clusters=clusters, n_periods=periods, n_per_cp=m, seed=seed, theta=theta, gamma=gamma,
+        age_effect=0.0,
+    )  # fmt: skip
+    z = (align - align.mean()) / align.std(ddof=1)
+    y = {"events": rows.get("events"), "sum": rows.get("sum"), "count": rows.get("count")}
+    value = next(v for v in y.values() if v is not None)
+    d = rows[["cluster", "period", "treated"]].assign(
+        alignment_z=rows["cluster"].map(z).to_numpy(),
+        y=np.exp(value) if family == "lognormal" else value,
+        n=1,
+    )
     if family in ("poisson", "negative_binomial"):
         d["exposure"] = 1.0
     return d
