@@ -1,26 +1,74 @@
-"""A tiny numpy simulator of QI trials for the model tests (rows and cluster-period cells).
+"""The model tests' trials, made by the project's simulator (``qialign.studies.simulate``) and put
+in the shapes the model takes: patient rows in cell form (n = 1) and cluster-period x age-band cells.
 
-eta_ijt = mu + trend_t + b_age + X_jt (theta + gamma A_j) + u_site + v_j + w_jt, with A_j the
-alignment standardised over clusters (mean 0, SD 1, ddof = 1) exactly as the model does.
+eta_ijt = mu + f(t) + beta age_i + X_jt (theta + gamma A_j + kappa F_jt) + u_site + v_j + w_jt,
+with A_j the true alignment standardised over clusters (mean 0, SD 1, ddof = 1) exactly as the
+model does, F_jt the standardised fidelity (no effect unless ``kappa`` is given) and f linear. The
+model's covariate is the age band (<65, 65-79, 80+) of the simulator's continuous age.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
-# link-scale truths per family: (mu, theta, gamma, sigma or phi)
+from qialign.studies.simulate import simulate_trial
+
+# link-scale truths per family: (mu, theta, gamma, sigma or phi); counts: per patient (exposure 1)
 TRUTH = {
     "bernoulli": dict(mu=-0.5, theta=-0.4, gamma=0.3),
     "binomial": dict(mu=-0.5, theta=-0.4, gamma=0.3),
     "gaussian": dict(mu=10.0, theta=-1.5, gamma=1.0, sigma=4.0),
     "lognormal": dict(mu=1.5, theta=-0.25, gamma=0.15, sigma=0.6),
-    "poisson": dict(mu=np.log(0.1), theta=-0.3, gamma=0.2),
-    "negative_binomial": dict(mu=np.log(0.1), theta=-0.3, gamma=0.2, phi=5.0),
+    "poisson": dict(mu=np.log(0.5), theta=-0.3, gamma=0.2),
+    "negative_binomial": dict(mu=np.log(0.5), theta=-0.3, gamma=0.2, phi=5.0),
 }
-# random-effect SDs on the link scale, multiplied by `scale` (gaussian outcomes have larger units)
+# random-effect SDs and the trend on the link scale, multiplied by this (gaussian units are larger)
 SCALE = {"gaussian": 4.0}
+AGE_BANDS = (-np.inf, 65, 80, np.inf), ("<65", "65-79", "80+")
+AGE_CENTRE = 75.0
+KEYS = ["cluster", "site", "period", "treated", "exposure_time", "age"]
+
+
+def _starts(design: str, n_clusters: int, n_periods: int) -> dict:
+    """Schedule: stepped wedge starts 2 + floor(j (T - 1) / J) in random order; controlled
+    before-after: half start at T // 2 + 1, half never."""
+    if design == "stepped_wedge":
+        starts = [2 + (j * (n_periods - 1)) // n_clusters for j in range(n_clusters)]
+        return {"starts": starts, "randomise_order": True}
+    return {"start": n_periods // 2 + 1, "controls": n_clusters // 2, "randomise_order": True}
+
+
+def trial_spec(family, design, n_clusters, n_periods, n_per_cp, sd, age_effect, kappa, truth) -> dict:
+    """The simulator spec of one model-test trial (no survey; fidelity written when kappa is given)."""
+    k = SCALE.get(family, 1.0)
+    beta_age = age_effect * k / 12.0  # the band steps are about one age SD (12 years) apart
+    outcome = {
+        "family": "bernoulli" if family == "binomial" else family,
+        "intercept": truth["mu"] - beta_age * AGE_CENTRE,  # mu is at the mean age
+        "trend": {"type": "linear", "slope": 0.03 * k},
+        "treatment_effect": truth["theta"],
+        "alignment_interaction": truth["gamma"],
+        "fidelity_interaction": kappa or 0.0,
+        "sd_treatment": 0.0,
+        "sd_site": sd["site"] * k,
+        "sd_cluster": sd["cluster"] * k,
+        "sd_cluster_period": sd["cp"] * k,
+        "betas": {"age": beta_age, "comorbidity": 0.0},
+        **{p: truth[p] for p in ("sigma", "phi") if p in truth},
+    }
+    return {
+        "design": "stepped_wedge" if design == "stepped_wedge" else "controlled_before_after",
+        "periods": n_periods,
+        "clusters_per_site": [n_clusters - n_clusters // 2, n_clusters // 2],
+        "cluster_prefix": "c",
+        "site_prefix": "s",
+        "schedule": _starts(design, n_clusters, n_periods),
+        "patients": {"per_period": float(n_per_cp), "sd_log_cluster_size": 0.0, "age": {"mean": AGE_CENTRE}},
+        "survey": {"enabled": False},
+        "fidelity": {"enabled": kappa is not None},
+        "outcomes": {"y": outcome},
+    }
 
 
 def simulate(
@@ -35,75 +83,44 @@ def simulate(
     sd_cp: float = 0.1,
     age_effect: float = 0.2,
     fidelity: bool = False,
+    kappa: float | None = None,
     **overrides,
 ):
-    """Return (cells, rows, alignment, truth)."""
-    rng = np.random.default_rng(seed)
-    tr = {**TRUTH[family], **overrides}
-    k = SCALE.get(family, 1.0)
-    clusters = [f"c{j:02d}" for j in range(n_clusters)]
-    site = np.array(["s1", "s2"])[np.arange(n_clusters) % 2]
-    if design == "stepped_wedge":
-        starts = 2 + (np.arange(n_clusters) * (n_periods - 1)) // n_clusters
-    else:  # controlled before-after: half start mid-way, half never (start = inf)
-        starts = np.where(np.arange(n_clusters) % 2 == 0, n_periods // 2 + 1, 10**6)
-    starts = rng.permutation(starts)
-    align = pd.Series(rng.normal(3.5, 0.6, n_clusters), index=clusters, name="alignment")
-    A = ((align - align.mean()) / align.std(ddof=1)).to_numpy()
-    u = dict(zip(["s1", "s2"], rng.normal(0, sd_site * k, 2), strict=True))
-    v = rng.normal(0, sd_cluster * k, n_clusters)
-    trend = np.cumsum(rng.normal(0, 0.05 * k, n_periods)) + 0.03 * k * np.arange(n_periods)
-
-    rows = []
-    for j, c in enumerate(clusters):
-        for t in range(1, n_periods + 1):
-            treated = int(t >= starts[j])
-            e = t - starts[j] + 1 if treated else 0
-            w = rng.normal(0, sd_cp * k)
-            fid = rng.uniform(0.3, 1.0) if treated else np.nan
-            age = rng.choice(["<65", "65-79", "80+"], size=n_per_cp, p=[0.3, 0.4, 0.3])
-            b_age = np.select([age == "65-79", age == "80+"], [age_effect * k, 2 * age_effect * k])
-            eta = (
-                tr["mu"]
-                + trend[t - 1]
-                + b_age
-                + treated * (tr["theta"] + tr["gamma"] * A[j])
-                + u[site[j]]
-                + v[j]
-                + w
-            )
-            df = pd.DataFrame(
-                {
-                    "cluster": c,
-                    "site": site[j],
-                    "period": t,
-                    "treated": treated,
-                    "exposure_time": e,
-                    "age": age,
-                }
-            )
-            if fidelity:
-                df["fidelity"] = fid
-            if family in ("bernoulli", "binomial"):
-                df["y"] = rng.binomial(1, expit(eta))
-            elif family == "gaussian":
-                df["y"] = rng.normal(eta, tr["sigma"])
-            elif family == "lognormal":
-                df["y"] = np.exp(rng.normal(eta, tr["sigma"]))
-            else:
-                expo = rng.uniform(2, 8, n_per_cp).round(1)
-                m = expo * np.exp(eta)
-                if family == "poisson":
-                    df["y"] = rng.poisson(m)
-                else:
-                    df["y"] = rng.negative_binomial(tr["phi"], tr["phi"] / (tr["phi"] + m))
-                df["exp"] = expo
-            rows.append(df)
-    rows = pd.concat(rows, ignore_index=True)
-    return aggregate(rows, family), to_row_cells(rows, family), align, tr
+    """Return (cells, rows in cell form, true alignment per cluster, truth: mu theta gamma [sigma
+    phi kappa])."""
+    truth = {**TRUTH[family], **overrides}
+    kappa = 0.0 if fidelity and kappa is None else kappa
+    sd = {"site": sd_site, "cluster": sd_cluster, "cp": sd_cp}
+    spec = trial_spec(family, design, n_clusters, n_periods, n_per_cp, sd, age_effect, kappa, truth)
+    sim = simulate_trial(spec, seed)
+    rows = _rows(sim, family)
+    align = pd.Series({c: a["raw"] for c, a in sim.truth["alignment"].items()}, name="alignment")
+    truth = {**truth, **({"kappa": kappa} if kappa is not None else {})}
+    return aggregate(rows, family), to_row_cells(rows, family), align, truth
 
 
-KEYS = ["cluster", "site", "period", "treated", "exposure_time", "age"]
+def _rows(sim, family: str) -> pd.DataFrame:
+    """One row per patient: cluster, site, period, treated, exposure time, age band, y (and
+    fidelity, exposure 1 for counts)."""
+    rows = sim.patients.merge(sim.clusters, on="cluster")
+    start = rows["start_period"].astype("float").fillna(np.inf).to_numpy()
+    treated = (rows["period"].to_numpy() >= start).astype(int)
+    out = pd.DataFrame(
+        {
+            "cluster": rows["cluster"],
+            "site": rows["site"],
+            "period": rows["period"],
+            "treated": treated,
+            "exposure_time": np.where(treated == 1, rows["period"] - start + 1, 0).astype(int),
+            "age": pd.cut(rows["age"], AGE_BANDS[0], labels=AGE_BANDS[1], right=False).astype(str),
+            "y": rows["y"].astype(float),
+        }
+    )
+    if sim.implementation is not None:
+        out = out.merge(sim.implementation, on=["cluster", "period"], how="left")
+    if family in ("poisson", "negative_binomial"):
+        out["exp"] = 1.0
+    return out
 
 
 def to_row_cells(rows: pd.DataFrame, family: str) -> pd.DataFrame:

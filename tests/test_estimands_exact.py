@@ -203,8 +203,9 @@ def test_the_probability_counts_the_better_side():
         fit = cached_fit(name)
         theta = draws(fit, "treatment_effect")
         p = estimates(fit).set_index("estimand").loc["prob_beats_trend", "estimate"]
-        assert p == ((theta < 0) if FITS[name][1] == "lower" else (theta > 0)).mean()
-        assert 0 < p < 1
+        better, worse = ((theta < 0), (theta > 0)) if FITS[name][1] == "lower" else ((theta > 0), (theta < 0))
+        assert p == better.mean()
+        assert p != worse.mean()  # a flipped direction would be seen
 
 
 def test_default_interval_is_eti95():
