@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from producer_columns import write_fit_file
 from qialign.frequentist import COLUMNS as FREQ_COLUMNS
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
@@ -140,21 +141,23 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
         m = base + shift * np.where(name == "actual", cp["treated"], 1)
         cf[f"{name}_mean"], cf[f"{name}_lower"], cf[f"{name}_upper"] = m, m * 0.8, m * 1.2
     cf["interval"] = "eti95"
-    cf.to_csv(folder / "counterfactual.csv", index=False)
+    write_fit_file(cf, folder / FIT_FILES["counterfactual"], family)
     bp = cp.groupby("period", as_index=False)["n"].sum()
     bp["n_treated"] = (
         cp[cp["treated"] == 1].groupby("period")["n"].sum().reindex(bp["period"]).fillna(0).to_numpy()
     )
-    for name, shift in (("actual", 0.0), ("without", 0.02), ("with", -0.02), ("trend", 0.01)):
+    bands = (("actual", 0.0), ("without", 0.02), ("with", -0.02), ("actual_treated", 0.0))
+    bands += (("without_treated", 0.02), ("trend_link", 0.05), ("trend", 0.01))
+    for name, shift in bands:
         bp[f"{name}_mean"], bp[f"{name}_lower"], bp[f"{name}_upper"] = base + shift, base * 0.9, base * 1.1
     bp["interval"] = "eti95"
-    bp.to_csv(folder / FIT_FILES["counterfactual_by_period"], index=False)
+    write_fit_file(bp, folder / FIT_FILES["counterfactual_by_period"], family)
     ppc = cells[["cluster", "period", "treated", "n"]].copy()
     ppc["observed_mean"] = cells[stat] / cells["n"]
     ppc["predicted_mean"] = base
     ppc["lower"], ppc["upper"] = 0.0, 1.0
     ppc["inside"] = True
-    ppc.to_csv(folder / "ppc.csv", index=False)
+    write_fit_file(ppc, folder / FIT_FILES["ppc"], family)
     clusters = sorted(cells["cluster"].astype(str).unique())
     z = np.linspace(-1.2, 1.2, len(clusters))
     th = est.set_index("estimand").loc["treatment_effect", "estimate"]
@@ -174,7 +177,7 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
     )
     for c in ("estimate", "lower", "upper"):
         ce[f"natural_{c}"] = np.exp(ce[c])
-    ce.to_csv(folder / "cluster_effects.csv", index=False)
+    write_fit_file(ce, folder / FIT_FILES["effects"], family)
     # the parameters the fit of this model reports (models.diagnostics.REPORTED): the methods
     # section names the terms they belong to
     params = ["mu", "b_trend[2]", "treatment_effect"]
@@ -197,7 +200,7 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
             "mcse_sd": 0.002,
         }
     )
-    diag.to_csv(folder / "diagnostics.csv", index=False)
+    write_fit_file(diag, folder / FIT_FILES["diagnostics"], family)
     fit = {
         "trial": TRIAL,
         "outcome": folder.parent.name,

@@ -94,20 +94,29 @@ def _moderator(cfg: dict, model_cfg: dict, cells, scores: Path) -> tuple:
     return alignment, notes, unscored, draws
 
 
-def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_dir: Path) -> dict:
-    """estimates, diagnostics, cluster effects, counterfactual and PPC tables; returns the PPC."""
-    est = bayesian_rows(
-        estimates(fit, cfg["interval"]), ids["trial"], ids["outcome"], ids["model"], propagation
-    )
-    est.to_csv(out_dir / FIT_FILES["estimates"], index=False)
-    diagnostics = diagnostics_table(fit.diagnostics, fit.idata, cfg["interval"])
-    diagnostics.to_csv(out_dir / FIT_FILES["diagnostics"], index=False)
-    cluster_effects(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["effects"], index=False)
-    counterfactual(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["counterfactual"], index=False)
-    by_period = counterfactual_by_period(fit, cfg["interval"])
-    by_period.to_csv(out_dir / FIT_FILES["counterfactual_by_period"], index=False)
+def fit_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str) -> tuple[dict, dict]:
+    """The fit's tables by ``FIT_FILES`` key (estimates, diagnostics, cluster effects, counterfactuals,
+    PPC) and the PPC result: what the fit step writes, the one producer of their columns."""
+    iv = cfg["interval"]
     ppc = posterior_predictive_check(fit, seed=ids["seed"])
-    ppc["table"].to_csv(out_dir / FIT_FILES["ppc"], index=False)
+    tables = {
+        "estimates": bayesian_rows(
+            estimates(fit, iv), ids["trial"], ids["outcome"], ids["model"], propagation
+        ),
+        "diagnostics": diagnostics_table(fit.diagnostics, fit.idata, iv),
+        "effects": cluster_effects(fit, iv),
+        "counterfactual": counterfactual(fit, iv),
+        "counterfactual_by_period": counterfactual_by_period(fit, iv),
+        "ppc": ppc["table"],
+    }
+    return tables, ppc
+
+
+def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_dir: Path) -> dict:
+    """Write :func:`fit_tables` under their ``FIT_FILES`` names; returns the PPC."""
+    tables, ppc = fit_tables(fit, cfg, ids, propagation)
+    for key, table in tables.items():
+        table.to_csv(out_dir / FIT_FILES[key], index=False)
     return ppc
 
 
