@@ -144,9 +144,7 @@ def _write_trial(work: Path, trial: str, tables: dict[str, pd.DataFrame], pad: b
 
 
 @pytest.fixture(scope="module")
-def ids_project(tmp_path_factory) -> dict:
-    from test_workflow import _snakemake
-
+def ids_project(tmp_path_factory, snakemake) -> dict:
     work = tmp_path_factory.mktemp("ids_project")
     copy_project(work)
     (work / "config" / "trials").mkdir(parents=True)
@@ -154,7 +152,7 @@ def ids_project(tmp_path_factory) -> dict:
     _write_trial(work, "geecrt_int", tables, pad=False)
     _write_trial(work, "geecrt_text", tables, pad=True)
     (work / "config" / "config.yaml").write_text("trials: [geecrt_int, geecrt_text]\n")
-    return {"work": work, "run": _snakemake(work)}
+    return {"work": work, "run": snakemake(work)}
 
 
 def _read(work: Path, trial: str, *parts: str) -> pd.DataFrame:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -71,7 +70,7 @@ def test_survey_roles_and_items_are_guessed():
 
 
 @pytest.mark.workflow
-def test_drafted_configs_run_through_the_workflow(tmp_path):
+def test_drafted_configs_run_through_the_workflow(tmp_path, venv_env, snakemake):
     """geeCRT's small trial (integer ids, a 0/1 treatment column, no clusters file) and the Sicily
     series: init writes configs that run through snakemake as written, with the published answers."""
     copy_project(tmp_path)
@@ -80,21 +79,18 @@ def test_drafted_configs_run_through_the_workflow(tmp_path):
     shutil.copy(GEECRT, data / "gee.csv")
     for f in ("series.csv", "clusters.csv"):
         shutil.copy(ROOT / "resources" / "sicily_its" / f, data / f)
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     calls = [
         ["gee_small", "--patients", "data/gee.csv"],
         ["sicily", "--cluster-periods", "data/series.csv", "--clusters", "data/clusters.csv"],
     ]
     for call in calls:
         run = subprocess.run(
-            [str(BIN / "qialign"), "init", *call], cwd=tmp_path, env=env, capture_output=True, text=True
+            [str(BIN / "qialign"), "init", *call], cwd=tmp_path, env=venv_env, capture_output=True, text=True
         )
         assert run.returncode == 0, run.stderr
         assert "next: review" in run.stdout
     (tmp_path / "config" / "config.yaml").write_text("trials: [gee_small, sicily]\n")
-    run = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    run = snakemake(tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     est = pd.read_csv(tmp_path / "results" / "gee_small" / "estimates.csv")
     gee = est[(est.outcome == "y_bin") & (est.method == "gee_nested_exchangeable_robust")]

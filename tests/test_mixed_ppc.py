@@ -20,7 +20,7 @@ import pytest
 from qialign.models.checks import mixed_p_value
 from sim_pipeline import fit_through_steps, write_trial
 from test_overdispersion import SIM as NB_SIM
-from test_report_sicily import _section, sicily  # noqa: F401, F811 (fixture)
+from test_report import _section
 
 # the overdispersion test's NB ward-month trial, more overdispersed (shape 2)
 SIM = {**NB_SIM, "outcomes": {"incidents": {**NB_SIM["outcomes"]["incidents"], "phi": 2.0}}}
@@ -51,6 +51,8 @@ def records(tmp_path_factory):
 
 @pytest.mark.slow
 def test_mixed_check_rejects_poisson_and_accepts_nb(records):
+    """The mixed check rejects (p < 0.05) the Poisson fit to NB counts and accepts (0.05 < p < 0.95) the
+    NB fit, for new cluster-periods and for new clusters."""
     poisson, nb = records["poisson"].ppc, records["negative_binomial"].ppc
     for variant in ("p_mixed_cluster_period", "p_mixed_cluster"):
         assert poisson[variant] < 0.05, poisson
@@ -73,7 +75,7 @@ def test_mixed_p_value_by_hand():
 
 
 @pytest.mark.slow
-def test_report_quotes_the_mixed_p_values(sicily):  # noqa: F811
+def test_report_quotes_the_mixed_p_values(sicily):
     """The AR(1) Sicily fit (rho and SD redrawn per draw) through the real steps and report."""
     ppc = json.loads((sicily["results"] / "aces" / "its" / "fit.json").read_text())["ppc"]
     checks = _section(sicily["html"], "model-checks")

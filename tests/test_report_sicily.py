@@ -10,47 +10,8 @@ import re
 import pandas as pd
 import pytest
 
-from qialign.report import figures, render_report
-from qialign.steps.alignment import alignment_scores
-from qialign.steps.crosscheck import crosscheck_step
-from qialign.steps.fit import fit_step
-from qialign.steps.prepare import prepare_outcome, validate_trial
-from sim_pipeline import shipped_sicily
+from qialign.report import figures
 from test_report import _build, _section
-
-
-@pytest.fixture(scope="module")
-def sicily(tmp_path_factory):
-    work = tmp_path_factory.mktemp("sicily")
-    config, cfg = shipped_sicily(
-        work / "sicily_its.yaml",
-        sampler={"chains": 2, "draws": 200, "tune": 300},
-        diagnostics={"retry": False},
-    )
-    res = work / "results" / "sicily_its"
-    scores = res / "alignment" / "scores.csv"
-    validate_trial(config, res / "validation.txt", res / "data.json")
-    alignment_scores(config, scores)
-    prepare_outcome(config, "aces", res / "aces")
-    fit_step(config, "aces", "its", res / "aces", scores, res / "aces" / "its")
-    crosscheck_step(config, "aces", res / "aces", scores, res / "aces" / "crosscheck.csv")
-    drawn, series = [], []
-    real, real_series = figures.design_grid, figures.time_series
-    mp = pytest.MonkeyPatch()
-    mp.setattr(figures, "design_grid", lambda *a: drawn.append(a) or real(*a))
-    mp.setattr(figures, "time_series", lambda *a, **k: series.append(a[0]) or real_series(*a, **k))
-    out = work / "report.html"
-    try:
-        render_report(res, config, out)
-    finally:
-        mp.undo()
-    return {
-        "html": out.read_text(encoding="utf-8"),
-        "results": res,
-        "cfg": cfg,
-        "grid": drawn,
-        "series": series,
-    }
 
 
 def test_methods_name_what_was_fitted(sicily):

@@ -52,20 +52,6 @@ TRIAL = {
 }
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    env.setdefault("QIALIGN_CACHE_DIR", str(ROOT / ".cache"))
-    return env
-
-
-def _snakemake(workdir: Path, *args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SNAKEMAKE), "--cores", "2", *args],
-        cwd=workdir, env=_env(), capture_output=True, text=True, **kw,
-    )  # fmt: skip
-
-
 # the second trial scores alignment with the latent model and carries its uncertainty (draws)
 LATENT_DRAWS = {
     "method": "latent",
@@ -90,7 +76,7 @@ def _trial_config(
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> dict:
+def project(tmp_path_factory, venv_env, snakemake) -> dict:
     """A copy of the workflow with two tiny trials; run once, interrupted in a fit, then resumed."""
     work = tmp_path_factory.mktemp("project")
     data = tiny_project(work)
@@ -101,7 +87,7 @@ def project(tmp_path_factory) -> dict:
 
     # start, wait until a fit is sampling, interrupt the whole run, then resume
     proc = subprocess.Popen(
-        [str(SNAKEMAKE), "--cores", "2"], cwd=work, env=_env(),
+        [str(SNAKEMAKE), "--cores", "2"], cwd=work, env=venv_env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 300
@@ -118,8 +104,8 @@ def project(tmp_path_factory) -> dict:
     except subprocess.TimeoutExpired:  # a job deaf to SIGINT (numba compiling under load): a crash
         os.killpg(proc.pid, signal.SIGKILL)
         first, _ = proc.communicate(timeout=60)
-        _snakemake(work, "--unlock")  # a killed run leaves its lock behind
-    resumed = _snakemake(work)
+        snakemake(work, "--unlock")  # a killed run leaves its lock behind
+    resumed = snakemake(work)
     terminal = (first or "") + resumed.stdout + resumed.stderr  # what both runs showed the user
     return {"work": work, "data": data, "interrupted": interrupted, "resumed": resumed, "terminal": terminal}
 
@@ -219,31 +205,31 @@ def test_latent_alignment_draws_propagation(project):
     assert "Propagation <strong>draws</strong>" in page
 
 
-def test_second_run_does_nothing(project):
-    dry = _snakemake(project["work"], "-n")
+def test_second_run_does_nothing(project, snakemake):
+    dry = snakemake(project["work"], "-n")
     assert dry.returncode == 0, dry.stderr
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
-def test_config_edit_reruns_only_that_trial(project):
+def test_config_edit_reruns_only_that_trial(project, snakemake):
     work = project["work"]
     cfg = work / "config" / "trials" / "tiny_b.yaml"
     time.sleep(1.1)
     cfg.write_text(cfg.read_text().replace("Tiny workflow-test trial", "Tiny trial, retitled"))
-    dry = _snakemake(work, "-n")
+    dry = snakemake(work, "-n")
     assert dry.returncode == 0, dry.stderr
     outputs = [line for line in dry.stdout.splitlines() if line.strip().startswith("output:")]
     assert any("results/tiny_b/" in line for line in outputs)
     assert not any("results/tiny_a/" in line for line in outputs)
 
 
-def test_inference_code_edit_replans_the_fits(project):
+def test_inference_code_edit_replans_the_fits(project, snakemake):
     """An edit to a module the fit step imports only through the sampler (qialign.inference)
     re-plans every fit (its code hash changed), not the data steps."""
     work = project["work"]
     sampling = work / "src" / "qialign" / "inference" / "sampling.py"
     sampling.write_text(sampling.read_text() + "\n# edited\n")
-    dry = _snakemake(work, "-n")
+    dry = snakemake(work, "-n")
     assert dry.returncode == 0, dry.stderr
     outputs = [line for line in dry.stdout.splitlines() if line.strip().startswith("output:")]
     assert "params have changed" in dry.stdout
@@ -251,11 +237,11 @@ def test_inference_code_edit_replans_the_fits(project):
     assert not any("results/tiny_a/y_bin/cells.parquet" in line for line in outputs)
 
 
-def test_model_code_edit_reruns_fits(project):
+def test_model_code_edit_reruns_fits(project, snakemake):
     work = project["work"]
     build = work / "src" / "qialign" / "models" / "build.py"
     build.write_text(build.read_text() + "\n# edited\n")
-    dry = _snakemake(work, "-n")
+    dry = snakemake(work, "-n")
     out = dry.stdout
     assert dry.returncode == 0, dry.stderr
     assert "params have changed" in out
@@ -265,13 +251,13 @@ def test_model_code_edit_reruns_fits(project):
     assert not any("results/tiny_a/y_bin/cells.parquet" in line for line in outputs)
 
 
-def test_report_pages_and_snakemake_report(project):
+def test_report_pages_and_snakemake_report(project, snakemake):
     work = project["work"]
     page = (work / "reports" / "tiny_a" / "report.html").read_text()
     for section in ("summary", "design", "effects", "alignment", "model-checks", "provenance"):
         assert f'id="{section}"' in page
     assert "SYNTHETIC" in page
-    bundle = _snakemake(work, "--report", "snakemake_report.zip")
+    bundle = snakemake(work, "--report", "snakemake_report.zip")
     assert bundle.returncode == 0, bundle.stderr[-3000:]
     names = zipfile.ZipFile(work / "snakemake_report.zip").namelist()
     # the bundle holds Snakemake's index page and both trials' reports (stored under hashed folders)

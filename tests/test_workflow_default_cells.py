@@ -9,8 +9,6 @@ Bayesian estimates agree within Monte Carlo error and the cross-checks to 1e-8.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -52,7 +50,7 @@ def _trial(trial: str, data: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, snakemake):
     work = tmp_path_factory.mktemp("default_cells")
     copy_project(work)
     patients = pd.read_csv(DATA / "patients.csv", dtype={"cluster": str})
@@ -75,10 +73,7 @@ def runs(tmp_path_factory):
     (work / "config" / "config.yaml").write_text(
         f"trials: [{', '.join(TRIALS)}]\ntrials_dir: config/trials\n"
     )
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    run = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2"], cwd=work, env=env, capture_output=True, text=True
-    )
+    run = snakemake(work)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return work
 

@@ -14,8 +14,6 @@ treatment effect lies within 3 SE of the nested-exchangeable GEE (Mancl-DeRouen)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -92,7 +90,7 @@ def _trial(work: Path, trial: str, data: dict, exposure: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> dict:
+def shapes(tmp_path_factory, snakemake) -> dict:
     work = tmp_path_factory.mktemp("shapes")
     data = tiny_project(work, _spec(work / "shapes_sim.yaml"))
     patients = pd.read_csv(data / "patients.csv")
@@ -102,10 +100,7 @@ def shapes(tmp_path_factory) -> dict:
     _trial(work, "shape_rows", {**common, "patients": str(data / "patients.csv")}, exposure=False)
     _trial(work, "shape_cells", {**common, "cluster_periods": str(data / "cluster_periods.csv")}, True)
     (work / "config" / "config.yaml").write_text("trials: [shape_rows, shape_cells]\n")
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    run = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2"], cwd=work, env=env, capture_output=True, text=True
-    )
+    run = snakemake(work)
     return {"work": work, "run": run, "truth": json.loads((data / "truth.json").read_text())["outcomes"]}
 
 

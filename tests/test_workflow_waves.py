@@ -9,8 +9,6 @@ scores.csv, change.csv and alignment_draws.csv as text, and every number must eq
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -56,7 +54,7 @@ def _trial(work: Path, data: Path, trial_id: str, survey: str, alignment: dict) 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> dict:
+def run(tmp_path_factory, snakemake) -> dict:
     work = tmp_path_factory.mktemp("waves")
     spec = yaml.safe_load((ROOT / "tests" / "data" / "tiny_sim.yaml").read_text())
     spec["survey"]["waves"] = 2
@@ -71,11 +69,7 @@ def run(tmp_path_factory) -> dict:
         work, data, "labels", "survey_labels.csv", {"waves": ["baseline", "follow-up"], "wave": "follow-up"}
     )
     (work / "config" / "config.yaml").write_text("trials: [ints, labels]\n")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.setdefault("QIALIGN_CACHE_DIR", str(ROOT / ".cache"))
-    proc = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2"], cwd=work, env=env, capture_output=True, text=True
-    )
+    proc = snakemake(work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"work": work}
 
