@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# pytest workers (pytest-xdist); each test file runs in one worker so its module fixtures are made once
+TEST_WORKERS ?= 2
 # A Python >= 3.12 (pymc 6 and arviz 1 need it): python3.13, python3.12, then python3 if new enough.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$p; break; }; \
@@ -30,7 +32,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m compileall -q src
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(VENV)/.installed
 	$(BIN)/pytest -m slow
