@@ -664,7 +664,7 @@ def test_effects_lead_with_a_forest_plot_and_fold_the_table(report):
     y = block[block.index('id="effects-y"') : block.index('id="effects-cnt"')]
     fig, table = y.index("Forest plot of the effect estimates"), y.index("<details><summary>All estimates")
     assert fig < table
-    assert "dotted line: the true simulated value (synthetic data)" in y
+    assert "dotted line: the true simulated conditional value (synthetic data)" in y
     assert "<table" in y[table:]  # the table lives inside the fold
 
 

@@ -210,7 +210,7 @@ def test_estimates_speak_one_vocabulary(project, trial):
     assert set(ref["method"]) == {"gee_nested_exchangeable_md"}  # first of REFERENCE_CROSSCHECKS
     # the report quotes that row and names its method
     page = (work / "reports" / trial / "report.html").read_text()
-    assert f"Frequentist cross-check ({label('gee_nested_exchangeable_md')})" in page
+    assert f"frequentist cross-check ({label('gee_nested_exchangeable_md')})" in page
     for outcome, spec in cfg["outcomes"].items():
         if FAMILIES[spec["family"]].kind == "binary":
             assert ref.loc[(outcome, "treatment_effect_natural"), "comparable_to"] == PA_ODDS_RATIO
