@@ -19,7 +19,8 @@ from scipy.special import expit
 from estimand_fits import FITS, cached_fit, interval
 from qialign.families import FAMILIES
 from qialign.models.estimands import cluster_effects, counterfactual, counterfactual_by_period, estimates
-from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE
+from qialign.models.marginal import QUADRATURE_NODES
+from qialign.results import CORRELATION, LATENT, PROBABILITY, RISK_RATIO, SD, SHAPE
 
 ABS = 1e-12
 
@@ -101,6 +102,46 @@ def cluster_effect(fit) -> np.ndarray:
     return ce * y_scale(fit)
 
 
+def new_cluster_outcomes(fit) -> tuple[np.ndarray, np.ndarray]:
+    """A new cluster's expected outcome per patient without / with the intervention: every cell's
+    fixed predictor mu + f(t) + harmonics + Z beta (alignment at its mean), integrated over the
+    random intercept N(0, sd_site^2 + sd_cluster^2 + sd_cp^2) (plus sd_treatment^2 when treated)
+    on the same Gauss-Hermite nodes, averaged with weight n."""
+    d, post = fit.design, fit.idata["posterior"]
+    trend = draws(fit, "trend") if "trend" in post else np.zeros((*draws(fit, "mu").shape, 1))
+    per = trend - trend.mean(-1, keepdims=True)
+    if "b_season" in post:
+        per = per + np.einsum("cdk,tk->cdt", draws(fit, "b_season"), d.season)
+    x = draws(fit, "mu")[..., None] + per[..., d.period_idx] * (len(d.periods) > 1)
+    if d.Z.shape[1]:
+        x = x + np.einsum("cdk,nk->cdn", draws(fit, "beta"), d.Z)
+    var0 = sum(draws(fit, v) ** 2 for v in ("sd_site", "sd_cluster", "sd_cluster_period") if v in post)
+    var0 = var0 + np.zeros_like(draws(fit, "mu"))
+    var1 = var0 + (draws(fit, "sd_treatment") ** 2 if "sd_treatment" in post else 0)
+    z, w = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+    theta = draws(fit, "treatment_effect")[..., None]
+
+    def integrated(shift, var):
+        sd = np.sqrt(var)[..., None]
+        total = sum(wk * mean_outcome(fit, x + shift + sd * zk) for zk, wk in zip(z, w, strict=True))
+        return (total / np.sqrt(2 * np.pi) * d.n).sum(-1) / d.n.sum()
+
+    return integrated(0.0, var0), integrated(theta, var1)
+
+
+def population_averaged_rows(fit) -> dict:
+    """pa_difference, pa_ratio (binary, count) and pa_odds_ratio (binary) from those outcomes."""
+    fam = FAMILIES[fit.spec.family]
+    p0, p1 = new_cluster_outcomes(fit)
+    rows = {"pa_difference": (fam.marginal_scale, p1 - p0)}
+    if fam.kind == "binary":
+        rows["pa_ratio"] = (RISK_RATIO, p1 / p0)
+        rows["pa_odds_ratio"] = ("odds ratio", p1 / (1 - p1) * (1 - p0) / p0)
+    if fam.kind == "count":
+        rows["pa_ratio"] = ("rate ratio", p1 / p0)
+    return rows
+
+
 def icc_and_cac(fit):
     """Latent-scale ICC and lag-1 cluster autocorrelation (module docstring of estimands)."""
     d, post, fam = fit.design, fit.idata["posterior"], fit.spec.family
@@ -148,6 +189,7 @@ def expected_rows(fit, name) -> dict:
     _, off, on = off_on(fit)
     diff = ((mean_outcome(fit, on) - mean_outcome(fit, off)) * d.n).sum(-1) / d.n.sum()
     rows["marginal_difference"] = (fam.marginal_scale, diff)
+    rows |= population_averaged_rows(fit)
     for v in ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment"):
         if v in post:
             rows[v] = (link, draws(fit, v) * ys)
@@ -170,7 +212,7 @@ def test_every_estimand_equals_its_direct_computation(fitted):
     est = estimates(fit, iv)
     expected = expected_rows(fit, name)
     assert list(est.columns) == [
-        *("estimand", "scale", "estimate", "lower", "upper"),
+        *("estimand", "conditioning", "population", "scale", "estimate", "lower", "upper"),
         *("interval", "r_hat", "ess_bulk"),
     ]
     assert sorted(est["estimand"]) == sorted(expected)

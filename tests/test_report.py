@@ -23,6 +23,7 @@ import yaml
 
 from producer_columns import write_fit_file
 from qialign.frequentist import COLUMNS as FREQ_COLUMNS
+from qialign.models.estimands import estimand_kind
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
 from qialign.results import FIT_FILES, LOO_COLUMNS, FitRecord, bayesian_rows, frequentist_rows
@@ -114,12 +115,20 @@ def _fake_estimates(family: str, gamma: bool, rng) -> pd.DataFrame:
         ]
     rows.append(["prob_beats_trend", "probability", 0.8731, np.nan, np.nan])
     rows.append(["marginal_difference", "risk difference", -0.0213, -0.0511, 0.0087])
+    pa = np.exp(0.85 * np.array([th, th - 2 * se, th + 2 * se]))  # attenuated towards 1
+    if family == "bernoulli":  # the population-averaged rows of a new cluster (models.marginal)
+        rows += [["pa_difference", "risk difference", -0.0201, -0.0493, 0.0082]]
+        rows += [["pa_ratio", "risk ratio", *(pa**0.9)], ["pa_odds_ratio", natural, *pa]]
+    else:
+        rows += [["pa_difference", "count per patient difference", -0.3, -0.9, 0.2]]
+        rows += [["pa_ratio", natural, *pa]]
     rows.append(["sd_cluster", link, 0.21, 0.02, 0.55])
     rows.append(["icc", "latent", 0.031, 0.002, 0.09])
     out = pd.DataFrame(rows, columns=EST_COLUMNS[:5])
     out["interval"] = np.where(out["estimand"] == "prob_beats_trend", "", "eti95")
     out["r_hat"] = np.where(out["estimand"] == "prob_beats_trend", np.nan, 1.002)
     out["ess_bulk"] = np.where(out["estimand"] == "prob_beats_trend", np.nan, 1234.0)
+    out["conditioning"], out["population"] = zip(*map(estimand_kind, out["estimand"]), strict=True)
     return out
 
 
@@ -658,7 +667,7 @@ def test_effects_lead_with_a_forest_plot_and_fold_the_table(report):
     y = block[block.index('id="effects-y"') : block.index('id="effects-cnt"')]
     fig, table = y.index("Forest plot of the effect estimates"), y.index("<details><summary>All estimates")
     assert fig < table
-    assert "dotted line: the true simulated value (synthetic data)" in y
+    assert "dotted line: the true simulated conditional value (synthetic data)" in y
     assert "<table" in y[table:]  # the table lives inside the fold
 
 

@@ -126,3 +126,41 @@ def test_the_formatter_rounds_what_estimates_csv_holds(trial):
     for printed, value in zip(m.groups(), nat[["estimate", "lower", "upper"]], strict=True):
         digits = len(printed.split(".")[1]) if "." in printed else 0
         assert float(printed) == pytest.approx(value, abs=0.5 * 10**-digits + 1e-12)
+
+
+def section(html: str, sid: str) -> str:
+    m = re.search(rf'<section[^>]*id="{sid}".*?</section>', html, re.S)
+    assert m, f"section {sid} missing"
+    return m.group(0)
+
+
+def test_only_comparable_rows_sit_side_by_side_and_say_what_they_are(trial):
+    """Through the real steps: the GEE odds ratio (population-averaged) shares one table row with
+    the Bayesian population-averaged odds ratio for a new cluster, never with the conditional
+    theta; the page says so in words, and labels the conditional and in-sample rows."""
+    html, table = trial
+    bayes = rows(table, "bayesian")
+    freq = table[table["approach"].eq("frequentist") & table["reference"].astype(bool)]
+    ref = freq[freq["estimand"].eq("treatment_effect_natural")].iloc[0]
+    pa = bayes.loc["pa_odds_ratio"]
+    assert ref["comparable_to"] == "pa_odds_ratio" and ref["conditioning"] == "population-averaged"
+    assert (pa["conditioning"], pa["population"]) == ("population-averaged", "new cluster")
+    assert bayes.loc["marginal_difference", "population"] == "in-sample"
+    effects = section(html, "effects")
+    assert "Only rows that estimate the same quantity sit side by side here." in effects
+    method = str(escape(E.method_label(ref["method"])))
+    trs = re.findall(r"<tr.*?</tr>", effects, re.S)
+    pair = [tr for tr in trs if "pa_odds_ratio" in tr and method in tr]
+    assert len(pair) == 1, pair
+    for text in (E.interval_text(pa), E.interval_text(ref, bayesian=False)):
+        assert str(escape(text)) in pair[0], text
+    assert "population-averaged, for a new cluster" in pair[0]
+    assert str(escape(E.interval_text(bayes.loc["treatment_effect_natural"]))) not in pair[0]
+    text = card(html)
+    assert "conditional, cluster-specific" in text
+    assert "in the analysed cells, conditional on their fitted cluster effects" in text
+    assert (
+        "The same quantity two ways, population-averaged, for a new cluster odds ratio: "
+        f"Bayesian <span class='num'>{escape(E.interval_text(pa))}</span>"
+    ) in text
+    assert "population-averaged effects for a new cluster" in section(html, "methods")

@@ -52,7 +52,11 @@ def test_reference_follows_the_order_and_skips_missing_estimates():
         ["glm_cluster_robust", "alignment_interaction"],
     ]
     assert set(out["interval"]) == {"ci90"}
-    assert set(out["model"]) == set(out["comparable_to"]) == {"m1"}
+    assert set(out["model"]) == {"m1"}
+    # a log-odds GEE / GLM row estimates no Bayesian row; the mixed model's is the same-named one
+    assert list(out["comparable_to"]) == ["", "", "", "", "alignment_interaction"]
+    assert list(out["conditioning"]) == [*["population-averaged"] * 4, "conditional"]
+    assert set(out["population"]) == {"new cluster"}
     assert set(out["approach"]) == {"frequentist"}
     assert REFERENCE_CROSSCHECKS[0] == "gee_nested_exchangeable_md"
 
@@ -64,8 +68,11 @@ def test_unknown_method_is_refused():
 
 def test_bayesian_rows_and_labels():
     est = pd.DataFrame(
-        [["treatment_effect", "log-odds", 0.1, -0.2, 0.4, "eti95", 1.0, 800.0]],
-        columns=["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"],
+        [["treatment_effect", "conditional", "new cluster", "log-odds", 0.1, -0.2, 0.4, "eti95", 1.0, 800.0]],
+        columns=[
+            *("estimand", "conditioning", "population", "scale", "estimate", "lower", "upper"),
+            *("interval", "r_hat", "ess_bulk"),
+        ],
     )
     out = bayesian_rows(est, "t", "y", "m1", "draws")
     assert list(out.columns) == list(ESTIMATE_COLUMNS)

@@ -19,13 +19,17 @@ SE_KINDS = {
 }
 CORSTRS = ("exchangeable", "nested_exchangeable")
 APPROACHES = ("bayesian", "frequentist")
+#: what an effect is averaged over: ``conditional`` (cluster-specific: given a cluster's random
+#: effects) or ``population-averaged`` (marginal over the random effects, as a GEE estimates it)
+CONDITIONAL, POPULATION_AVERAGED = "conditional", "population-averaged"
 
 
 @dataclass(frozen=True)
 class Method:
     """One method: id (the ``method`` column), approach, label for people, the kind of its
-    standard error or posterior, and the design it needs (``any``; ``concurrent``: controls in the
-    same periods; ``its``: a time series)."""
+    standard error or posterior, the design it needs (``any``; ``concurrent``: controls in the
+    same periods; ``its``: a time series) and, for a frequentist method, whether its effects are
+    conditional or population-averaged (Bayesian rows say it per estimand)."""
 
     id: str
     approach: str
@@ -34,6 +38,7 @@ class Method:
     design: str
     correlation: str = ""  # a GEE's working correlation
     regression: str = ""  # a segmented regression's model: quasi-Poisson or OLS
+    conditioning: str = POPULATION_AVERAGED  # a frequentist method's effects: CONDITIONAL or not
 
 
 def _freq(id: str, label: str, se: str, design: str, **parts: str) -> Method:
@@ -64,7 +69,13 @@ METHODS: dict[str, Method] = {
         Method("bayes", "bayesian", "Bayesian, alignment plugged in", "posterior", "any"),
         Method("bayes_draws", "bayesian", "Bayesian, over alignment draws", "posterior", "any"),
         Method("bayes_joint", "bayesian", "Bayesian, joint with the survey model", "posterior", "any"),
-        _freq("mixedlm", "Linear mixed model (t, clusters - p df)", "model", "concurrent"),
+        _freq(
+            "mixedlm",
+            "Linear mixed model (t, clusters - p df)",
+            "model",
+            "concurrent",
+            conditioning=CONDITIONAL,
+        ),  # fmt: skip
         *(_gee(c, k) for c in CORSTRS for k in SE_KINDS),
         _freq("glm_cluster_robust", "GLM, cluster-robust SE", "cr1", "concurrent"),
         *(_segmented(r, se) for r in ("quasi-Poisson", "OLS") for se in ("model", "newey-west")),

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from qialign.config.schema import schema_defaults
-from qialign.families import FAMILY_SCALES
+from qialign.families import FAMILIES, FAMILY_SCALES
 from qialign.methods import APPROACHES as APPROACHES  # re-exported: the vocabulary of estimates.csv
-from qialign.methods import BAYESIAN_METHODS, METHODS
+from qialign.methods import BAYESIAN_METHODS, CONDITIONAL, METHODS, POPULATION_AVERAGED
 
 #: Pareto k above which PSIS-LOO is unreliable for a cell (Vehtari et al. 2024)
 PARETO_K_BAD = 0.7
@@ -43,8 +43,10 @@ ESTIMATE_COLUMNS = (
     "model",  # model id; frequentist rows: the Bayesian model they are compared with
     "approach",  # APPROACHES: bayesian | frequentist
     "method",  # an id of qialign.methods.METHODS (bayes, bayes_draws, ..., gee_exchangeable_md, ...)
-    "comparable_to",  # frequentist rows: the model id whose same-named estimand they estimate
+    "comparable_to",  # frequentist rows: the Bayesian estimand they estimate (comparable_estimand)
     "estimand",
+    "conditioning",  # CONDITIONINGS: conditional | population-averaged; blank for rows that are not effects
+    "population",  # POPULATIONS: in-sample | new cluster; blank for rows that are not effects
     "scale",  # SCALES
     "estimate",
     "lower",
@@ -63,7 +65,45 @@ DEFAULT_INTERVAL_PROB = float(schema_defaults("interval")["prob"])
 INTERVAL_KINDS = ("eti", "hdi", "ci")
 #: scales of estimands that are not effects (prob_beats_trend, SDs, NB shape, AR(1) rho, icc / cac)
 PROBABILITY, SD, SHAPE, CORRELATION, LATENT = "probability", "sd", "shape", "correlation", "latent"
-SCALES = (*FAMILY_SCALES, PROBABILITY, SD, SHAPE, CORRELATION, LATENT)
+#: the population-averaged risk ratio of a binary outcome (qialign.models.marginal)
+RISK_RATIO = "risk ratio"
+SCALES = (*FAMILY_SCALES, RISK_RATIO, PROBABILITY, SD, SHAPE, CORRELATION, LATENT)
+
+#: what an effect row is (DESIGN §5). ``conditional``: cluster-specific, given the cluster's (and
+#: cluster-period's) random effects; ``population-averaged``: marginal over the random effects.
+#: ``in-sample``: averaged over the analysed cells given their fitted effects; ``new cluster``: a
+#: quantity of the population the clusters come from (a model parameter, or a new cluster's
+#: expected outcomes). Blank ("") on rows that are not effects (SDs, ICC, shape, rho).
+IN_SAMPLE, NEW_CLUSTER = "in-sample", "new cluster"
+CONDITIONINGS = (CONDITIONAL, POPULATION_AVERAGED, "")
+POPULATIONS = (IN_SAMPLE, NEW_CLUSTER, "")
+#: population-averaged effects for a new cluster (qialign.models.marginal): difference (risk,
+#: count per patient or mean), ratio (risk or rate) and, for a binary outcome, the odds ratio
+PA_DIFFERENCE, PA_RATIO, PA_ODDS_RATIO = "pa_difference", "pa_ratio", "pa_odds_ratio"
+#: the natural scale of a non-linear link -> the population-averaged estimand on that scale
+PA_ESTIMAND_OF_SCALE = {
+    f.natural_scale: PA_ODDS_RATIO if f.kind == "binary" else PA_RATIO
+    for f in FAMILIES.values()
+    if f.link != "identity"
+}
+#: scales of identity-link families (gaussian, lognormal's log y): there conditional and
+#: population-averaged contrasts coincide
+LINEAR_SCALES = frozenset(
+    s for f in FAMILIES.values() if f.link == "identity" for s in (f.link_scale, f.natural_scale)
+)
+
+
+def comparable_estimand(method: str, estimand: str, scale: str) -> str:
+    """The Bayesian estimand that a frequentist row estimates, blank when none does.
+
+    A conditional method (the mixed model), or any method on an identity link, estimates the
+    same-named Bayesian estimand. A population-averaged method (GEE, cluster-robust GLM, segmented
+    regression) on a log or logit link estimates the population-averaged effect: its
+    ``treatment_effect_natural`` (odds ratio, rate ratio) is comparable with pa_odds_ratio /
+    pa_ratio; its link-scale rows and interactions with nothing the Bayesian fit reports."""
+    if METHODS[method].conditioning == CONDITIONAL or scale in LINEAR_SCALES:
+        return estimand
+    return PA_ESTIMAND_OF_SCALE.get(scale, "") if estimand == "treatment_effect_natural" else ""
 
 
 def interval_label(prob: float, kind: str) -> str:
@@ -102,7 +142,8 @@ def mark_reference(freq: pd.DataFrame) -> pd.Series:
 
 
 def bayesian_rows(est: pd.DataFrame, trial: str, outcome: str, model: str, propagation: str) -> pd.DataFrame:
-    """A fit's estimand table (``models.estimands.estimates``) as ESTIMATE_COLUMNS rows."""
+    """A fit's estimand table (``models.estimands.estimates``, which says each row's conditioning
+    and population) as ESTIMATE_COLUMNS rows."""
     out = est.assign(
         trial=trial,
         outcome=outcome,
@@ -117,7 +158,9 @@ def bayesian_rows(est: pd.DataFrame, trial: str, outcome: str, model: str, propa
 
 def frequentist_rows(freq: pd.DataFrame, trial: str, outcome: str, model: str, prob: float) -> pd.DataFrame:
     """Cross-check rows (``frequentist.COLUMNS``) as CROSSCHECK_COLUMNS rows compared with
-    ``model``, the one reference row per estimand marked (:func:`mark_reference`)."""
+    ``model``: conditioning from the method, a new cluster's population, the Bayesian estimand
+    each row estimates (:func:`comparable_estimand`), the one reference row per estimand marked
+    (:func:`mark_reference`)."""
     unknown = sorted(set(freq["method"]) - {m for m, x in METHODS.items() if x.approach == "frequentist"})
     if unknown:
         raise ValueError(f"cross-check methods {unknown} are not in qialign.methods.METHODS")
@@ -126,7 +169,11 @@ def frequentist_rows(freq: pd.DataFrame, trial: str, outcome: str, model: str, p
         outcome=outcome,
         model=model,
         approach="frequentist",
-        comparable_to=model,
+        comparable_to=[
+            comparable_estimand(*k) for k in zip(freq["method"], freq["estimand"], freq["scale"], strict=True)
+        ],
+        conditioning=[METHODS[m].conditioning for m in freq["method"]],
+        population=NEW_CLUSTER,
         interval=interval_label(prob, "ci"),
         r_hat=float("nan"),
         ess_bulk=float("nan"),

@@ -19,6 +19,13 @@ ESS are computed on each estimand's own draws.
   (full, steady-state effect at mean fidelity), minus off, g^-1(eta_c - tx_c), averaged with weight
   n_c (per patient). Scales: risk difference (binomial), mean difference in y units (gaussian;
   lognormal with E[y] = exp(m + s^2 / 2)), difference in expected count per patient (counts).
+  An in-sample conditional effect: it averages over every analysed cell, pre-periods included,
+  given the fitted cluster and cluster-period effects.
+- pa_difference, pa_ratio, pa_odds_ratio: population-averaged effects for a new cluster,
+  marginal over the random effects (:mod:`qialign.models.marginal`); what a GEE estimates.
+- conditioning / population of each row (``qialign.results``): population-averaged / new cluster
+  for the pa_ rows, conditional / in-sample for marginal_difference, blank for the variance
+  components, shape, rho, icc and cac, conditional / new cluster for the model's effect parameters.
 - variance components on the link scale (gaussian / lognormal in y or log-y units): sd_site,
   sd_cluster, sd_cluster_period, sd_treatment, sigma, phi (NB shape), rho (AR(1)).
 - icc = (s_site^2 + s_cluster^2 + s_cp^2) / (that + s_1^2) on the latent scale, with level-1
@@ -41,11 +48,40 @@ import xarray as xr
 
 from qialign.config import schema_defaults
 from qialign.families import FAMILIES
-from qialign.results import CORRELATION, LATENT, PROBABILITY, SD, SHAPE, interval_label
+from qialign.models.marginal import mean_outcome, population_averaged
+from qialign.results import (
+    CONDITIONAL,
+    CORRELATION,
+    IN_SAMPLE,
+    LATENT,
+    NEW_CLUSTER,
+    PA_DIFFERENCE,
+    PA_ODDS_RATIO,
+    PA_RATIO,
+    POPULATION_AVERAGED,
+    PROBABILITY,
+    SD,
+    SHAPE,
+    interval_label,
+)
 
-COLUMNS = ["estimand", "scale", "estimate", "lower", "upper", "interval", "r_hat", "ess_bulk"]
+COLUMNS = [
+    *("estimand", "conditioning", "population", "scale", "estimate", "lower", "upper"),
+    *("interval", "r_hat", "ess_bulk"),
+]
 #: random-effect SDs reported on the link scale (the first three make the ICC's between variance)
 VARIANCE_COMPONENTS = ("sd_site", "sd_cluster", "sd_cluster_period", "sd_treatment")
+#: rows that are not effects: no conditioning, no population
+NOT_EFFECTS = (*VARIANCE_COMPONENTS, "sigma", "phi", "rho", "icc", "cac")
+
+
+def estimand_kind(name: str) -> tuple[str, str]:
+    """(conditioning, population) of an estimand row (``qialign.results``; module docstring)."""
+    if name in (PA_DIFFERENCE, PA_RATIO, PA_ODDS_RATIO):
+        return POPULATION_AVERAGED, NEW_CLUSTER
+    if name == "marginal_difference":
+        return CONDITIONAL, IN_SAMPLE
+    return ("", "") if name in NOT_EFFECTS else (CONDITIONAL, NEW_CLUSTER)
 
 
 def _interval(iv: dict | None) -> tuple[float, str]:
@@ -97,15 +133,9 @@ def _post(fit):
 
 def _inv_link_mean(fit, x: np.ndarray) -> np.ndarray:
     """Expected per-patient outcome of each cell for link-scale predictor draws x (.., cell)."""
-    fam, d = FAMILIES[fit.spec.family], fit.design
-    if fam.kind == "binary":
-        return fam.inverse_link(x)
-    if fam.kind == "count":
-        return fam.inverse_link(x) * d.y["exposure"] / d.n
-    if fam.name == "gaussian":
-        return d.y_center + d.y_scale * x
-    sigma = np.asarray(_post(fit)["sigma"])[..., None] * d.y_scale
-    return np.exp(d.y_center + d.y_scale * x + 0.5 * sigma**2)
+    d = fit.design
+    per_patient = d.y["exposure"] / d.n if FAMILIES[fit.spec.family].kind == "count" else 1.0
+    return mean_outcome(fit, x) * per_patient
 
 
 def _off_on(fit):
@@ -143,10 +173,13 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         d = fit.design
         diff = ((_inv_link_mean(fit, on) - _inv_link_mean(fit, off)) * d.n).sum(-1) / d.n.sum()
         rows.append(row("marginal_difference", FAMILIES[fit.spec.family].marginal_scale, diff))
+    rows += [row(name, scale, x) for name, scale, x in population_averaged(fit)]
     rows += _variance_rows(fit, row)
     if "sd_cluster" in _post(fit):  # cluster intercepts; one series (ITS) has no between-cluster variation
         rows += _icc_rows(fit, row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["conditioning"], out["population"] = zip(*map(estimand_kind, out["estimand"]), strict=True)
+    return out[COLUMNS]
 
 
 def _effect_rows(fit, theta: np.ndarray, row) -> list[dict]:

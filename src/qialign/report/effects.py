@@ -13,14 +13,16 @@ from qialign.ids import ids_key
 from qialign.report import estimates as E
 from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
+from qialign.report.comparable import comparable_blocks
 from qialign.report.context import Context, read_json
 from qialign.report.tables import DASH, Table, is_missing, num, percent, triple
 from qialign.results import FIT_FILES
 
 LEAD = (
-    "Bayesian and frequentist estimates side by side. θ: effect of the intervention over and above the "
-    "secular trend at mean alignment (link scale, and natural scale after back-transformation); "
-    "γ: change in θ per SD of alignment (link scale)."
+    "Bayesian and frequentist estimates. θ: effect of the intervention over and above the "
+    "secular trend at mean alignment (link scale, and natural scale after back-transformation), "
+    "conditional (cluster-specific); γ: change in θ per SD of alignment (link scale). "
+    "Bayesian and frequentist rows are set side by side only where they estimate the same quantity."
 )
 TABLE_ESTIMANDS = ("treatment_effect", "treatment_effect_natural", "alignment_interaction")
 
@@ -40,6 +42,7 @@ def _outcome_effects(ctx: Context, outcome: str) -> list[dict]:
     lead = _effects_forest(ctx, outcome, primary)
     if lead is not None:
         blocks.append(lead)
+    blocks += comparable_blocks(ctx.crosscheck(outcome), est0, primary)
     t = _estimates_table(ctx, outcome, est0)
     summary = f"All estimates: {len(t.rows)} rows (every Bayesian model and frequentist cross-check)"
     blocks.append({"kind": "details", "summary": summary, "blocks": [TAB(t)]})
@@ -70,8 +73,10 @@ def _estimates_table(ctx: Context, outcome: str, est0) -> Table:
             "ESS bulk (θ)",
         ],
         [],
-        caption="Bayesian rows: posterior mean and credible interval; frequentist rows: estimate and "
-        f"{100 * ctx.typed.interval.prob:g}% CI.",
+        caption="Bayesian rows: posterior mean and credible interval, conditional (cluster-specific); "
+        f"frequentist rows: estimate and {100 * ctx.typed.interval.prob:g}% CI, population-averaged "
+        "except the mixed model: on a logit or log link not the same quantity as the Bayesian θ "
+        "(see the comparable estimates).",
     )
     for model in ctx.models(outcome):
         est = ctx.estimates(outcome, model)
@@ -174,6 +179,12 @@ def _true_effect(ctx: Context, outcome: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _labelled(label: str, r: pd.Series) -> str:
+    """A forest row's label with what the row estimates (conditional / population-averaged)."""
+    kind = E.kind_text(r)
+    return f"{label}, {kind}" if kind else label
+
+
 def _effects_forest(ctx: Context, outcome: str, primary: str) -> dict | None:
     """The lead figure of an outcome: θ of every Bayesian model (primary first) and of the reference
     frequentist cross-check, on the natural scale (link scale for gaussian), the truth if synthetic."""
@@ -183,10 +194,14 @@ def _effects_forest(ctx: Context, outcome: str, primary: str) -> dict | None:
     for model in sorted(ctx.models(outcome), key=lambda m: m != primary):
         r = E.row(ctx.estimates(outcome, model), name)
         if r is not None:
-            rows.append((f"Bayesian, {model}" + (" (primary)" if model == primary else ""), r))
-    ref = E.reference_row(ctx.crosscheck(outcome), name)
-    if ref is not None:
-        rows.append((E.method_label(ref[0]), ref[1]))
+            primary_word = " (primary)" if model == primary else ""
+            rows.append((_labelled(f"Bayesian, {model}{primary_word}", r), r))
+    pair = E.comparable_reference(ctx.crosscheck(outcome), ctx.estimates(outcome, primary), name)
+    if pair is not None:  # the cross-check beside the Bayesian row of the same quantity only
+        method, freq, bayes = pair
+        if bayes.name != name:
+            rows.append((_labelled(f"Bayesian, {primary}", bayes), bayes))
+        rows.append((_labelled(E.method_label(method), freq), freq))
     if not rows:
         return None
     truth = _true_effect(ctx, outcome)
@@ -202,12 +217,17 @@ def _effects_forest(ctx: Context, outcome: str, primary: str) -> dict | None:
         truth=truth,
     )
     caption = "Effect over and above the secular trend at mean alignment, with intervals"
-    caption += "; dotted line: the true simulated value (synthetic data)." if truth is not None else "."
+    if pair is not None:
+        caption += f"; the {E.method_label(pair[0])} row sits beside the Bayesian row of the same quantity"
+    caption += (
+        "; dotted line: the true simulated conditional value (synthetic data)." if truth is not None else "."
+    )
     return FIG(uri, caption, f"Forest plot of the effect estimates for {ctx.label(outcome)}")
 
 
 def _all_estimands(est: pd.DataFrame, model: str) -> dict:
-    t = Table(["Estimand", "Scale", "Estimate", "Interval", "R-hat", "ESS bulk"], [], numeric={2, 4, 5})
+    columns = ["Estimand", "What it is", "Scale", "Estimate", "Interval", "R-hat", "ESS bulk"]
+    t = Table(columns, [], numeric={3, 5, 6})
     for name, r in est.iterrows():
         e, lo, hi = triple(r["estimate"], r.get("lower"), r.get("upper"))
         if name == "prob_beats_trend":
@@ -216,6 +236,7 @@ def _all_estimands(est: pd.DataFrame, model: str) -> dict:
         t.rows.append(
             [
                 str(name),
+                E.kind_text(r) or DASH,
                 str(r.get("scale", "")),
                 e,
                 ival,

@@ -16,6 +16,14 @@ from qialign.families import FAMILIES, LINK_PHRASE
 from qialign.methods import METHODS, SE_KINDS
 from qialign.methods import label as method_label
 from qialign.report.tables import DASH, interval_label, is_missing, with_interval
+from qialign.results import CONDITIONAL, IN_SAMPLE, NEW_CLUSTER, POPULATION_AVERAGED
+
+#: what a row's (conditioning, population) says, in words (``qialign.results``)
+KIND_WORDS = {
+    (CONDITIONAL, NEW_CLUSTER): "conditional (cluster-specific)",
+    (CONDITIONAL, IN_SAMPLE): "conditional, in-sample (the analysed cells, given their fitted effects)",
+    (POPULATION_AVERAGED, NEW_CLUSTER): "population-averaged, for a new cluster",
+}
 
 __all__ = ["LINK_PHRASE", "SE_KINDS", "method_label"]
 
@@ -63,6 +71,41 @@ def reference_row(cc: pd.DataFrame | None, estimand: str) -> tuple[str, pd.Serie
         return None
     rows = cc[cc["estimand"].eq(estimand) & cc["reference"].astype(bool) & cc["estimate"].notna()]
     return None if rows.empty else (str(rows.iloc[0]["method"]), rows.iloc[0])
+
+
+def kind_text(r: pd.Series | None) -> str:
+    """What a row estimates (conditional / population-averaged, in-sample / new cluster), or ""."""
+    if r is None:
+        return ""
+    key = tuple("" if is_missing(r.get(k)) else str(r.get(k)) for k in ("conditioning", "population"))
+    return KIND_WORDS.get(key, "")
+
+
+def comparable_reference(
+    cc: pd.DataFrame | None, est: pd.DataFrame | None, estimand: str
+) -> tuple[str, pd.Series, pd.Series] | None:
+    """(method, frequentist row, Bayesian row) of the reference cross-check for ``estimand`` and
+    the Bayesian row of ``est`` it estimates (its ``comparable_to``), or None when none does."""
+    ref = reference_row(cc, estimand)
+    if ref is None or is_missing(ref[1].get("comparable_to")):
+        return None
+    bayes = row(est, str(ref[1]["comparable_to"]))
+    return None if bayes is None else (ref[0], ref[1], bayes)
+
+
+def comparable_pairs(
+    cc: pd.DataFrame | None, est: pd.DataFrame | None
+) -> list[tuple[str, pd.Series, pd.Series]]:
+    """Every (method, frequentist row, Bayesian row) of the cross-checks that estimate a quantity
+    the Bayesian model reports, in cross-check order; rows without one are left out."""
+    if cc is None or cc.empty or "comparable_to" not in cc:
+        return []
+    pairs = []
+    for _, r in cc[cc["estimate"].notna()].iterrows():
+        bayes = None if is_missing(r["comparable_to"]) else row(est, str(r["comparable_to"]))
+        if bayes is not None:
+            pairs.append((str(r["method"]), r, bayes))
+    return pairs
 
 
 def failed_crosschecks(cc: pd.DataFrame | None) -> pd.DataFrame:

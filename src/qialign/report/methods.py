@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 from qialign.families import FAMILIES
+from qialign.models.marginal import QUADRATURE_NODES
 from qialign.models.spec import ModelSpec
 from qialign.report import estimates as E
 from qialign.report.blocks import H3, LIST, TAB, P, Section, plural, slug
@@ -238,6 +239,7 @@ def methods(ctx: Context) -> Section:
             seen.add(key)
             blocks += _model_blocks(ctx, spec, f)
     blocks.append(P(crosscheck_text(ctx)))
+    blocks.append(P(estimand_text(ctx)))
     return Section("methods", "Methods", blocks)
 
 
@@ -328,6 +330,31 @@ def crosscheck_text(ctx: Context) -> str:
         else ""
     )
     return f"Frequentist cross-checks{level}: " + "; ".join(parts) + "."
+
+
+def estimand_text(ctx: Context) -> str:
+    """What the effect rows are: conditional or population-averaged, in-sample or for a new
+    cluster (``conditioning`` / ``population`` of estimates.csv), and which rows are comparable."""
+    text = (
+        "Estimands. θ, its natural-scale version, γ and the effects at low and high alignment are "
+        "conditional (cluster-specific) effects: the change for a cluster given its cluster and "
+        "cluster-period effects. The average absolute effect (marginal_difference) is conditional and "
+        "in-sample: it averages over every analysed cell, pre-periods included, given the fitted effects. "
+        "The population-averaged effects for a new cluster (pa_difference, pa_ratio, pa_odds_ratio) "
+        "integrate, in every posterior draw, a new cluster's expected outcome with and without the "
+        f"intervention over its random effects (Gauss-Hermite quadrature, {QUADRATURE_NODES} nodes, over the "
+        "site, cluster, cluster-period and random treatment effects) at the trial's period mix and mean "
+        "alignment, then contrast the two."
+    )
+    methods = _methods_present(ctx)
+    if not methods:
+        return text
+    return text + (
+        " GEE, the cluster-robust GLM and segmented regression estimate population-averaged effects, "
+        "the linear mixed model conditional ones; the report sets a frequentist row beside a Bayesian "
+        "one only when both estimate the same quantity (on a logit or log link, the frequentist odds "
+        "or rate ratio beside the population-averaged one; on an identity link the two coincide)."
+    )
 
 
 def _segmented_text(ctx: Context, its: list[str]) -> str:

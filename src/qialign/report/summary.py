@@ -105,7 +105,7 @@ def _items(ctx: Context, outcome: str, est, p: float) -> list[str]:
     fam = ctx.family(outcome)
     natname = E.natural_name(fam, est)
     nat, link = E.row(est, "treatment_effect_natural"), E.row(est, "treatment_effect")
-    effect = f"Effect beyond the secular trend (at mean alignment): <span class='num'>{escape(natname)} {escape(E.interval_text(nat))}</span>"
+    effect = f"Effect beyond the secular trend (at mean alignment; conditional, cluster-specific): <span class='num'>{escape(natname)} {escape(E.interval_text(nat))}</span>"
     if link is not None:
         effect += f"; on the link scale {escape(E.link_phrase(link['scale']))} {_num(E.interval_text(link))}"
     items = [
@@ -115,14 +115,15 @@ def _items(ctx: Context, outcome: str, est, p: float) -> list[str]:
     marg = E.row(est, "marginal_difference")
     if marg is not None:
         items.append(
-            f"Average absolute effect in the analysed population ({escape(marg['scale'])}): {_num(E.interval_text(marg))}"
+            f"Average absolute effect in the analysed cells, conditional on their fitted cluster effects ({escape(marg['scale'])}): {_num(E.interval_text(marg))}"
         )
     items += _alignment_items(fam, est, natname)
-    quoted = E.reference_row(ctx.crosscheck(outcome), "treatment_effect_natural")
-    if quoted is not None:
-        method, r = quoted
+    pair = E.comparable_reference(ctx.crosscheck(outcome), est, "treatment_effect_natural")
+    if pair is not None:  # the cross-check beside the Bayesian row of the same quantity
+        method, r, bayes = pair
         items.append(
-            f"Frequentist cross-check ({escape(E.method_label(method))}): {_num(E.interval_text(r, bayesian=False))}"
+            f"The same quantity two ways, {escape(E.kind_text(bayes))} {escape(bayes['scale'])}: Bayesian {_num(E.interval_text(bayes))}; "
+            f"frequentist cross-check ({escape(E.method_label(method))}): {_num(E.interval_text(r, bayesian=False))}"
         )
     return items
 
