@@ -29,6 +29,8 @@ from qialign.families import FAMILIES
 #: the Shewhart chart for each family kind (qialign.families.Family.kind)
 CHART_BY_KIND = {"binary": "p", "count": "u", "continuous": "xmr"}
 CHART_NAMES = {"p": "p chart", "u": "u chart", "xmr": "XmR (individuals) chart", "run": "run chart"}
+#: the fewest baseline points each chart's limits need (a moving range needs two)
+MIN_BASELINE = {"p": 1, "u": 1, "xmr": 2}
 #: 3 / d2 for moving ranges of two points (d2 = 1.128)
 XMR_FACTOR = 2.66
 #: Shewhart limits at 3 sigma
@@ -150,3 +152,13 @@ def limits(chart: str, values, n, baseline) -> Limits:
 
 def _mask(baseline, size: int) -> np.ndarray:
     return np.ones(size, bool) if baseline is None else np.asarray(baseline, bool)
+
+
+def point_sigma(chart: str, centre, n, limits: Limits) -> np.ndarray:
+    """One sigma of a point at ``centre`` (per point): √(c (1 - c) / n) for p, √(c / n) for u, the
+    baseline's MR̄ / d2 for XmR (``limits``)."""
+    c, n = np.asarray(centre, dtype=float), np.asarray(n, dtype=float)
+    if chart == "xmr":
+        return np.broadcast_to(limits.sigma, c.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(np.clip(c * (1 - c), 0, None) / n if chart == "p" else np.clip(c, 0, None) / n)
