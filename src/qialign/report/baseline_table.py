@@ -99,7 +99,8 @@ def by_condition(ctx: Context) -> Table:
         rows = ctx.parquet(covariates_from[0], "rows.parquet")
         if rows is not None and not rows.empty:
             t.rows += covariate_rows(ctx, rows, covariates_from[1])
-    t.caption += f" Counts of patients under {ctx.below} are shown as “<{ctx.below}”."
+    if any(ctx.people((ctx.json(o, "prepared.json") or {}).get("table")) for o in ctx.outcomes):
+        t.caption += f" Counts of patients under {ctx.below} are shown as “<{ctx.below}”."
     return t
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from qialign.report import estimates as E
-from qialign.report.blocks import H3, LIST, TAB, P, Section, plural
+from qialign.report.blocks import H3, LIST, NOTE, TAB, P, Section, plural
 from qialign.report.context import Context
 from qialign.report.design_section import CellMatrix, cell_matrix
 from qialign.report.tables import DASH, Table, is_missing
@@ -160,7 +160,7 @@ def checklist() -> Table:
 
 def consort(ctx: Context) -> Section:
     m = cell_matrix(ctx)
-    blocks = [H3("Flow of clusters and participants", "consort-flow")]
+    blocks = [*_not_stepped_wedge(ctx), H3("Flow of clusters and participants", "consort-flow")]
     if m.names and m.periods and m.source:
         sequences_n = len(sequences(m, start_periods(ctx)))
         blocks.append(
@@ -178,6 +178,18 @@ def consort(ctx: Context) -> Section:
     return Section("consort", "CONSORT-SW items", blocks, lead)
 
 
+def _not_stepped_wedge(ctx: Context) -> list[dict]:
+    if ctx.design == "stepped_wedge":
+        return []
+    return [
+        NOTE(
+            f"This trial is a {escape(ctx.design.replace('_', ' '))}, not a stepped-wedge trial: the items are shown as a guide to what the report covers."
+        )
+    ]
+
+
 def consort_checklist(ctx: Context) -> Section:
     """The appendix: each CONSORT-SW item and where this page answers it."""
-    return Section("consort-checklist", "Appendix: CONSORT-SW checklist", [TAB(checklist())])
+    return Section(
+        "consort-checklist", "Appendix: CONSORT-SW checklist", [*_not_stepped_wedge(ctx), TAB(checklist())]
+    )
