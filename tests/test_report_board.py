@@ -150,17 +150,22 @@ def test_beyond_the_counterfactual_means_outside_its_limits():
             "period": periods,
             "treated": treated,
             "n": n,
+            "without_mean": flat,
             "without_lower": flat - 0.02,
             "without_upper": flat + 0.02,
         }
     )
     follows = cf.assign(observed=[0.3, 0.31, 0.29, 0.3, 0.32, 0.28, 0.3, 0.31, 0.29, 0.3, 0.31, 0.29])
     w = cluster_spc(follows, "binomial")
-    assert not w.beyond.any() and "None of its 6 intervention periods" in verdict(w, "lower")
+    assert not w.beyond.any() and not w.cf_runs.signal
+    assert "0 of its 6 intervention periods" in verdict(w, "lower") and "no change beyond" in verdict(
+        w, "lower"
+    )
     drops = follows.assign(observed=np.where(treated == 1, 0.1, follows["observed"]))
     w = cluster_spc(drops, "binomial")
     assert w.beyond.sum() == 6 and "6 of its 6 intervention periods" in verdict(w, "lower")
-    assert "(6 in the better direction)" in verdict(w, "lower")
+    assert "with 6 of 6 intervention periods on the better side" in verdict(w, "lower")
+    assert "beyond the secular trend (better than expected)" in verdict(w, "lower")
     assert w.runs.long_run  # six low points after six around the median
     lo = 0.28 - 3 * np.sqrt(0.28 * 0.72 / 200)
     np.testing.assert_allclose(w.cf_lower, lo, rtol=0, atol=1e-12)

@@ -43,6 +43,8 @@ class ClusterSPC:
     median: float
     runs: spc.RunsAnalysis
     outside: np.ndarray
+    without_mean: np.ndarray  # the model's expected outcome without the intervention
+    cf_runs: spc.RunsAnalysis  # Anhøj's rules with the counterfactual as the centre line
     without_lower: np.ndarray
     without_upper: np.ndarray
     cf_lower: np.ndarray
@@ -67,6 +69,7 @@ def cluster_spc(cf: pd.DataFrame, family: str) -> ClusterSPC:
     lim = spc.limits(chart, values, n, baseline) if baseline.sum() >= spc.MIN_BASELINE[chart] else None
     median = float(np.median(values[baseline])) if baseline.any() else float(np.median(values))
     lo, hi = d["without_lower"].to_numpy(float), d["without_upper"].to_numpy(float)
+    mean = d["without_mean"].to_numpy(float)
     if lim is not None:
         cf_lo = lo - spc.SIGMAS * spc.point_sigma(chart, lo, n, lim)
         cf_hi = hi + spc.SIGMAS * spc.point_sigma(chart, hi, n, lim)
@@ -75,7 +78,7 @@ def cluster_spc(cf: pd.DataFrame, family: str) -> ClusterSPC:
         cf_lo, cf_hi, outside = lo, hi, np.zeros(len(values), bool)
     return ClusterSPC(
         str(d["cluster"].iloc[0]), chart, d["period"].to_numpy(), values, treated, baseline, lim, median,
-        spc.runs_analysis(values, median), outside, lo, hi, cf_lo, cf_hi,
+        spc.runs_analysis(values, median), outside, mean, spc.runs_analysis(values, mean), lo, hi, cf_lo, cf_hi,
     )  # fmt: skip
 
 
@@ -97,27 +100,33 @@ def signals(w: ClusterSPC) -> list[str]:
 
 
 def verdict(w: ClusterSPC, better: str) -> str:
-    """Whether the cluster's signals go beyond the counterfactual."""
+    """Whether the cluster's signals go beyond the counterfactual: intervention periods outside the
+    limits around it, or a shift by Anhøj's rules with the counterfactual as the centre line."""
     found = signals(w)
     said = ("Signals: " + "; ".join(found) + ".") if found else "No special-cause signal."
     on = w.treated.astype(bool)
     if not on.any():
         return said + " The cluster never started the intervention: no counterfactual to compare."
-    beyond = w.beyond
-    good = beyond & ((w.values < w.cf_lower) if better == "lower" else (w.values > w.cf_upper))
-    k, m = int(beyond.sum()), int(on.sum())
-    if k == 0:
-        tail = (
-            f" None of its {m} intervention periods lies beyond the limits around the course expected without the intervention: "
-            + (
-                "its signals are what the secular trend and its usual variation would have given anyway."
-                if found
-                else "no change beyond the secular trend."
-            )
+    k, m = int(w.beyond.sum()), int(on.sum())
+    good_side = (w.values < w.without_mean) if better == "lower" else (w.values > w.without_mean)
+    g = int((good_side & on).sum())
+    r = w.cf_runs
+    points = f"{k} of its {m} intervention periods lie beyond the limits around the course expected without the intervention"
+    shift = f"against that course the run rules find {'a shift' if r.signal else 'no shift'} (longest run {r.longest_run}, limit {r.longest_run_max}; {r.crossings} crossings, at least {r.crossings_min} expected), with {g} of {m} intervention periods on the better side"
+    if k or r.signal:
+        side = "better" if 2 * g > m else ("worse" if 2 * g < m else "neither")
+        conclusion = (
+            f"the change goes beyond the secular trend ({side} than expected)."
+            if side != "neither"
+            else "a change beyond the secular trend in no consistent direction."
         )
     else:
-        tail = f" {k} of its {m} intervention periods lie beyond the limits around the course expected without the intervention ({int(good.sum())} in the better direction): a change beyond the secular trend."
-    return said + tail
+        conclusion = (
+            "its signals are what the secular trend and its usual variation would have given anyway."
+            if found
+            else "no change beyond the secular trend."
+        )
+    return f"{said} {points}; {shift}: {conclusion}"
 
 
 def _outcome_blocks(ctx: Context, outcome: str) -> list[dict]:
