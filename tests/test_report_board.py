@@ -56,6 +56,13 @@ def board(tmp_path_factory):
     cfg = yaml.safe_load(config.read_text())
     cfg["data"]["survey"] = str(work / "data" / "survey.csv")
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # outcomes lost to follow-up: 6 rows of the first cluster, 2 of the second (shown as <5)
+    patients = pd.read_csv(work / "data" / "patients.csv")
+    first, second = sorted(patients["cluster"].unique())[:2]
+    for cluster, k in ((first, 6), (second, 2)):
+        rows = patients.index[patients["cluster"] == cluster][:k]
+        patients.loc[rows, "y_bin"] = np.nan
+    patients.to_csv(work / "data" / "patients.csv", index=False)
     res = work / "results" / "board"
     validate_trial(config, res / "validation.txt", res / "data.json")
     est, _ = fit_through_steps(config, "y_bin", "hh", res)
@@ -96,10 +103,13 @@ def test_consort_flow_counts_the_prepared_cells_by_sequence(board):
         tds = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
         assert tds[0] == tds[1] == str(len(group))
         n = cells[cells["cluster"].isin(group["cluster"])].groupby("period")["n"].sum()
-        shown = [re.sub(r"</?strong>|,", "", td) for td in tds[2:]]
-        assert shown == [str(int(v)) for v in n.reindex(sorted(cells["period"].unique())).to_numpy()]
-        bold = [td.startswith("<strong>") for td in tds[2:]]
-        assert bold == [p >= start for p in sorted(cells["period"].unique())]
+        periods = sorted(cells["period"].unique())
+        shown = [re.sub(r"</?strong>|,", "", td) for td in tds[2 : 2 + len(periods)]]
+        assert shown == [str(int(v)) for v in n.reindex(periods).to_numpy()]
+        bold = [td.startswith("<strong>") for td in tds[2 : 2 + len(periods)]]
+        assert bold == [p >= start for p in periods]
+        lost = {"W1": "6", "W2": "&lt;5"}.get(group["cluster"].iloc[0], "0")
+        assert tds[-2:] == [lost, "0"], (start, tds[-2:])  # outcome missing, covariate missing
     est = board["est"]
     for name in ("icc", "cac"):
         e = f"{est.loc[name, 'estimate']:.2f}"

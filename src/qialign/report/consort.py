@@ -90,9 +90,19 @@ def sequences(m: CellMatrix, starts: dict) -> list[tuple[str, list[int]]]:
 def flow_table(ctx: Context, m: CellMatrix) -> Table:
     """Clusters allocated / analysed and participants analysed per sequence x period (bold: under
     the intervention)."""
-    cols = ["Sequence", "Clusters allocated", "Clusters analysed", *[f"P{t}" for t in m.periods]]
+    cols = [
+        "Sequence",
+        "Clusters allocated",
+        "Clusters analysed",
+        *[f"P{t}" for t in m.periods],
+        "Excluded: outcome missing",
+        "covariate missing",
+    ]
     t = Table(cols, [], numeric=set(range(1, len(cols))))
+    lost = excluded_by_cluster(ctx, m.source)
     for label, rows in sequences(m, start_periods(ctx)):
+        ids = [m.names[i][0] for i in rows]
+        excluded = [ctx.count(sum(lost.get(c, (0, 0))[k] for c in ids), m.table) for k in (0, 1)]
         analysed = [i for i in rows if np.isfinite(m.n[i]).any()]
         cells = []
         for j in range(len(m.periods)):
@@ -101,12 +111,23 @@ def flow_table(ctx: Context, m: CellMatrix) -> Table:
             text = ctx.count(total, m.table)
             on = np.nanmax(m.treated[rows, j]) == 1 if np.isfinite(m.treated[rows, j]).any() else False
             cells.append(Markup(f"<strong>{escape(text)}</strong>") if on else text)
-        t.rows.append([label, str(len(rows)), str(len(analysed)), *cells])
+        t.rows.append([label, str(len(rows)), str(len(analysed)), *cells, *excluded])
     what = "patients" if ctx.people(m.table) else "units"
     t.caption = f"Clusters by sequence, and {what} analysed per period for “{ctx.label(m.source)}” (bold: under the intervention)."
     if ctx.people(m.table):
         t.caption += f" Counts under {ctx.below} are shown as “<{ctx.below}”."
     return t
+
+
+def excluded_by_cluster(ctx: Context, outcome: str) -> dict[str, tuple[int, int]]:
+    """Cluster -> (rows excluded for a missing outcome, for a missing covariate), from the prepare
+    step's per cluster-period record (``prepared.json`` exclusions ``by_cell``)."""
+    e = (ctx.json(outcome, "prepared.json") or {}).get("exclusions") or {}
+    out: dict[str, tuple[int, int]] = {}
+    for r in e.get("by_cell") or []:
+        a, b = out.get(str(r["cluster"]), (0, 0))
+        out[str(r["cluster"])] = (a + r["missing_outcome"], b + r["missing_covariate"])
+    return out
 
 
 def exclusions(ctx: Context) -> list[str]:
