@@ -228,3 +228,36 @@ def test_the_report_prints_to_pdf_without_cut_figures_or_tables(board, tmp_path)
         on = [i for i, t in enumerate(text) if header in t]
         assert on and any(caption in text[i] for i in on), header
     assert "In plain words" in text[0]
+    # the synthetic-data warning prints in every page's margin, over no content
+    assert all(t.lstrip().startswith("SYNTHETIC DATA · simulated") for t in text)
+    assert any(re.search(r"^Baseline table\s+SYNTHETIC DATA$", t, re.M) for t in text)
+
+
+@pytest.mark.slow
+def test_the_shipped_default_trials_report_has_the_board_sections(tmp_path):
+    """The shipped default trial (config/trials/headsup_synthetic.yaml, its primary outcome only,
+    few draws) through the real steps: the page opens with the plain summary whose numbers are
+    its estimates.csv, and has the CONSORT-SW flow of its 7 wards, the checklist appendix, the
+    baseline table and one SPC panel per ward (about 2 minutes, most of it the fit)."""
+    cfg = yaml.safe_load((ROOT / "config" / "trials" / "headsup_synthetic.yaml").read_text())
+    cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
+    cfg["outcomes"] = {"excess_los": cfg["outcomes"]["excess_los"]}
+    cfg |= {"sampler": {"chains": 2, "draws": 150, "tune": 200}, "diagnostics": {"retry": False}}
+    config = tmp_path / "headsup_synthetic.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = tmp_path / "results" / cfg["id"]
+    validate_trial(config, res / "validation.txt", res / "data.json")
+    est, _ = fit_through_steps(config, "excess_los", "hh", res)
+    out = tmp_path / "report.html"
+    render_report(res, config, out)
+    html = out.read_text(encoding="utf-8")
+    assert re.search(r'<section class="report-section" id="([\w-]+)"', html).group(1) == "plain-summary"
+    expected = list(figures_of(est.loc["treatment_effect_natural"])[:3])
+    expected.append(percent(est.loc["prob_beats_trend", "estimate"]))
+    expected += figures_of(est.loc["alignment_interaction"])[:3]
+    assert _spans(_section(html, "plain-summary")) == [x.replace("−", "-") for x in expected]
+    wards = pd.read_csv(ROOT / "resources" / "headsup_synthetic" / "clusters.csv")["cluster"]
+    assert "7 clusters" in _section(html, "consort") and len(wards) == 7
+    assert _section(html, "consort-checklist").count("<tr") == len(CHECKLIST) + 1
+    assert "Analysed data by condition" in _section(html, "baseline")
+    assert _section(html, "spc").count("<figure>") == len(wards)

@@ -4,9 +4,10 @@ model's band without the intervention and the limits around it, the start of the
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
-from qialign.report.figures import ACCENT, CONTROL, INK, INTERVENTION, _fig, styled, to_data_uri
+from qialign.report.figures import ACCENT, CONTROL, INK, INTERVENTION, styled, to_data_uri
 
 SIGNAL = "#b42318"
 
@@ -14,7 +15,7 @@ SIGNAL = "#b42318"
 @styled
 def spc_chart(w, title: str, ylabel: str) -> str:
     """``w``: a :class:`qialign.report.spc_section.ClusterSPC`; returns a PNG data URI."""
-    fig, ax = _fig(7.2, 2.5)
+    fig, ax = plt.subplots(figsize=(7.2, 2.5))
     t = w.periods
     if w.limits is not None:
         ax.axhline(w.limits.centre, color=INK, lw=1, label="centre (baseline)")

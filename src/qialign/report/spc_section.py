@@ -145,7 +145,9 @@ def _outcome_blocks(ctx: Context, outcome: str) -> list[dict]:
                 "bad",
             )
         ]
-    ylabel = {"p": "proportion", "u": "count per unit of n", "xmr": ctx.unit(outcome) or "value"}[
+    per = "per patient" if ctx.people((ctx.json(outcome, "prepared.json") or {}).get("table")) else "per unit"
+    count = "count" if (cf["n"] == 1).all() else f"count {per}"
+    ylabel = {"p": "proportion", "u": count, "xmr": ctx.unit(outcome) or "value"}[
         spc.chart_for(ctx.family(outcome))
     ]
     for cluster in sort_ids(cf["cluster"].astype(str).unique()):
