@@ -105,3 +105,22 @@ def test_attention_quotes_the_problems_the_fit_recorded(sicily):
     assert (quoted in box) == (not fit["reliable"])  # 2 x 200 draws: unreliable here, by ESS
     checks = _section(sicily["html"], "model-checks")
     assert f'<td class="n">{fit["r_hat_max"]:.3f}</td>' in checks
+
+
+def test_the_series_has_its_counterfactual_spc_view(sicily):
+    """One u chart of the region's monthly series: limits from the 36 months before the ban,
+    runs around their median, and the verdict against the model's course without the ban."""
+    from qialign.report.spc_section import cluster_spc, signals
+    from qialign.results import FIT_FILES
+
+    text = _section(sicily["html"], "spc")
+    assert "u chart" in text and text.count("<figure>") == 1
+    cf = pd.read_csv(sicily["results"] / "aces" / "its" / FIT_FILES["counterfactual"])
+    w = cluster_spc(cf, "negative_binomial")
+    base = cf[cf["period"] < 37]
+    assert w.baseline.sum() == len(base) == 36
+    assert w.limits.centre == pytest.approx((base["observed"] * base["n"]).sum() / base["n"].sum(), abs=1e-12)
+    caption = re.search(r"<figcaption>(.*?)</figcaption>", text, re.S).group(1)
+    assert "from 36 baseline periods" in caption and "intervention periods" in caption
+    for s in signals(w):
+        assert s.split(" (")[0] in caption

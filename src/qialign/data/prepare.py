@@ -416,6 +416,19 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
     cov_missing = cov_na.any(axis=1) if covs else pd.Series(False, index=df.index)
     keep = ~missing & ~cov_missing
     out = rows[keep].reset_index(drop=True)
+    lost = pd.DataFrame(
+        {
+            "cluster": rows["cluster"],
+            "period": rows["period"],
+            "missing_outcome": missing,
+            "missing_covariate": cov_missing,
+        }
+    )
+    lost = (
+        lost[~keep]
+        .groupby(["cluster", "period"], as_index=False)[["missing_outcome", "missing_covariate"]]
+        .sum()
+    )
     exclusions = {
         "read": int(len(rows)),
         "missing_outcome": int(missing.sum()),
@@ -424,6 +437,16 @@ def _outcome_rows(trial: TrialData, outcome: str) -> tuple[pd.DataFrame, dict]:
         "missing_by_covariate": {c: int(cov_na[c].sum()) for c in covs},
         "covariates": covs,
         "table": table,
+        #: per cluster-period with excluded rows: how many and why (the CONSORT flow by sequence)
+        "by_cell": [
+            {
+                "cluster": str(r.cluster),
+                "period": int(r.period),
+                "missing_outcome": int(r.missing_outcome),
+                "missing_covariate": int(r.missing_covariate),
+            }
+            for r in lost.itertuples()
+        ],  # fmt: skip
     }
     return out, exclusions
 

@@ -17,23 +17,31 @@ from qialign.config import load_trial_config
 from qialign.provenance import package_versions
 from qialign.report.alignment_section import alignment
 from qialign.report.attention import attention
+from qialign.report.baseline_table import baseline
 from qialign.report.blocks import Section
 from qialign.report.checks import model_checks
+from qialign.report.consort import consort, consort_checklist
 from qialign.report.context import Context
 from qialign.report.design_section import data_flow, design
 from qialign.report.effects import effects
 from qialign.report.methods import methods
+from qialign.report.plain_summary import plain_summary
 from qialign.report.planning import planning
 from qialign.report.provenance_section import logs, provenance
+from qialign.report.spc_section import spc_section
 from qialign.report.summary import summary
 from qialign.report.trends import time_trends
 
 #: the sections in page order (the "needs attention" box is gathered separately, first)
 SECTIONS = [
+    plain_summary,
     summary,
     design,
     data_flow,
+    consort,
+    baseline,
     time_trends,
+    spc_section,
     effects,
     alignment,
     model_checks,
@@ -41,13 +49,18 @@ SECTIONS = [
     methods,
     provenance,
     logs,
+    consort_checklist,
 ]
 SECTION_IDS = [
     "attention",
+    "plain-summary",
     "summary",
     "design",
     "data-flow",
+    "consort",
+    "baseline",
     "time-trends",
+    "spc",
     "effects",
     "alignment",
     "model-checks",
@@ -55,6 +68,7 @@ SECTION_IDS = [
     "methods",
     "provenance",
     "logs",
+    "consort-checklist",
 ]
 
 
