@@ -61,9 +61,19 @@ CROSSCHECK_COLUMNS = (*ESTIMATE_COLUMNS, "se", "df", "note")
 DEFAULT_INTERVAL_PROB = float(schema_defaults("interval")["prob"])
 #: interval kinds: equal-tailed and highest-density credible intervals, confidence interval
 INTERVAL_KINDS = ("eti", "hdi", "ci")
-#: scales of estimands that are not effects (prob_beats_trend, SDs, NB shape, AR(1) rho, icc / cac)
-PROBABILITY, SD, SHAPE, CORRELATION, LATENT = "probability", "sd", "shape", "correlation", "latent"
-SCALES = (*FAMILY_SCALES, PROBABILITY, SD, SHAPE, CORRELATION, LATENT)
+#: scales of estimands that are not effects (prob_beats_trend, SDs, NB shape, AR(1) rho, icc / cac,
+#: the synthesis's share of variance explained)
+PROBABILITY, SD, SHAPE, CORRELATION, LATENT, SHARE = (
+    "probability",
+    "sd",
+    "shape",
+    "correlation",
+    "latent",
+    "share",
+)
+#: the synthesis's common scale of continuous outcomes: effect / residual SD
+SMD = "standardised mean difference"
+SCALES = (*FAMILY_SCALES, SMD, PROBABILITY, SD, SHAPE, CORRELATION, LATENT, SHARE)
 
 
 def interval_label(prob: float, kind: str) -> str:
@@ -155,6 +165,22 @@ FIT_FILES = {
     "ppc": "ppc.csv",
     "record": "fit.json",
 }
+
+
+#: the synthesis step's files in ``results/synthesis/`` (workflow/rules/synthesis.smk), written by
+#: ``steps/synthesis.py``, read by ``report/synthesis_page.py``
+SYNTHESIS_FILES = {
+    "estimates": "estimates.csv",  # ESTIMATE_COLUMNS, trial "synthesis"
+    "wards": "wards.csv",  # WARD_COLUMNS
+    "posterior": "posterior.nc",
+    "record": "synthesis.json",  # what was pooled, from which files, settings, diagnostics, timings
+}
+#: ``wards.csv``: one row per ward pooled: its trial's posterior mean and SD of the ward effect (common
+#: scale), its measured alignment, SE and standardised value, and the synthesis's fitted line there
+WARD_COLUMNS = (
+    "trial", "cluster", "effect", "effect_sd", "alignment", "alignment_se", "alignment_z",
+    "alignment_z_posterior", "fitted",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
