@@ -1,24 +1,5 @@
-# Synthesis across trials (config `synthesis:`): in `all` when the block is present.
-from qialign.synthesis.config import load_synthesis
-from qialign.synthesis.inputs import trial_files
-
-try:  # the block checked against the trials it names, one screen, never a traceback
-    SYNTHESIS = load_synthesis(config, TRIAL_CFG)
-except QialignError as exc:
-    sys.exit(f"qialign: {exc}")
-
-
-def synthesis_inputs(wildcards):
-    """Every file the synthesis reads: each pooled trial's fit posterior, record and scores."""
-    return [
-        str(path)
-        for trial, pick in SYNTHESIS["trials"].items()
-        for path in trial_files("results", trial, pick["outcome"], pick["model"]).values()
-    ]
-
-
-def synthesis_targets():
-    return ["reports/synthesis/report.html"] if SYNTHESIS else []
+# Synthesis across trials (config `synthesis:`): in `all` when the block is present. The block is
+# checked and its inputs listed in common.smk (SYNTHESIS, synthesis_inputs, synthesis_targets).
 
 
 rule synthesis:
@@ -42,8 +23,9 @@ rule synthesis:
     params:
         code=source_hash("steps/synthesis.py"),
         block=lambda wc: SYNTHESIS,
+        trials_dir=config["trials_dir"],
     shell:
-        "qialign --progress-fd 3 synthesis {input.config} --trials-dir {config[trials_dir]} --results results "
+        "qialign --progress-fd 3 synthesis {input.config} --trials-dir {params.trials_dir} --results results "
         "--out-dir results/synthesis 3>&2 > {log} 2>&1"
 
 

@@ -162,7 +162,7 @@ def _methods(s: Synthesis) -> Section:
         "MVN(b<sub>i</sub>, S<sub>i</sub>).",
         f"Errors-in-variables: {unit}; the measured score a<sub>ij</sub> ~ N(z<sub>ij</sub>, "
         "se<sub>ij</sub>²) with se from scores.csv, and true alignment z<sub>ij</sub> ~ "
-        "N(ν<sub>i</sub>, ω<sub>i</sub>²) per trial.",
+        "N(ν<sub>i</sub>, ω²) (a mean per trial, one spread).",
         "Variance explained: β² Var(z) / (β² Var(z) + τ<sub>ward</sub>²) per draw. A new ward's effect: "
         "μ + β z + τ<sub>trial</sub>ε₁ + τ<sub>ward</sub>ε₂ (prediction interval); P(beats the trend) for a "
         "new ward drawn from the bottom / top quarter of the wards' true alignment.",

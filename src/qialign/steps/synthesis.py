@@ -72,6 +72,18 @@ def ward_rows(res: SynthesisResult, inputs: list[TrialInput]) -> pd.DataFrame:
     return out[list(WARD_COLUMNS)]
 
 
+def _describe(cfg: dict, outcome: str) -> dict:
+    """What the page says of a pooled trial: title, synthetic, design, the outcome's family and label."""
+    spec = cfg["outcomes"][outcome]
+    return {
+        "title": cfg["title"],
+        "synthetic": cfg["synthetic"],
+        "design": cfg["design"],
+        "family": spec["family"],
+        "label": spec.get("label") or outcome,
+    }
+
+
 def _record(block: dict, trials: dict, inputs: list[TrialInput], res: SynthesisResult) -> dict:
     return {
         "block": block,
@@ -82,6 +94,7 @@ def _record(block: dict, trials: dict, inputs: list[TrialInput], res: SynthesisR
                 "outcome": t.outcome,
                 "model": t.model,
                 "wards": t.wards,
+                **_describe(trials[t.trial], t.outcome),
                 "unscored": t.unscored,
                 "reliable": t.record.reliable,
                 "problems": t.record.problems,

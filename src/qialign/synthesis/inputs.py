@@ -7,6 +7,10 @@ mean m and covariance S (a multivariate normal approximation of the trial's ward
 which keeps the correlation the shared theta and gamma induce); the fit record (reliability,
 seed, data hashes) for provenance; and each ward's alignment score and its standard error
 (``scores.csv``, the trial's moderating wave and score column).
+
+Only wards treated at some period contribute (``treated`` in ``FIT_FILES["counterfactual"]``): a
+never-treated control ward's "effect" is the trial's fitted line plus the prior of its own
+deviation, not a measurement of its effect.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def trial_files(results: Path, trial: str, outcome: str, model: str) -> dict[str
     return {
         "posterior": d / FIT_FILES["posterior"],
         "record": d / FIT_FILES["record"],
+        "counterfactual": d / FIT_FILES["counterfactual"],
         "scores": Path(results) / trial / "alignment" / "scores.csv",
     }
 
@@ -107,6 +112,12 @@ def trial_input(results: Path, trial: str, pick: dict, cfg: dict, scale: str) ->
         if not path.is_file():
             raise QialignError(f"{path}: missing ({name} of {trial}); run the trial's steps first")
     wards, draws = effect_draws(files["posterior"], scale)
+    cells = read_results_csv(files["counterfactual"])
+    treated = set(cells.loc[cells["treated"] == 1, "cluster"])
+    keep = [i for i, w in enumerate(wards) if w in treated]
+    if len(keep) < 2:
+        raise QialignError(f"{files['counterfactual']}: fewer than two treated wards in {trial}")
+    wards, draws = [wards[i] for i in keep], draws[:, keep]
     a, se, unscored = ward_alignment(files["scores"], cfg["alignment"], wards)
     S = np.cov(draws, rowvar=False)
     return TrialInput(

@@ -6,7 +6,7 @@ alignment is ``common``, within each trial when ``within``)::
     b_ij = mu + u_i + beta z_ij + e_ij,      u_i ~ N(0, tau_trial^2),  e_ij ~ N(0, tau_ward^2)
     m_i  ~ MVN(b_i, S_i)                     (trial i's ward-effect posterior: mean m_i, cov S_i)
     a_ij ~ N(z_ij, se_ij^2)                  (measured score and its SE, errors-in-variables)
-    z_ij ~ N(nu_i, omega_i^2)                (each trial's distribution of true alignment)
+    z_ij ~ N(nu_i, omega^2)                  (true alignment: a mean per trial, one spread)
 
 The trial likelihood is whitened with constant matrices (:func:`whitened`), u and e are
 non-centred (u = tau_trial u~, e = tau_ward e~, u~, e~ ~ N(0, 1)). z is non-centred on the
@@ -24,14 +24,16 @@ import numpy as np
 from qialign.config import schema_defaults
 from qialign.inference.sampling import compile_nutpie, nutpie_sample
 
-#: prior SDs (link scale per SD of alignment; N(0, .) for mu and beta, half-normal for the SDs)
+#: prior SDs (link scale per SD of alignment; N(0, .) for mu and beta, half-normal for the SDs; nu and
+#: omega in SDs of the measured scores). One spread omega for every trial: a spread per trial let a
+#: trial's true alignments collapse to one value when its scores' SEs are as large as their spread
 PRIORS = {
     "mu_sd": 1.0,
     "beta_sd": 1.0,
     "tau_trial_sd": 0.5,
     "tau_ward_sd": 0.5,
-    "nu_sd": 2.0,
-    "omega_sd": 2.0,
+    "nu_sd": 1.0,
+    "omega_sd": 1.0,
 }
 #: the parameters whose convergence is checked and reported
 PARAMETERS = ("mu", "beta", "tau_trial", "tau_ward")
@@ -96,10 +98,10 @@ def build_model(data: SynthesisData):
         tau_t = pm.HalfNormal("tau_trial", PRIORS["tau_trial_sd"])
         tau_w = pm.HalfNormal("tau_ward", PRIORS["tau_ward_sd"])
         nu = pm.Normal("nu", 0, PRIORS["nu_sd"], dims="trial")
-        omega = pm.HalfNormal("omega", PRIORS["omega_sd"], dims="trial")
+        omega = pm.HalfNormal("omega", PRIORS["omega_sd"])
         eta = pm.Normal("eta", 0, 1, dims="ward")
         z = pm.Deterministic("alignment_z", data.a + data.se * eta, dims="ward")
-        pm.Potential("true_alignment", pm.logp(pm.Normal.dist(nu[t], omega[t]), z).sum())
+        pm.Potential("true_alignment", pm.logp(pm.Normal.dist(nu[t], omega), z).sum())
         u = pm.Normal("u", 0, 1, dims="trial")
         e = pm.Normal("e", 0, 1, dims="ward")
         b = pm.Deterministic("ward_effect", mu + tau_t * u[t] + beta * z + tau_w * e, dims="ward")
