@@ -11,7 +11,13 @@ import yaml
 from qialign.config import load_trials
 from qialign.errors import QialignError
 from qialign.steps.synthesis import load_block
-from qialign.synthesis.config import check_against_trials, load_synthesis, synthesis_defaults, validate_block
+from qialign.synthesis.config import (
+    check_against_trials,
+    load_synthesis,
+    synthesis_defaults,
+    validate_block,
+    workflow_synthesis,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("headsup_synthetic", "discharge_synthetic", "sepsis_synthetic", "sicily_its")
@@ -85,3 +91,15 @@ def test_the_step_refuses_one_trial_before_reading_results(tmp_path):
         QialignError, match=f"(?s){path}: the synthesis block does not fit.*at least two trials"
     ):
         load_block(path, ROOT / "config" / "trials")
+
+
+def test_a_run_of_one_trial_skips_the_synthesis_and_says_so(trials):
+    """``snakemake --config 'trials=["headsup_synthetic"]'`` runs that trial alone."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    block, note = workflow_synthesis({**config, "trials": ["headsup_synthetic"]}, trials)
+    assert (
+        block is None
+        and note == "synthesis skipped: this run's trials leave out discharge_synthetic, sepsis_synthetic"
+    )
+    block, note = workflow_synthesis(config, trials)
+    assert block["scale"] == "log_or" and note == ""

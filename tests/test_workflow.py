@@ -329,3 +329,23 @@ def test_within_trial_alignment_says_the_slope_is_within_trial(project, tmp_path
     page = (tmp_path / "report.html").read_text()
     assert "The alignment slope is <strong>within-trial</strong>" in page
     assert "per within-trial SD of alignment" in page
+
+
+@pytest.mark.browser
+def test_synthesis_page_in_headless_chromium(project, tmp_path):
+    """The synthesis page loads in a browser with both figures decoded and every section present."""
+    from qialign.report.synthesis_page import SECTION_IDS
+
+    CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    url = (project["work"] / "reports" / "synthesis" / "report.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000"]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-images-ok="2/2"' in dom.stdout
+    for sid in SECTION_IDS:
+        assert f'id="{sid}"' in dom.stdout

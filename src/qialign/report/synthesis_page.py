@@ -21,7 +21,7 @@ from qialign.provenance import package_versions
 from qialign.report.blocks import FIG, LIST, NOTE, TAB, P, Section
 from qialign.report.render import _environment
 from qialign.report.synthesis_figures import effect_vs_alignment, trial_forest
-from qialign.report.tables import DASH, Table, num, percent, with_interval
+from qialign.report.tables import DASH, Table, interval_label, num, percent, with_interval
 from qialign.results import SYNTHESIS_FILES
 
 SECTION_IDS = ["summary", "forest", "alignment", "heterogeneity", "methods", "provenance", "logs"]
@@ -162,7 +162,8 @@ def _methods(s: Synthesis) -> Section:
         "MVN(b<sub>i</sub>, S<sub>i</sub>).",
         f"Errors-in-variables: {unit}; the measured score a<sub>ij</sub> ~ N(z<sub>ij</sub>, "
         "se<sub>ij</sub>²) with se from scores.csv, and true alignment z<sub>ij</sub> ~ "
-        "N(ν<sub>i</sub>, ω²) (a mean per trial, one spread).",
+        "N(ν<sub>i</sub>, ω²) (a mean per trial, one spread); true alignment given the score enters by "
+        "regression calibration with its uncertainty carried into the ward variance.",
         "Variance explained: β² Var(z) / (β² Var(z) + τ<sub>ward</sub>²) per draw. A new ward's effect: "
         "μ + β z + τ<sub>trial</sub>ε₁ + τ<sub>ward</sub>ε₂ (prediction interval); P(beats the trend) for a "
         "new ward drawn from the bottom / top quarter of the wards' true alignment.",
@@ -170,7 +171,9 @@ def _methods(s: Synthesis) -> Section:
         "(posterior variances, correlations dropped) on the plug-in standardised scores (measurement "
         "error ignored).",
         "Caveat: each trial's ward-effect posterior already carries that trial's own shrinkage of ward "
-        "effects towards its fitted line; the synthesis treats it as the trial's likelihood.",
+        "effects towards its fitted line; the synthesis treats it as the trial's likelihood, with the "
+        "covariance's eigenvalues floored at half the mean ward variance (a trial that shrinks its wards' "
+        "own deviations to 0 otherwise claims to know them exactly off its line).",
         f"Sampler: nutpie, {s.block['sampler']['chains']} chains × {s.block['sampler']['draws']} draws "
         f"(tuning {s.block['sampler']['tune']}), seed {s.block['seed']}; intervals equal-tailed "
         f"{percent(s.block['interval']['prob'])}.",

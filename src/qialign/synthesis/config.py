@@ -120,3 +120,14 @@ def load_synthesis(config: dict, trials: dict[str, dict], source: str = "config.
     if config.get("synthesis") is None:
         return None
     return check_against_trials(validate_block(config["synthesis"], source), trials, source)
+
+
+def workflow_synthesis(config: dict, trials: dict[str, dict]) -> tuple[dict | None, str]:
+    """The workflow's block and a note: None, with a note saying why, when the run's trials list
+    (e.g. ``--config 'trials=[...]'``) leaves out a trial the block names, so that one trial can be
+    run alone; every other problem is a QialignError (:func:`load_synthesis`)."""
+    named = (config.get("synthesis") or {}).get("trials")
+    left_out = sorted(set(named or {}) - set(config["trials"])) if isinstance(named, dict) else []
+    if left_out:
+        return None, f"synthesis skipped: this run's trials leave out {', '.join(left_out)}"
+    return load_synthesis(config, trials), ""

@@ -71,7 +71,10 @@ def bayesian_estimates(post, z_measured: np.ndarray, scale: str, better: str, cf
     prob, rng = float(cfg["interval"]["prob"]), np.random.default_rng(cfg["seed"])
     mu, beta = np.asarray(post["mu"]), np.asarray(post["beta"])
     tau_t, tau_w = np.asarray(post["tau_trial"]), np.asarray(post["tau_ward"])
-    z = np.asarray(post["alignment_z"])
+    # the wards' true alignment drawn given their scores (model: z | a ~ N(z^, v))
+    z = np.asarray(post["alignment_z"]) + np.sqrt(np.asarray(post["alignment_z_var"])) * rng.standard_normal(
+        np.shape(post["alignment_z"])
+    )
     v_z = z.var(axis=-1, ddof=1)
     rows = [
         _row("pooled_effect", scale, mu, prob),

@@ -4,9 +4,9 @@ Per trial (the block's outcome and model): the fit's posterior draws of the per-
 theta + gamma z_j + delta_j (``cluster_effect`` in ``FIT_FILES["posterior"]``, on the common scale:
 the link-scale effect for log_or / log_rr, effect / sigma per draw for smd), summarised by their
 mean m and covariance S (a multivariate normal approximation of the trial's ward-effect posterior,
-which keeps the correlation the shared theta and gamma induce); the fit record (reliability,
-seed, data hashes) for provenance; and each ward's alignment score and its standard error
-(``scores.csv``, the trial's moderating wave and score column).
+which keeps the correlation the shared theta and gamma induce; eigenvalues floored, :func:`floored`);
+the fit record (reliability, seed, data hashes) for provenance; and each ward's alignment score and
+its standard error (``scores.csv``, the trial's moderating wave and score column).
 
 Only wards treated at some period contribute (``treated`` in ``FIT_FILES["counterfactual"]``): a
 never-treated control ward's "effect" is the trial's fitted line plus the prior of its own
@@ -28,6 +28,9 @@ from qialign.inference.posterior_io import load_posterior
 from qialign.results import FIT_FILES, FitRecord
 from qialign.waves import file_order, resolve_wave, wave_labels
 
+#: eigenvalues of a trial's ward-effect covariance are floored at this share of its mean ward variance
+#: (:func:`floored`)
+EIGEN_FLOOR = 0.5
 #: the standard error given to a ward with no alignment score, in SDs of its trial's scores: its
 #: alignment is then its trial's distribution (the latent model's prior), not a measurement
 UNSCORED_SE_SDS = 3.0
@@ -105,6 +108,16 @@ def ward_alignment(path: Path, al: dict, wards: list[str]) -> tuple[np.ndarray, 
     return a.fillna(a.mean()).to_numpy(), se.to_numpy(), unscored
 
 
+def floored(S: np.ndarray, share: float = EIGEN_FLOOR) -> np.ndarray:
+    """S with its eigenvalues raised to at least ``share`` x mean(diag S). A trial whose fit shrinks
+    its wards' own deviations to 0 has a ward-effect posterior that is singular off its fitted line
+    in the plug-in scores; used as a likelihood, that claims the wards' effects are known exactly
+    off that line, and the synthesis's ward variance and slope collapse onto the artefact."""
+    values, vectors = np.linalg.eigh(S)
+    values = np.maximum(values, share * float(np.mean(np.diag(S))))
+    return (vectors * values) @ vectors.T
+
+
 def trial_input(results: Path, trial: str, pick: dict, cfg: dict, scale: str) -> TrialInput:
     """One trial's :class:`TrialInput` from its results folder."""
     files = trial_files(results, trial, pick["outcome"], pick["model"])
@@ -119,14 +132,14 @@ def trial_input(results: Path, trial: str, pick: dict, cfg: dict, scale: str) ->
         raise QialignError(f"{files['counterfactual']}: fewer than two treated wards in {trial}")
     wards, draws = [wards[i] for i in keep], draws[:, keep]
     a, se, unscored = ward_alignment(files["scores"], cfg["alignment"], wards)
-    S = np.cov(draws, rowvar=False)
+    S = floored(np.cov(draws, rowvar=False))
     return TrialInput(
         trial=trial,
         outcome=pick["outcome"],
         model=pick["model"],
         wards=wards,
         m=draws.mean(axis=0),
-        S=S + 1e-9 * np.eye(len(wards)),
+        S=S,
         a=a,
         se=se,
         unscored=unscored,

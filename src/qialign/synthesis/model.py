@@ -8,10 +8,17 @@ alignment is ``common``, within each trial when ``within``)::
     a_ij ~ N(z_ij, se_ij^2)                  (measured score and its SE, errors-in-variables)
     z_ij ~ N(nu_i, omega^2)                  (true alignment: a mean per trial, one spread)
 
-The trial likelihood is whitened with constant matrices (:func:`whitened`), u and e are
-non-centred (u = tau_trial u~, e = tau_ward e~, u~, e~ ~ N(0, 1)). z is non-centred on the
-measurement, z = a + se eta with eta ~ N(0, 1) carrying the measurement likelihood, so an exact
-score (se = 0) needs no special case. Sampled with nutpie through :mod:`qialign.inference.sampling`.
+The scores' likelihood is a_ij ~ N(nu_i, omega^2 + se_ij^2), and true alignment given its score is
+z | a ~ N(z^_ij, v_ij) with reliability r_ij = omega^2 / (omega^2 + se_ij^2), z^ = nu_i + r_ij (a_ij -
+nu_i), v_ij = r_ij se_ij^2 (regression calibration with its uncertainty carried). u, e and z are
+integrated out:
+
+    m_i ~ MVN(mu + beta z^_i, S_i + diag(tau_ward^2 + beta^2 v_i) + tau_trial^2 11')
+
+so the sampler sees mu, beta, the SDs and nu, omega only. Why not the latent z_ij: a trial's
+ward-effect posterior lies close to its own fitted line in the plug-in scores (S_i nearly singular
+off it), and a latent z that moves off the scores then pins beta at 0; a whitened likelihood with
+explicit u and e did not mix. Sampled with nutpie through :mod:`qialign.inference.sampling`.
 """
 
 from __future__ import annotations
@@ -25,8 +32,7 @@ from qialign.config import schema_defaults
 from qialign.inference.sampling import compile_nutpie, nutpie_sample
 
 #: prior SDs (link scale per SD of alignment; N(0, .) for mu and beta, half-normal for the SDs; nu and
-#: omega in SDs of the measured scores). One spread omega for every trial: a spread per trial let a
-#: trial's true alignments collapse to one value when its scores' SEs are as large as their spread
+#: omega in SDs of the measured scores)
 PRIORS = {
     "mu_sd": 1.0,
     "beta_sd": 1.0,
@@ -73,25 +79,12 @@ def synthesis_data(m, S, a, se, trial_idx, mode: str) -> SynthesisData:
     return SynthesisData(list(m), list(S), trial_idx, (a - centre) / scale, se / scale, centre, scale)
 
 
-def whitened(data: SynthesisData) -> tuple[np.ndarray, np.ndarray]:
-    """(W, W m): W block-diagonal with blocks L_i^-1 (S_i = L_i L_i'), so that m_i ~ MVN(b_i, S_i)
-    is W m ~ N(W b, I), a likelihood of independent unit normals with constant matrices."""
-    blocks = [np.linalg.inv(np.linalg.cholesky(S)) for S in data.S]
-    n = sum(len(b) for b in blocks)
-    W, start = np.zeros((n, n)), 0
-    for b in blocks:
-        W[start : start + len(b), start : start + len(b)] = b
-        start += len(b)
-    return W, W @ np.concatenate(data.m)
-
-
 def build_model(data: SynthesisData):
-    """The PyMC model (module docstring), ward and trial effects non-centred."""
+    """The PyMC model (module docstring): ward and trial effects and true alignment integrated out."""
     import pymc as pm
+    import pytensor.tensor as pt
 
-    k, n = len(data.m), len(data.a)
-    W, y = whitened(data)
-    t = data.trial_idx
+    k, n, t = len(data.m), len(data.a), data.trial_idx
     with pm.Model(coords={"trial": np.arange(k), "ward": np.arange(n)}) as model:
         mu = pm.Normal("mu", 0, PRIORS["mu_sd"])
         beta = pm.Normal("beta", 0, PRIORS["beta_sd"])
@@ -99,13 +92,16 @@ def build_model(data: SynthesisData):
         tau_w = pm.HalfNormal("tau_ward", PRIORS["tau_ward_sd"])
         nu = pm.Normal("nu", 0, PRIORS["nu_sd"], dims="trial")
         omega = pm.HalfNormal("omega", PRIORS["omega_sd"])
-        eta = pm.Normal("eta", 0, 1, dims="ward")
-        z = pm.Deterministic("alignment_z", data.a + data.se * eta, dims="ward")
-        pm.Potential("true_alignment", pm.logp(pm.Normal.dist(nu[t], omega), z).sum())
-        u = pm.Normal("u", 0, 1, dims="trial")
-        e = pm.Normal("e", 0, 1, dims="ward")
-        b = pm.Deterministic("ward_effect", mu + tau_t * u[t] + beta * z + tau_w * e, dims="ward")
-        pm.Normal("m_white", mu=pm.math.dot(W, b), sigma=1.0, observed=y)
+        pm.Normal("a", nu[t], pt.sqrt(omega**2 + data.se**2), observed=data.a, dims="ward")
+        shrink = omega**2 / (omega**2 + data.se**2)  # reliability of each score
+        z_hat = pm.Deterministic("alignment_z", nu[t] + shrink * (data.a - nu[t]), dims="ward")
+        z_var = pm.Deterministic("alignment_z_var", shrink * data.se**2, dims="ward")
+        start = 0
+        for i, (m_i, S_i) in enumerate(zip(data.m, data.S, strict=True)):
+            j, part = len(m_i), slice(start, start + len(m_i))
+            cov = S_i + pt.diag(tau_w**2 + beta**2 * z_var[part]) + tau_t**2 * pt.ones((j, j))
+            pm.MvNormal(f"m_{i}", mu=mu + beta * z_hat[part], cov=cov, observed=m_i)
+            start += j
     return model
 
 
