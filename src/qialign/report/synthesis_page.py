@@ -51,9 +51,8 @@ class Synthesis:
             return DASH
         if r["scale"] in ("probability", "share") and pd.isna(r["lower"]):
             return percent(r["estimate"])
-        return with_interval(
-            r["estimate"], r["lower"], r["upper"], str(r["interval"]) if r["interval"] else ""
-        )
+        shown = interval_label(str(r["interval"]), bayesian=approach == "bayesian")
+        return with_interval(r["estimate"], r["lower"], r["upper"], shown)
 
     @property
     def slope_unit(self) -> str:
