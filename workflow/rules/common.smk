@@ -10,7 +10,7 @@ from qialign.errors import QialignError
 from qialign.results import FIT_FILES
 from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
-from qialign.synthesis.config import load_synthesis
+from qialign.synthesis.config import workflow_synthesis
 from qialign.synthesis.inputs import trial_files
 
 # the rules run `qialign` from the environment that runs Snakemake, activated or not
@@ -31,9 +31,11 @@ except QialignError as exc:
     sys.exit(f"qialign: {exc}")
 
 try:  # the synthesis block (None without one) checked against the trials it names
-    SYNTHESIS = load_synthesis(config, TRIAL_CFG)
+    SYNTHESIS, note = workflow_synthesis(config, TRIAL_CFG)
 except QialignError as exc:
     sys.exit(f"qialign: {exc}")
+if note:
+    print(f"qialign: {note}", file=sys.stderr)
 
 
 wildcard_constraints:
