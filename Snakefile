@@ -11,6 +11,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/sbc.smk"  # `snakemake sbc`: calibration (not in all: expensive)
+include: "workflow/rules/synthesis.smk"  # synthesis across trials, when config has synthesis:
 
 
 rule all:
@@ -19,3 +20,4 @@ rule all:
         expand("results/{trial}/estimates.csv", trial=TRIALS),
         expand("reports/{trial}/report.html", trial=TRIALS),
         [f"results/{t}/{o}/loo.csv" for t in TRIALS for o in outcomes_of(t)],
+        synthesis_targets(),

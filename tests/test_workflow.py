@@ -83,6 +83,14 @@ def _trial_config(
     return path
 
 
+# both trials' incidents pooled (log rate ratio), a small synthesis sampler
+SYNTHESIS = """synthesis:
+  trials: {tiny_a: {outcome: incidents}, tiny_b: {outcome: incidents}}
+  scale: log_rr
+  sampler: {chains: 2, draws: 300, tune: 300}
+"""
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, venv_env, snakemake) -> dict:
     """A copy of the workflow with two tiny trials; run once, interrupted in a fit, then resumed."""
@@ -91,7 +99,7 @@ def project(tmp_path_factory, venv_env, snakemake) -> dict:
     (work / "config" / "trials").mkdir(parents=True)
     _trial_config(work, "tiny_a", data, ("y_bin", "incidents"))
     _trial_config(work, "tiny_b", data, ("incidents",), LATENT_DRAWS)  # a second, cheaper trial
-    (work / "config" / "config.yaml").write_text("trials: [tiny_a, tiny_b]\n")
+    (work / "config" / "config.yaml").write_text("trials: [tiny_a, tiny_b]\n" + SYNTHESIS)
 
     # start, wait until a fit is sampling, interrupt the whole run, then resume
     proc = subprocess.Popen(
@@ -277,6 +285,70 @@ def test_report_pages_and_snakemake_report(project, snakemake):
     bundle = snakemake(work, "--report", "snakemake_report.zip")
     assert bundle.returncode == 0, bundle.stderr[-3000:]
     names = zipfile.ZipFile(work / "snakemake_report.zip").namelist()
-    # the bundle holds Snakemake's index page and both trials' reports (stored under hashed folders)
+    # the bundle holds Snakemake's index page, both trials' reports and the synthesis's (hashed folders)
     assert "snakemake_report/report.html" in names
-    assert sum(n.endswith("/report.html") and "/data/raw/" in n for n in names) == 2
+    assert sum(n.endswith("/report.html") and "/data/raw/" in n for n in names) == 3
+
+
+def test_synthesis_through_the_workflow(project):
+    """The synthesis rule ran in the default target: its estimates speak the results vocabulary,
+    it pooled the treated wards of both trials, and its page has every section and figure."""
+    work = project["work"]
+    est = read_results_csv(work / "results" / "synthesis" / "estimates.csv")
+    assert list(est.columns) == list(ESTIMATE_COLUMNS)
+    assert set(est["method"]) == {"bayes_synthesis", "meta_regression_reml_kh"}
+    assert all(METHODS[m].approach == a for m, a in zip(est["method"], est["approach"], strict=True))
+    assert set(est["scale"]) <= set(SCALES) and "log-rate" in set(est["scale"])
+    bayes = est[est["approach"] == "bayesian"].set_index("estimand")
+    for name in ("pooled_effect", "alignment_slope", "variance_explained", "predicted_effect_q50"):
+        assert bayes.loc[name, "lower"] < bayes.loc[name, "estimate"] < bayes.loc[name, "upper"]
+    assert 0 <= bayes.loc["prob_beats_trend_top_quartile", "estimate"] <= 1
+    wards = read_results_csv(work / "results" / "synthesis" / "wards.csv")
+    assert len(wards) == 12 and set(wards["trial"]) == {"tiny_a", "tiny_b"}
+    record = json.loads((work / "results" / "synthesis" / "synthesis.json").read_text())
+    assert [t["trial"] for t in record["trials"]] == ["tiny_a", "tiny_b"]
+    assert all(len(f["sha256"]) == 64 for t in record["trials"] for f in t["files"].values())
+    page = (work / "reports" / "synthesis" / "report.html").read_text()
+    for section in ("summary", "forest", "alignment", "heterogeneity", "methods", "provenance", "logs"):
+        assert f'id="{section}"' in page
+    assert page.count('src="data:image/png;base64,') == 2 and "common scale" in page
+
+
+def test_within_trial_alignment_says_the_slope_is_within_trial(project, tmp_path):
+    """The same fits pooled with alignment standardised within each trial: the model id and the page
+    say the slope is within-trial."""
+    from qialign.report.synthesis_page import render_synthesis_report
+    from qialign.steps.synthesis import synthesis_step
+
+    work = project["work"]
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["synthesis"]["alignment"] = "within"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    synthesis_step(path, work / "config" / "trials", work / "results", tmp_path / "out")
+    est = read_results_csv(tmp_path / "out" / "estimates.csv")
+    assert set(est["model"]) == {"synthesis_within"}
+    render_synthesis_report(tmp_path / "out", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "The alignment slope is <strong>within-trial</strong>" in page
+    assert "per within-trial SD of alignment" in page
+
+
+@pytest.mark.browser
+def test_synthesis_page_in_headless_chromium(project, tmp_path):
+    """The synthesis page loads in a browser with both figures decoded and every section present."""
+    from qialign.report.synthesis_page import SECTION_IDS
+
+    CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    url = (project["work"] / "reports" / "synthesis" / "report.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000"]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-images-ok="2/2"' in dom.stdout
+    for sid in SECTION_IDS:
+        assert f'id="{sid}"' in dom.stdout

@@ -28,19 +28,22 @@ def test_snakefmt_check_passes():
 
 
 def test_dry_run_plans_every_step_of_the_shipped_trials():
-    """headsup_synthetic (5 outcomes x 1 model) and sicily_its (1 outcome x 2 models)."""
+    """headsup_synthetic (5 outcomes x 1 model), sicily_its (1 outcome x 2 models), discharge_synthetic
+    and sepsis_synthetic (1 outcome x 1 model each) and their synthesis."""
     run = _run(str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules")
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout + run.stderr
     for rule, count in {
-        "validate": 2,
-        "alignment": 2,
-        "prepare": 6,
-        "fit": 7,
-        "crosscheck": 6,
-        "compare": 6,
-        "collect": 2,
-        "power": 2,
-        "report": 2,
+        "validate": 4,
+        "alignment": 4,
+        "prepare": 8,
+        "fit": 9,
+        "crosscheck": 8,
+        "compare": 8,
+        "collect": 4,
+        "power": 4,
+        "report": 4,
+        "synthesis": 1,
+        "synthesis_report": 1,
     }.items():
         assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text)

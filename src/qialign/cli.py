@@ -156,6 +156,34 @@ def _add_power(steps) -> None:
     p.set_defaults(func=_power)
 
 
+def _synthesis(args: argparse.Namespace) -> None:
+    configure_compile()
+    from qialign.steps.synthesis import synthesis_step
+
+    synthesis_step(Path(args.config), Path(args.trials_dir), Path(args.results), Path(args.out_dir))
+    print(f"wrote the synthesis to {args.out_dir}")
+
+
+def _synthesis_report(args: argparse.Namespace) -> None:
+    from qialign.report.synthesis_page import render_synthesis_report
+
+    render_synthesis_report(Path(args.results), Path(args.out), [Path(p) for p in args.logs])
+
+
+def _add_synthesis(steps) -> None:
+    p = steps.add_parser("synthesis", help="pool the trials' ward effects and regress them on alignment")
+    p.add_argument("config", help="workflow config with a synthesis: block, e.g. config/config.yaml")
+    p.add_argument("--trials-dir", required=True, help="folder of the trial configs, e.g. config/trials")
+    p.add_argument("--results", required=True, help="results root holding results/<trial>/")
+    p.add_argument("--out-dir", required=True, help="e.g. results/synthesis")
+    p.set_defaults(func=_synthesis)
+    p = steps.add_parser("synthesis-report", help="render the synthesis's self-contained HTML report")
+    p.add_argument("--results", required=True, help="the synthesis's results folder, e.g. results/synthesis")
+    p.add_argument("--out", required=True, help="HTML file, e.g. reports/synthesis/report.html")
+    p.add_argument("--logs", nargs="*", default=[], help="step logs to link from the report")
+    p.set_defaults(func=_synthesis_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qialign", description="Evaluate quality-improvement trials under the model of alignment."
@@ -206,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_crosscheck)
 
     _add_power(steps)
+    _add_synthesis(steps)
 
     p = steps.add_parser("compare", help="PSIS-LOO comparison of one outcome's model variants")
     p.add_argument("posteriors", nargs="+", help="posterior.nc files (named by their folder)")
@@ -240,6 +269,7 @@ TIMED_STEPS = {
     "crosscheck": lambda a: (Path(a.config).stem, a.outcome),
     "alignment": lambda a: (Path(a.config).stem,),
     "report": lambda a: (Path(a.config).stem,),
+    "synthesis": lambda a: ("synthesis",),
     "sbc": lambda a: (Path(a.config).stem, f"chunk {a.chunk}") if a.sbc_step == "chunk" else None,
 }
 

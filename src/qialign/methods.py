@@ -28,8 +28,9 @@ CONDITIONAL, POPULATION_AVERAGED = "conditional", "population-averaged"
 class Method:
     """One method: id (the ``method`` column), approach, label for people, the kind of its
     standard error or posterior, the design it needs (``any``; ``concurrent``: controls in the
-    same periods; ``its``: a time series) and, for a frequentist method, whether its effects are
-    conditional or population-averaged (Bayesian rows say it per estimand)."""
+    same periods; ``its``: a time series; ``synthesis``: several trials' results) and, for a
+    frequentist method, whether its effects are conditional or population-averaged (Bayesian rows
+    say it per estimand)."""
 
     id: str
     approach: str
@@ -81,6 +82,13 @@ METHODS: dict[str, Method] = {
         *(_segmented(r, se) for r in ("quasi-Poisson", "OLS") for se in ("model", "newey-west")),
         # a family segmented regression does not cover: one row of NaN with the reason
         _freq("its_segmented", "Segmented regression (not fitted)", "none", "its"),
+        # synthesis across trials (qialign.synthesis): per-ward effects regressed on alignment
+        Method(
+            "bayes_synthesis", "bayesian", "Bayesian synthesis, errors-in-variables", "posterior", "synthesis"
+        ),
+        _freq(
+            "meta_regression_reml_kh", "Meta-regression, REML, Knapp-Hartung", "knapp-hartung", "synthesis"
+        ),
     )
 }
 

@@ -63,11 +63,21 @@ CROSSCHECK_COLUMNS = (*ESTIMATE_COLUMNS, "se", "df", "note")
 DEFAULT_INTERVAL_PROB = float(schema_defaults("interval")["prob"])
 #: interval kinds: equal-tailed and highest-density credible intervals, confidence interval
 INTERVAL_KINDS = ("eti", "hdi", "ci")
-#: scales of estimands that are not effects (prob_beats_trend, SDs, NB shape, AR(1) rho, icc / cac)
-PROBABILITY, SD, SHAPE, CORRELATION, LATENT = "probability", "sd", "shape", "correlation", "latent"
+#: scales of estimands that are not effects (prob_beats_trend, SDs, NB shape, AR(1) rho, icc / cac,
+#: the synthesis's share of variance explained)
+PROBABILITY, SD, SHAPE, CORRELATION, LATENT, SHARE = (
+    "probability",
+    "sd",
+    "shape",
+    "correlation",
+    "latent",
+    "share",
+)
 #: the population-averaged risk ratio of a binary outcome (qialign.models.marginal)
 RISK_RATIO = "risk ratio"
-SCALES = (*FAMILY_SCALES, RISK_RATIO, PROBABILITY, SD, SHAPE, CORRELATION, LATENT)
+#: the synthesis's common scale of continuous outcomes: effect / residual SD
+SMD = "standardised mean difference"
+SCALES = (*FAMILY_SCALES, RISK_RATIO, SMD, PROBABILITY, SD, SHAPE, CORRELATION, LATENT, SHARE)
 
 #: what an effect row is (DESIGN §5). ``conditional``: cluster-specific, given the cluster's (and
 #: cluster-period's) random effects; ``population-averaged``: marginal over the random effects.
@@ -202,6 +212,22 @@ FIT_FILES = {
     "ppc": "ppc.csv",
     "record": "fit.json",
 }
+
+
+#: the synthesis step's files in ``results/synthesis/`` (workflow/rules/synthesis.smk), written by
+#: ``steps/synthesis.py``, read by ``report/synthesis_page.py``
+SYNTHESIS_FILES = {
+    "estimates": "estimates.csv",  # ESTIMATE_COLUMNS, trial "synthesis"
+    "wards": "wards.csv",  # WARD_COLUMNS
+    "posterior": "posterior.nc",
+    "record": "synthesis.json",  # what was pooled, from which files, settings, diagnostics, timings
+}
+#: ``wards.csv``: one row per ward pooled: its trial's posterior mean and SD of the ward effect (common
+#: scale), its measured alignment, SE and standardised value, and the synthesis's fitted line there
+WARD_COLUMNS = (
+    "trial", "cluster", "effect", "effect_sd", "alignment", "alignment_se", "alignment_z",
+    "alignment_z_posterior", "fitted",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

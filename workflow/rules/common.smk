@@ -10,6 +10,8 @@ from qialign.errors import QialignError
 from qialign.results import FIT_FILES
 from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
+from qialign.synthesis.config import workflow_synthesis
+from qialign.synthesis.inputs import trial_files
 
 # the rules run `qialign` from the environment that runs Snakemake, activated or not
 put_environment_first_on_path()
@@ -27,6 +29,13 @@ try:  # one screen naming the file and key, never a traceback or a schema dump
     TRIAL_CFG = load_trials(config["trials_dir"], TRIALS)
 except QialignError as exc:
     sys.exit(f"qialign: {exc}")
+
+try:  # the synthesis block (None without one) checked against the trials it names
+    SYNTHESIS, note = workflow_synthesis(config, TRIAL_CFG)
+except QialignError as exc:
+    sys.exit(f"qialign: {exc}")
+if note:
+    print(f"qialign: {note}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -106,3 +115,20 @@ def study_chunks(study):
     """The chunk files of one study (config/<study>.yaml says how many)."""
     cfg = yaml.safe_load(Path(f"config/{study}.yaml").read_text())
     return [f"results/{study}/chunk_{i}.csv" for i in range(int(cfg["chunks"]))]
+
+
+def synthesis_inputs(wildcards):
+    """Every file the synthesis reads: each pooled trial's fit posterior, record, counterfactual
+    (which wards were treated) and alignment scores (rules/synthesis.smk)."""
+    return [
+        str(path)
+        for trial, pick in SYNTHESIS["trials"].items()
+        for path in trial_files(
+            "results", trial, pick["outcome"], pick["model"]
+        ).values()
+    ]
+
+
+def synthesis_targets():
+    """The synthesis page when the config has a synthesis block (in `all`)."""
+    return ["reports/synthesis/report.html"] if SYNTHESIS else []

@@ -343,6 +343,10 @@ def simulate_trial(spec: dict, seed: int) -> SimulatedTrial:
         o = spec["outcomes"][name]
         column, outcome_truth[name] = _outcome(o, lay, pat, a_std, f_std, rng)
         (patient_cols if o["level"] == "patient" else cp_cols)[name] = column
+        if spec["aggregate"]:  # events per cluster-period (cp rows are cells 0 .. J x T - 1)
+            cp_cols[name] = np.bincount(pat["cell_of"], weights=column, minlength=len(cp_cols["n"])).astype(
+                int
+            )
     clusters_df = pd.DataFrame(
         {
             "cluster": lay.clusters,
@@ -352,7 +356,7 @@ def simulate_trial(spec: dict, seed: int) -> SimulatedTrial:
     )
     if spec["write_alignment"]:
         clusters_df["alignment"] = a_std
-    levels = {o["level"] for o in spec["outcomes"].values()}
+    levels = {"cluster_period"} if spec["aggregate"] else {o["level"] for o in spec["outcomes"].values()}
     truth = {
         "synthetic": True,
         "note": spec["note"],

@@ -41,6 +41,9 @@ DEFAULT_SPEC: dict[str, Any] = {
         "randomise_order": False,
     },
     "write_alignment": False,
+    # bernoulli outcomes summed per cluster-period (events beside n in cluster_periods.csv) and no
+    # patient rows: an aggregated trial (its config declares them binomial)
+    "aggregate": False,
     "patients": {
         "per_period": 100.0,
         "sd_log_cluster_size": 0.2,
@@ -142,6 +145,10 @@ def resolve_spec(spec: dict) -> dict:
             raise SpecError(f"outcomes.{name}.exposure_shape must be step or ramp")
         if o["fidelity_interaction"] and not out["fidelity"]["enabled"]:
             raise SpecError(f"outcomes.{name}.fidelity_interaction needs fidelity.enabled")
+        if out["aggregate"] and (family != "bernoulli" or any(o["betas"].values()) or o["missing_rate"]):
+            raise SpecError(
+                f"outcomes.{name}: aggregate: true sums bernoulli outcomes without betas or missing values"
+            )
         outcomes[name] = o
     out["outcomes"] = outcomes
     return out
