@@ -24,7 +24,14 @@ import yaml
 from qialign.frequentist import COLUMNS as FREQ_COLUMNS
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
-from qialign.results import FIT_FILES, LOO_COLUMNS, FitRecord, bayesian_rows, frequentist_rows
+from qialign.results import (
+    EXPOSURE_EFFECT_COLUMNS,
+    FIT_FILES,
+    LOO_COLUMNS,
+    FitRecord,
+    bayesian_rows,
+    frequentist_rows,
+)
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.prepare import prepare_outcome, validate_trial
 from qialign.studies.simulate import simulate_trial
@@ -175,6 +182,17 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
     for c in ("estimate", "lower", "upper"):
         ce[f"natural_{c}"] = np.exp(ce[c])
     ce.to_csv(folder / "cluster_effects.csv", index=False)
+    e = np.arange(1, 5)  # exposure_effects.csv with the fit step's columns
+    ex = pd.DataFrame({"exposure_time": e, "scale": est["scale"].iloc[0], "estimate": th - 0.05 * e})
+    ex["lower"], ex["upper"], ex["natural_scale"] = (
+        ex["estimate"] - 0.4,
+        ex["estimate"] + 0.4,
+        est["scale"].iloc[1],
+    )
+    for c in ("estimate", "lower", "upper"):
+        ex[f"natural_{c}"] = np.exp(ex[c])
+    ex["interval"] = "eti95"
+    ex[list(EXPOSURE_EFFECT_COLUMNS)].to_csv(folder / FIT_FILES["exposure_effects"], index=False)
     # the parameters the fit of this model reports (models.diagnostics.REPORTED): the methods
     # section names the terms they belong to
     params = ["mu", "b_trend[2]", "treatment_effect"]

@@ -14,7 +14,7 @@ from qialign.report import estimates as E
 from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context, read_json
-from qialign.report.tables import DASH, Table, is_missing, num, percent, triple
+from qialign.report.tables import DASH, Table, interval_label, is_missing, num, percent, triple
 from qialign.results import FIT_FILES
 
 LEAD = (
@@ -111,9 +111,12 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
             continue
         th = E.row(ctx.estimates(outcome, model), "treatment_effect")
         lab = E.link_phrase(th["scale"], "effect") if th is not None else "effect"
-        uri = figures.exposure_curve(curve["e"], curve["estimate"], curve["lower"], curve["upper"], lab)
-        note = " (internal standardised scale)" if FAMILIES[ctx.family(outcome)].kind == "continuous" else ""
-        caption = f"Effect by exposure time, model {model}{note}; θ is their unweighted mean."
+        e = curve["exposure_time"]
+        uri = figures.exposure_curve(e, curve["estimate"], curve["lower"], curve["upper"], lab)
+        caption = (
+            f"Effect by exposure time, model {model}, posterior mean and {interval_label(curve['interval'].iloc[0])}; "
+            "θ (treatment_effect) is their unweighted mean over every exposure time."
+        )
         blocks.append(FIG(uri, caption, "Effect by exposure time"))
     if blocks:
         return blocks
@@ -227,28 +230,7 @@ def _all_estimands(est: pd.DataFrame, model: str) -> dict:
 
 
 def _eti_curve(ctx: Context, outcome: str, model: str) -> pd.DataFrame | None:
-    """Per-exposure-time effects: exposure_effects.csv if written, else theta_e rows of diagnostics.csv."""
-    ex = ctx.csv(outcome, model, "exposure_effects.csv")
-    if ex is not None and not ex.empty and {"exposure_time", "estimate", "lower", "upper"} <= set(ex):
-        return ex.rename(columns={"exposure_time": "e"})
-    diag = ctx.csv(outcome, model, FIT_FILES["diagnostics"])
-    if diag is None or diag.empty:
-        return None
-    name = diag.columns[0]
-    rows = diag[diag[name].astype(str).str.startswith("theta_e")].copy()
-    if rows.empty:
-        return None
-    lo = next((c for c in rows if c.endswith(("_lb", "2.5%")) or c.startswith("eti") and "lb" in c), None)
-    hi = next((c for c in rows if c.endswith(("_ub", "97.5%")) or c.startswith("eti") and "ub" in c), None)
-    e = rows[name].astype(str).str.extract(r"\[(\d+)\]")[0]
-    out = pd.DataFrame(
-        {
-            "e": pd.to_numeric(e, errors="coerce")
-            .fillna(pd.Series(range(1, len(rows) + 1), index=rows.index))
-            .to_numpy(),
-            "estimate": rows["mean"].to_numpy(float),
-            "lower": rows[lo].to_numpy(float) if lo else np.nan,
-            "upper": rows[hi].to_numpy(float) if hi else np.nan,
-        }
-    )
-    return out
+    """The fit's per-exposure-time effects (``exposure_effects.csv``, columns
+    ``EXPOSURE_EFFECT_COLUMNS``), or None when the fit wrote none."""
+    ex = ctx.csv(outcome, model, FIT_FILES["exposure_effects"])
+    return None if ex is None or ex.empty else ex

@@ -19,7 +19,13 @@ from qialign.inference.diagnostics import diagnostics_table
 from qialign.inference.fit import FitResult, fit_model
 from qialign.inference.posterior_io import save_posterior
 from qialign.models.checks import posterior_predictive_check
-from qialign.models.estimands import cluster_effects, counterfactual, counterfactual_by_period, estimates
+from qialign.models.estimands import (
+    cluster_effects,
+    counterfactual,
+    counterfactual_by_period,
+    estimates,
+    exposure_effects,
+)
 from qialign.models.spec import ModelSpec
 from qialign.progress import say
 from qialign.provenance import provenance
@@ -103,6 +109,7 @@ def _write_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str, out_di
     diagnostics = diagnostics_table(fit.diagnostics, fit.idata, cfg["interval"])
     diagnostics.to_csv(out_dir / FIT_FILES["diagnostics"], index=False)
     cluster_effects(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["effects"], index=False)
+    exposure_effects(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["exposure_effects"], index=False)
     counterfactual(fit, cfg["interval"]).to_csv(out_dir / FIT_FILES["counterfactual"], index=False)
     by_period = counterfactual_by_period(fit, cfg["interval"])
     by_period.to_csv(out_dir / FIT_FILES["counterfactual_by_period"], index=False)
@@ -149,6 +156,7 @@ def fit_step(
     threads: int | None = None,
 ) -> dict:
     """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
+    ``exposure_effects.csv``,
     ``counterfactual.csv``, ``counterfactual_by_period.csv``, ``ppc.csv`` and ``fit.json`` into
     ``out_dir``. Returns the fit record."""
     cfg = load_trial_config(config_path)
