@@ -18,6 +18,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 import xarray as xr
+from markupsafe import escape
 
 from models_sim import simulate
 from qialign.errors import QialignError
@@ -27,6 +28,7 @@ from qialign.models import exposure
 from qialign.models.build import build_model
 from qialign.models.design import build_design
 from qialign.models.spec import simulated_spec
+from qialign.report import estimates as E
 from qialign.report import figures, render_report
 from qialign.results import EXPOSURE_EFFECT_COLUMNS, FIT_FILES, PTE, TATE
 from qialign.steps.collect import collect_estimates
@@ -253,7 +255,15 @@ def test_report_draws_the_curve_from_exposure_effects_csv(trial):
     e, est, lo, hi, _ = trial["drawn"][0]
     for got, col in ((e, "exposure_time"), (est, "estimate"), (lo, "lower"), (hi, "upper")):
         np.testing.assert_array_equal(np.asarray(got), curve[col].to_numpy())
-    assert "Effect by exposure time, model eti, posterior mean and 90% CrI" in trial["html"]
+    html = trial["html"]
+    assert "Effect by exposure time, model eti, posterior mean and 90% CrI" in html
+    ref = trial["cross"][trial["cross"]["reference"] & trial["cross"]["estimand"].eq(TATE)].iloc[0]
+    line = (
+        f"Effect averaged over exposure times 2-4 (tate): {E.interval_text(trial['est'].loc[TATE])}; "
+        f"{E.method_label(ref['method'])}, exposure-time indicators: {E.interval_text(ref, bayesian=False)}"
+    )
+    assert str(escape(line)) in html
+    assert str(escape(f"at exposure time 3 (pte): {E.interval_text(trial['est'].loc[PTE])};")) in html
 
 
 N_TRIALS = 20

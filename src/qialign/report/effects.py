@@ -10,12 +10,13 @@ from markupsafe import escape
 
 from qialign.families import FAMILIES
 from qialign.ids import ids_key
+from qialign.models import exposure
 from qialign.report import estimates as E
 from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.context import Context, read_json
 from qialign.report.tables import DASH, Table, interval_label, is_missing, num, percent, triple
-from qialign.results import FIT_FILES
+from qialign.results import FIT_FILES, PTE, TATE
 
 LEAD = (
     "Bayesian and frequentist estimates side by side. θ: effect of the intervention over and above the "
@@ -117,7 +118,7 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
             f"Effect by exposure time, model {model}, posterior mean and {interval_label(curve['interval'].iloc[0])}; "
             "θ (treatment_effect) is their unweighted mean over every exposure time."
         )
-        blocks.append(FIG(uri, caption, "Effect by exposure time"))
+        blocks += [FIG(uri, caption, "Effect by exposure time"), _tate_pte_text(ctx, outcome, model, e)]
     if blocks:
         return blocks
     spec = ctx.spec(outcome, ctx.primary(outcome))
@@ -127,6 +128,25 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
         "eti": "one effect per exposure time (no per-exposure-time results found)",
     }[spec.exposure]
     return [P(f"Exposure time: the primary model assumes {escape(desc)}; no exposure-time curve.")]
+
+
+def _tate_pte_text(ctx: Context, outcome: str, model: str, levels) -> dict:
+    """The model's tate and pte with the cross-check's reference ETI row when it is this model's."""
+    spec, est = ctx.spec(outcome, model), ctx.estimates(outcome, model)
+    (a, b), k = exposure.window(spec, levels), exposure.pte_time(spec, levels)
+    cc = ctx.crosscheck(outcome)
+    cc = None if cc is None else cc[cc["comparable_to"].eq(model)]
+    parts = []
+    for name, what in (
+        (TATE, f"averaged over exposure times {a}-{b} (tate)"),
+        (PTE, f"at exposure time {k} (pte)"),
+    ):
+        text = f"Effect {what}: {E.interval_text(E.row(est, name))}"
+        ref = E.reference_row(cc, name)
+        if ref is not None:
+            text += f"; {E.method_label(ref[0])}, exposure-time indicators: {E.interval_text(ref[1], bayesian=False)}"
+        parts.append(text)
+    return P(escape(". ".join(parts) + "."))
 
 
 def _cluster_forest(ctx: Context, outcome: str, est0) -> dict:
