@@ -34,8 +34,9 @@ def window(spec, levels) -> tuple[int, int]:
     a, b = spec.estimand_window if spec.estimand_window is not None else (levels[0], levels[-1])
     missing = [e for e in range(a, b + 1) if e not in levels]
     if missing:
+        shown = missing if len(missing) <= 5 else f"{missing[0]}..{missing[-1]} ({len(missing)} of them)"
         raise QialignError(
-            f"models[{spec.id}].estimand_window [{a}, {b}]: exposure time(s) {missing} do not occur "
+            f"models[{spec.id}].estimand_window [{a}, {b}]: exposure time(s) {shown} do not occur "
             f"in the data (treated cluster-periods have exposure times {levels})"
         )
     return a, b
