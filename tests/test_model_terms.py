@@ -28,7 +28,8 @@ def test_the_full_model_has_every_terms_variables_in_order():
         "sd_trend",
         "z_trend",  # trend
         "beta",  # covariates
-        "theta_e",  # treatment (exposure-time effects)
+        "treatment_effect",
+        "exposure_deviation",  # treatment: theta and sum-to-zero exposure-time deviations
         "alignment_main",
         "alignment_interaction",  # moderators
         "sd_treatment",

@@ -26,7 +26,14 @@ from qialign.frequentist import COLUMNS as FREQ_COLUMNS
 from qialign.models.estimands import estimand_kind
 from qialign.report import SECTION_IDS, render_report
 from qialign.report.tables import count, interval_label, num, percent, with_interval
-from qialign.results import FIT_FILES, LOO_COLUMNS, FitRecord, bayesian_rows, frequentist_rows
+from qialign.results import (
+    EXPOSURE_EFFECT_COLUMNS,
+    FIT_FILES,
+    LOO_COLUMNS,
+    FitRecord,
+    bayesian_rows,
+    frequentist_rows,
+)
 from qialign.steps.alignment import alignment_scores
 from qialign.steps.prepare import prepare_outcome, validate_trial
 from qialign.studies.simulate import simulate_trial
@@ -187,6 +194,17 @@ def _write_model(folder: Path, cells: pd.DataFrame, family: str, eti: bool, reli
     for c in ("estimate", "lower", "upper"):
         ce[f"natural_{c}"] = np.exp(ce[c])
     write_fit_file(ce, folder / FIT_FILES["effects"], family)
+    e = np.arange(1, 5)  # exposure_effects.csv with the fit step's columns
+    ex = pd.DataFrame({"exposure_time": e, "scale": est["scale"].iloc[0], "estimate": th - 0.05 * e})
+    ex["lower"], ex["upper"], ex["natural_scale"] = (
+        ex["estimate"] - 0.4,
+        ex["estimate"] + 0.4,
+        est["scale"].iloc[1],
+    )
+    for c in ("estimate", "lower", "upper"):
+        ex[f"natural_{c}"] = np.exp(ex[c])
+    ex["interval"] = "eti95"
+    write_fit_file(ex[list(EXPOSURE_EFFECT_COLUMNS)], folder / FIT_FILES["exposure_effects"], family)
     # the parameters the fit of this model reports (models.diagnostics.REPORTED): the methods
     # section names the terms they belong to
     params = ["mu", "b_trend[2]", "treatment_effect"]

@@ -210,8 +210,28 @@ FIT_FILES = {
     "counterfactual": "counterfactual.csv",
     "counterfactual_by_period": "counterfactual_by_period.csv",
     "ppc": "ppc.csv",
+    "exposure_effects": "exposure_effects.csv",
     "record": "fit.json",
 }
+
+#: estimands of an eti model (``qialign.models.exposure``; the frequentist ETI cross-check uses the
+#: same names): the time-averaged effect over ``estimand_window`` and the point effect at ``pte_at``
+#: (Kenny et al. 2022), each also as ``<name>_natural``
+TATE, PTE = "tate", "pte"
+
+#: ``exposure_effects.csv``: one row per exposure time of the design, the effect there
+EXPOSURE_EFFECT_COLUMNS = (
+    "exposure_time",  # periods since the cluster started (1 = its first intervention period)
+    "scale",  # the family's link scale
+    "estimate",
+    "lower",
+    "upper",
+    "natural_scale",  # the family's natural scale (odds ratio, rate ratio, ...)
+    "natural_estimate",
+    "natural_lower",
+    "natural_upper",
+    "interval",  # interval_label()
+)
 
 
 #: the synthesis step's files in ``results/synthesis/`` (workflow/rules/synthesis.smk), written by

@@ -117,6 +117,7 @@ class Priors:
     sd_cluster: float
     sd_cluster_period: float
     sd_treatment: float
+    exposure_sd: float
     sigma: float
     phi_rate: float
 
@@ -131,6 +132,8 @@ class ModelVariant:
     trend: str
     spline_df: int
     exposure: str
+    estimand_window: tuple[int, ...] | None
+    pte_at: int | None
     ramp_periods: int
     slope_change: bool
     harmonics: int

@@ -18,7 +18,8 @@ GEEs do not (their correlation is between cells, and alpha0 has no pairs).
 Rows per method: ``treatment_effect`` (link scale), ``treatment_effect_natural`` (exp of
 estimate and interval for log/logit links; se is NaN there) and, per moderator m,
 ``<m>_interaction`` (``alignment_interaction`` for ``alignment_z``) on the link scale.
-Numerical failures give NaN rows with a ``note``.
+Numerical failures give NaN rows with a ``note``. For an ``exposure: eti`` model the GEEs add
+``tate`` / ``pte`` rows from exposure-time indicators (:mod:`.eti`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from qialign import methods as registry
 from qialign.families import FAMILIES
 from qialign.results import DEFAULT_INTERVAL_PROB
 
-from .design import build_design
+from .design import build_design, gee_df
+from .eti import eti_rows
 from .gee import fit_gee
 from .glm import fit_glm_cluster_robust
 from .mixed import fit_mixedlm, fit_mixedlm_cells
@@ -48,18 +50,6 @@ def _estimand_name(term: str) -> str:
         return "treatment_effect"
     m = term.split(":", 1)[1]
     return "alignment_interaction" if m == "alignment_z" else f"{m}_interaction"
-
-
-def gee_df(clusters_minus_p: int, clusters: int) -> tuple[int, str]:
-    """t degrees of freedom for the corrected sandwiches and MixedLM: clusters - p (Li, Turner &
-    Preisser 2018).
-
-    With few clusters and categorical periods p can reach the number of clusters (7 wards, 16 period
-    effects); then clusters - 2 is used instead (intercept and treatment at cluster level) and noted.
-    """
-    if clusters_minus_p >= 1:
-        return clusters_minus_p, ""
-    return clusters - 2, f"clusters - p = {clusters_minus_p} < 1: t on clusters - 2 = {clusters - 2} df"
 
 
 def _rows(method, family, terms, est, se, df, note, interval):
@@ -93,11 +83,13 @@ def cross_check(
     interval: float = DEFAULT_INTERVAL_PROB,
     methods=METHODS,
     tol: float = 1e-6,
+    exposure: dict | None = None,
 ) -> pd.DataFrame:
     """Frequentist cross-check table (columns ``COLUMNS``) for one outcome; see module doc.
 
     ``data`` is the prepared analysis table (``cluster, period, treated`` and the outcome
-    columns described in :mod:`.design`). Raises ValueError for a wrong family, trend, level,
+    columns described in :mod:`.design`). ``exposure`` = ``{"window": (a, b), "pte_at": k}`` adds
+    the ETI rows of :mod:`.eti` (tate, pte). Raises ValueError for a wrong family, trend, level,
     interval, method or missing column; never for numerical failure.
     """
     if not 0 < interval < 1:
@@ -152,6 +144,9 @@ def cross_check(
             nobs=des.nobs,
         )
         rows += _rows("glm_cluster_robust", family, terms, r.params, r.bse, r.df, note(r.note), interval)
+    if exposure is not None:  # an eti model: tate and pte from exposure-time indicators
+        common = dict(trend=trend, covariates=covariates, moderators=moderators, level=level)
+        rows += eti_rows(data, family, **exposure, **common, interval=interval, methods=methods, tol=tol)
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["df"] = out["df"].astype(float)
     return out

@@ -33,7 +33,7 @@ import pandas as pd
 
 from qialign.families import FAMILIES
 
-__all__ = ["Design", "build_design", "normalise_family", "TRENDS", "LEVELS"]
+__all__ = ["Design", "build_design", "gee_df", "normalise_family", "TRENDS", "LEVELS"]
 
 TRENDS = ("period", "linear")
 LEVELS = ("row", "cell")
@@ -201,3 +201,15 @@ def _mean_model(d, trend, covariates, moderators) -> pd.DataFrame:
             cols[m] = v
         cols[f"treated:{m}"] = treated * v
     return pd.DataFrame(cols)
+
+
+def gee_df(clusters_minus_p: int, clusters: int) -> tuple[int, str]:
+    """t degrees of freedom for the corrected sandwiches and MixedLM: clusters - p (Li, Turner &
+    Preisser 2018).
+
+    With few clusters and categorical periods p can reach the number of clusters (7 wards, 16 period
+    effects); then clusters - 2 is used instead (intercept and treatment at cluster level) and noted.
+    """
+    if clusters_minus_p >= 1:
+        return clusters_minus_p, ""
+    return clusters - 2, f"clusters - p = {clusters_minus_p} < 1: t on clusters - 2 = {clusters - 2} df"

@@ -47,6 +47,7 @@ import pytensor.tensor as pt
 from qialign.alignment.latent import add_latent_terms, latent_coords
 from qialign.families import FAMILIES
 from qialign.models.design import Design, nb_shape
+from qialign.models.exposure import validate as validate_exposure
 from qialign.models.spec import ModelSpec
 
 MAX_STORED_CELLS = 20_000
@@ -180,14 +181,25 @@ def covariate_term(d: Design, pr: dict):
 
 
 def treatment_term(d: Design, spec: ModelSpec, pr: dict):
-    """(theta, effect per cell): one ``treatment_effect``, or ``theta_e`` per exposure time (eti)
-    whose average is the ``treatment_effect``."""
+    """(theta, effect per cell): theta = ``treatment_effect`` ~ N(0, effect_sd); with eti one
+    ``theta_e`` = theta + dev_e per exposure time, dev ~ ZeroSumNormal(exposure_sd). The deviations
+    sum to zero, so the mean of theta_e over the design's exposure times is theta exactly: its prior
+    SD is effect_sd whatever their number L (iid N(0, effect_sd) theta_e gave effect_sd / sqrt(L)),
+    and each theta_e has prior SD sqrt(effect_sd^2 + exposure_sd^2 (1 - 1/L)). The deviations' scale
+    is fixed, not estimated: a half-normal SD (scale 0.5) shrank them towards a step (weakly
+    identified beside period effects) and pulled the TATE towards the step model's answer (7
+    simulated stepped wedges, true TATE -0.77: mean estimate -0.48, 4 of 7 90% intervals covering;
+    fixed scale 1: estimates within 0.15 of the ETI GEE's). One exposure time: theta_e = theta."""
+    theta = pm.Normal("treatment_effect", 0, pr["effect_sd"])
     if spec.exposure != "eti":
-        theta = pm.Normal("treatment_effect", 0, pr["effect_sd"])
         return theta, theta
+    validate_exposure(spec, d)
     _add_coords({"exposure_time": d.eti_levels})
-    theta_e = pm.Normal("theta_e", 0, pr["effect_sd"], dims="exposure_time")
-    theta = pm.Deterministic("treatment_effect", pt.mean(theta_e))
+    if len(d.eti_levels) == 1:
+        theta_e = pm.Deterministic("theta_e", theta * pt.ones(1), dims="exposure_time")
+    else:
+        dev = pm.ZeroSumNormal("exposure_deviation", sigma=pr["exposure_sd"], dims="exposure_time")
+        theta_e = pm.Deterministic("theta_e", theta + dev, dims="exposure_time")
     return theta, theta_e[pm.Data("eti_idx", d.eti_idx, dims="cell")]
 
 

@@ -6,7 +6,8 @@ ESS are computed on each estimand's own draws.
 
 - treatment_effect theta: effect at mean alignment (and mean fidelity) on the link scale (log-odds,
   log-rate, difference in mean log y, or mean difference in y's units for gaussian). With eti
-  exposure it is the unweighted mean of theta_e over the exposure times present.
+  exposure it is the unweighted mean of theta_e over the exposure times present; tate / pte
+  (window, point) are in :mod:`qialign.models.exposure`.
 - treatment_effect_natural: exp(theta) (odds ratio, rate ratio, ratio of geometric means) or
   theta itself for gaussian (difference).
 - alignment_main alpha: difference in the outcome without the intervention per SD of alignment.
@@ -48,6 +49,7 @@ import xarray as xr
 
 from qialign.config import schema_defaults
 from qialign.families import FAMILIES
+from qialign.models import exposure
 from qialign.models.marginal import mean_outcome, population_averaged
 from qialign.results import (
     CONDITIONAL,
@@ -157,7 +159,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
         return _row(name, scale, draws, prob, kind, refits)
 
     theta = np.asarray(_post(fit)["treatment_effect"]) * fit.design.y_scale
-    rows = _effect_rows(fit, theta, row)
+    rows = _effect_rows(fit, theta, row) + exposure.estimand_rows(fit, row)
     better = -1 if fit.spec.better == "lower" else 1  # the sign of a beneficial effect
     rows.append(
         {
@@ -248,6 +250,11 @@ def _icc_rows(fit, row) -> list[dict]:
         return [row("icc", LATENT, icc), row("cac", LATENT, np.ones_like(icc))]
     rho = np.asarray(post["rho"]) if "rho" in post else 0.0
     return [row("icc", LATENT, icc), row("cac", LATENT, (s2_site + s2_cl + rho * s2_cp) / between)]
+
+
+def exposure_effects(fit, interval: dict | None = None) -> pd.DataFrame:
+    """``exposure_effects.csv``: the effect at each exposure time (:mod:`qialign.models.exposure`)."""
+    return exposure.exposure_effects(fit, _bounds, *_interval(interval))
 
 
 def cluster_effects(fit, interval: dict | None = None) -> pd.DataFrame:

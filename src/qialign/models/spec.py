@@ -66,6 +66,10 @@ class ModelSpec:
     trend: str
     spline_df: int
     exposure: str
+    #: eti: [first, last] exposure times of the ``tate`` estimand; None = all of the design's
+    estimand_window: tuple[int, int] | None
+    #: eti: the exposure time of the ``pte`` estimand; None = the design's last
+    pte_at: int | None
     ramp_periods: int
     slope_change: bool
     harmonics: int
@@ -94,6 +98,12 @@ class ModelSpec:
             raise QialignError(f"model {self.id}: unknown trend '{self.trend}'")
         if self.exposure not in ("step", "ramp", "eti"):
             raise QialignError(f"model {self.id}: unknown exposure '{self.exposure}'")
+        for key in ("estimand_window", "pte_at"):
+            if getattr(self, key) is not None and self.exposure != "eti":
+                raise QialignError(f"models[{self.id}].{key} needs exposure: eti (got {self.exposure})")
+        w = self.estimand_window
+        if w is not None and w[0] > w[1]:
+            raise QialignError(f"models[{self.id}].estimand_window {list(w)}: first exposure time > last")
         if self.overdispersion not in ("patient", "cell"):
             raise QialignError(f"model {self.id}: unknown overdispersion '{self.overdispersion}'")
         if self.cluster_period not in ("none", "exchangeable", "ar1"):
@@ -120,6 +130,8 @@ class ModelSpec:
             trend=d["trend"],
             spline_df=int(d["spline_df"]),
             exposure=d["exposure"],
+            estimand_window=None if d["estimand_window"] is None else tuple(d["estimand_window"]),
+            pte_at=d["pte_at"],
             ramp_periods=int(d["ramp_periods"]),
             slope_change=bool(d["slope_change"]),
             harmonics=int(d["harmonics"]),

@@ -10,13 +10,14 @@ from markupsafe import escape
 
 from qialign.families import FAMILIES
 from qialign.ids import ids_key
+from qialign.models import exposure
 from qialign.report import estimates as E
 from qialign.report import figures
 from qialign.report.blocks import FIG, H3, NOTE, TAB, P, Section, slug
 from qialign.report.comparable import comparable_blocks
 from qialign.report.context import Context, read_json
-from qialign.report.tables import DASH, Table, is_missing, num, percent, triple
-from qialign.results import FIT_FILES
+from qialign.report.tables import DASH, Table, interval_label, is_missing, num, percent, triple
+from qialign.results import FIT_FILES, PTE, TATE
 
 LEAD = (
     "Bayesian and frequentist estimates. θ: effect of the intervention over and above the "
@@ -116,10 +117,13 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
             continue
         th = E.row(ctx.estimates(outcome, model), "treatment_effect")
         lab = E.link_phrase(th["scale"], "effect") if th is not None else "effect"
-        uri = figures.exposure_curve(curve["e"], curve["estimate"], curve["lower"], curve["upper"], lab)
-        note = " (internal standardised scale)" if FAMILIES[ctx.family(outcome)].kind == "continuous" else ""
-        caption = f"Effect by exposure time, model {model}{note}; θ is their unweighted mean."
-        blocks.append(FIG(uri, caption, "Effect by exposure time"))
+        e = curve["exposure_time"]
+        uri = figures.exposure_curve(e, curve["estimate"], curve["lower"], curve["upper"], lab)
+        caption = (
+            f"Effect by exposure time, model {model}, posterior mean and {interval_label(curve['interval'].iloc[0])}; "
+            "θ (treatment_effect) is their unweighted mean over every exposure time."
+        )
+        blocks += [FIG(uri, caption, "Effect by exposure time"), _tate_pte_text(ctx, outcome, model, e)]
     if blocks:
         return blocks
     spec = ctx.spec(outcome, ctx.primary(outcome))
@@ -129,6 +133,25 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
         "eti": "one effect per exposure time (no per-exposure-time results found)",
     }[spec.exposure]
     return [P(f"Exposure time: the primary model assumes {escape(desc)}; no exposure-time curve.")]
+
+
+def _tate_pte_text(ctx: Context, outcome: str, model: str, levels) -> dict:
+    """The model's tate and pte with the cross-check's reference ETI row when it is this model's."""
+    spec, est = ctx.spec(outcome, model), ctx.estimates(outcome, model)
+    (a, b), k = exposure.window(spec, levels), exposure.pte_time(spec, levels)
+    cc = ctx.crosscheck(outcome)
+    cc = None if cc is None else cc[cc["comparable_to"].eq(model)]
+    parts = []
+    for name, what in (
+        (TATE, f"averaged over exposure times {a}-{b} (tate)"),
+        (PTE, f"at exposure time {k} (pte)"),
+    ):
+        text = f"Effect {what}: {E.interval_text(E.row(est, name))}"
+        ref = E.reference_row(cc, name)
+        if ref is not None:
+            text += f"; {E.method_label(ref[0])}, exposure-time indicators: {E.interval_text(ref[1], bayesian=False)}"
+        parts.append(text)
+    return P(escape(". ".join(parts) + "."))
 
 
 def _cluster_forest(ctx: Context, outcome: str, est0) -> dict:
@@ -248,28 +271,7 @@ def _all_estimands(est: pd.DataFrame, model: str) -> dict:
 
 
 def _eti_curve(ctx: Context, outcome: str, model: str) -> pd.DataFrame | None:
-    """Per-exposure-time effects: exposure_effects.csv if written, else theta_e rows of diagnostics.csv."""
-    ex = ctx.csv(outcome, model, "exposure_effects.csv")
-    if ex is not None and not ex.empty and {"exposure_time", "estimate", "lower", "upper"} <= set(ex):
-        return ex.rename(columns={"exposure_time": "e"})
-    diag = ctx.csv(outcome, model, FIT_FILES["diagnostics"])
-    if diag is None or diag.empty:
-        return None
-    name = diag.columns[0]
-    rows = diag[diag[name].astype(str).str.startswith("theta_e")].copy()
-    if rows.empty:
-        return None
-    lo = next((c for c in rows if c.endswith(("_lb", "2.5%")) or c.startswith("eti") and "lb" in c), None)
-    hi = next((c for c in rows if c.endswith(("_ub", "97.5%")) or c.startswith("eti") and "ub" in c), None)
-    e = rows[name].astype(str).str.extract(r"\[(\d+)\]")[0]
-    out = pd.DataFrame(
-        {
-            "e": pd.to_numeric(e, errors="coerce")
-            .fillna(pd.Series(range(1, len(rows) + 1), index=rows.index))
-            .to_numpy(),
-            "estimate": rows["mean"].to_numpy(float),
-            "lower": rows[lo].to_numpy(float) if lo else np.nan,
-            "upper": rows[hi].to_numpy(float) if hi else np.nan,
-        }
-    )
-    return out
+    """The fit's per-exposure-time effects (``exposure_effects.csv``, columns
+    ``EXPOSURE_EFFECT_COLUMNS``), or None when the fit wrote none."""
+    ex = ctx.csv(outcome, model, FIT_FILES["exposure_effects"])
+    return None if ex is None or ex.empty else ex

@@ -185,6 +185,12 @@ PRIOR_TEXT = [
     ("effect_sd", "θ (treatment effect)", "Normal(0, {v})", lambda s, f: True),
     ("effect_sd", "κ (slope change)", "Normal(0, {v})", lambda s, f: f.slope_change),
     (
+        "exposure_sd",
+        "θ_e − θ (exposure-time deviations, sum to zero)",
+        "sum-to-zero Normal(0, {v})",
+        lambda s, f: s.exposure == "eti",
+    ),
+    (
         "interaction_sd",
         "γ (alignment, fidelity interactions)",
         "Normal(0, {v})",

@@ -15,6 +15,7 @@ from qialign.errors import QialignError
 from qialign.frequentist import cross_check
 from qialign.frequentist.its import its_cross_check
 from qialign.ids import sort_ids
+from qialign.models import exposure
 from qialign.models.design import standardised_fidelity
 from qialign.models.spec import ModelSpec
 from qialign.results import frequentist_rows
@@ -58,6 +59,15 @@ def _moderators(cfg: dict, primary: dict, rows: pd.DataFrame, scores: Path) -> l
     return names
 
 
+def eti_settings(spec: ModelSpec, rows: pd.DataFrame) -> dict | None:
+    """An eti primary model's TATE window and PTE exposure time (validated as the fit validates
+    them, against the treated rows' exposure times) for the ETI cross-check; None otherwise."""
+    if spec.exposure != "eti":
+        return None
+    levels = sorted(int(e) for e in rows.loc[rows["treated"] == 1, "exposure_time"].unique())
+    return {"window": exposure.window(spec, levels), "pte_at": exposure.pte_time(spec, levels)}
+
+
 def crosscheck_step(
     config_path: str | Path, outcome: str, prepared_dir: Path, scores: Path, out: Path
 ) -> pd.DataFrame:
@@ -90,6 +100,7 @@ def crosscheck_step(
                     moderators=moderators,
                     level=level,
                     interval=cfg["interval"]["prob"],
+                    exposure=eti_settings(spec, rows),
                 )
             )
     except ValueError as exc:

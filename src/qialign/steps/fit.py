@@ -19,7 +19,13 @@ from qialign.inference.diagnostics import diagnostics_table
 from qialign.inference.fit import FitResult, fit_model
 from qialign.inference.posterior_io import save_posterior
 from qialign.models.checks import posterior_predictive_check
-from qialign.models.estimands import cluster_effects, counterfactual, counterfactual_by_period, estimates
+from qialign.models.estimands import (
+    cluster_effects,
+    counterfactual,
+    counterfactual_by_period,
+    estimates,
+    exposure_effects,
+)
 from qialign.models.spec import ModelSpec
 from qialign.progress import say
 from qialign.provenance import provenance
@@ -95,8 +101,9 @@ def _moderator(cfg: dict, model_cfg: dict, cells, scores: Path) -> tuple:
 
 
 def fit_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str) -> tuple[dict, dict]:
-    """The fit's tables by ``FIT_FILES`` key (estimates, diagnostics, cluster effects, counterfactuals,
-    PPC) and the PPC result: what the fit step writes, the one producer of their columns."""
+    """The fit's tables by ``FIT_FILES`` key (estimates, diagnostics, cluster and exposure-time
+    effects, counterfactuals, PPC) and the PPC result: what the fit step writes, the one producer
+    of their columns."""
     iv = cfg["interval"]
     ppc = posterior_predictive_check(fit, seed=ids["seed"])
     tables = {
@@ -105,6 +112,7 @@ def fit_tables(fit: FitResult, cfg: dict, ids: dict, propagation: str) -> tuple[
         ),
         "diagnostics": diagnostics_table(fit.diagnostics, fit.idata, iv),
         "effects": cluster_effects(fit, iv),
+        "exposure_effects": exposure_effects(fit, iv),
         "counterfactual": counterfactual(fit, iv),
         "counterfactual_by_period": counterfactual_by_period(fit, iv),
         "ppc": ppc["table"],
@@ -158,6 +166,7 @@ def fit_step(
     threads: int | None = None,
 ) -> dict:
     """Fit and write ``posterior.nc``, ``estimates.csv``, ``diagnostics.csv``, ``cluster_effects.csv``,
+    ``exposure_effects.csv``,
     ``counterfactual.csv``, ``counterfactual_by_period.csv``, ``ppc.csv`` and ``fit.json`` into
     ``out_dir``. Returns the fit record."""
     cfg = load_trial_config(config_path)

@@ -3,7 +3,10 @@
 For individual i in cluster j (site k) at period t, with X_jt = 1[start_j <= t]::
 
     g(E[y]) = mu + f(t) + Z beta + X_jt h(e_jt) (theta + gamma A_j + delta_j + kappa F_jt)
-              + u_k + v_j + w_jt
+              + X_jt (theta_e - theta) + u_k + v_j + w_jt
+
+(theta_e - theta: ``exposure_shape: profile`` only, the effect's deviation at exposure time e from
+theta, their mean.)
 
 A_j is the true clinical-managerial alignment and F_jt the delivery fidelity, each standardised
 (unweighted mean 0, sample SD 1; F over treated cells).  ``mu`` is set so that the natural-scale
@@ -228,6 +231,7 @@ def _outcome_truth(o: dict, lay: _Layout, mu: float, f, effects: dict) -> dict:
     optional = {
         "rho": o["cluster_period_structure"] == "ar1",
         "ramp_length": o["exposure_shape"] == "ramp",
+        "exposure_effects": o["exposure_shape"] == "profile",
         "sigma": family in ("gaussian", "lognormal"),
         "phi": family == "negative_binomial",
         "exposure": o["level"] == "cluster_period",
@@ -252,6 +256,16 @@ def _outcome_truth(o: dict, lay: _Layout, mu: float, f, effects: dict) -> dict:
     }
 
 
+def exposure_profile(o: dict, lay: _Layout) -> tuple[dict, np.ndarray]:
+    """``exposure_shape: profile``: the effect theta_e per exposure time 1..E of the trial (a dict)
+    and each cell's deviation theta_e - mean_e theta_e (0 untreated); the mean is the TATE."""
+    values = np.asarray(o["exposure_effects"], float)
+    levels = np.arange(1, int(lay.exposure_time.max()) + 1)
+    theta_e = values[np.minimum(levels, len(values)) - 1]
+    dev = np.concatenate([[0.0], theta_e - theta_e.mean()])[lay.exposure_time]
+    return dict(zip(levels.tolist(), theta_e.tolist(), strict=True)), dev
+
+
 def _outcome(o: dict, lay: _Layout, pat: dict, a_std, f_std, rng: np.random.Generator):
     """One outcome's column (patient rows or cells) and its truth; draws in a fixed order."""
     family, betas, mu = o["family"], o["betas"], o["intercept"]
@@ -262,9 +276,12 @@ def _outcome(o: dict, lay: _Layout, pat: dict, a_std, f_std, rng: np.random.Gene
     v = rng.normal(0.0, o["sd_cluster"], len(lay.clusters))
     delta = rng.normal(0.0, o["sd_treatment"], len(lay.clusters))
     w = _cluster_period_effects(o, lay.treated.shape, rng)
-    shape = np.ones(lay.treated.shape)
+    shape, dev = np.ones(lay.treated.shape), 0.0
     if o["exposure_shape"] == "ramp":
         shape = np.minimum(lay.exposure_time / o["ramp_length"], 1.0)
+    if o["exposure_shape"] == "profile":
+        theta_e, dev = exposure_profile(o, lay)  # truth: theta_e and their mean
+        o = {**o, "treatment_effect": float(np.mean(list(theta_e.values()))), "exposure_effects": theta_e}
     effect = o["treatment_effect"] + o["alignment_interaction"] * a_std + delta
     cell = (
         mu
@@ -274,6 +291,7 @@ def _outcome(o: dict, lay: _Layout, pat: dict, a_std, f_std, rng: np.random.Gene
         + w
         + o["alignment_main"] * a_std[:, None]
         + lay.treated * shape * (effect[:, None] + o["fidelity_interaction"] * f_std)
+        + dev
     )
     if o["level"] == "patient":
         lp = cell.ravel()[pat["cell_of"]] + sum(betas[c] * pat["covariates"][c] for c in COVARIATES)

@@ -88,8 +88,11 @@ OUTCOME_DEFAULTS: dict[str, Any] = {
     "sd_cluster_period": 0.1,
     "cluster_period_structure": "exchangeable",  # exchangeable | ar1
     "rho": 0.0,
-    "exposure_shape": "step",  # step | ramp
+    "exposure_shape": "step",  # step | ramp | profile
     "ramp_length": 3,
+    # profile: the link-scale effect at exposure times 1, 2, ... (later ones: the last value);
+    # treatment_effect is then their mean over the trial's exposure times (its TATE)
+    "exposure_effects": None,
     "betas": {"age": 0.0, "comorbidity": 0.0},
     "sigma": 1.0,
     "phi": 10.0,
@@ -141,8 +144,12 @@ def resolve_spec(spec: dict) -> dict:
             raise SpecError(f"outcomes.{name}.trend.type must be none|linear|nonlinear|vector")
         if o["cluster_period_structure"] not in ("exchangeable", "ar1") or abs(o["rho"]) >= 1:
             raise SpecError(f"outcomes.{name}: cluster_period_structure exchangeable|ar1, |rho|<1")
-        if o["exposure_shape"] not in ("step", "ramp"):
-            raise SpecError(f"outcomes.{name}.exposure_shape must be step or ramp")
+        if o["exposure_shape"] not in ("step", "ramp", "profile"):
+            raise SpecError(f"outcomes.{name}.exposure_shape must be step, ramp or profile")
+        if (o["exposure_shape"] == "profile") != bool(o["exposure_effects"]):
+            raise SpecError(f"outcomes.{name}: exposure_effects (a list) goes with exposure_shape profile")
+        if o["exposure_effects"] is None:  # unused: left out of the resolved spec (and truth.json)
+            del o["exposure_effects"]
         if o["fidelity_interaction"] and not out["fidelity"]["enabled"]:
             raise SpecError(f"outcomes.{name}.fidelity_interaction needs fidelity.enabled")
         if out["aggregate"] and (family != "bernoulli" or any(o["betas"].values()) or o["missing_rate"]):
