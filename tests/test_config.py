@@ -77,7 +77,7 @@ def test_every_problem_is_listed():
         ),
         (
             {"alignment": {"source": "given", "score": "debiased"}},
-            "alignment/score: 'debiased' is the descriptive",
+            "alignment/score: 'debiased' is the survey score",
         ),
     ],
 )
@@ -98,6 +98,14 @@ def test_draws_and_joint_need_a_latent_survey_score():
             }
         )
         assert cfg["alignment"]["propagation"] == mode
+    # the de-biased score is a point score: latent plugin takes it, joint (the posterior itself) not
+    survey = {**MINIMAL["data"], "survey": "s.csv"}
+    cfg = validate_trial_config({**MINIMAL, "data": survey, "alignment": {**al, "score": "debiased"}})
+    assert cfg["alignment"]["score"] == "debiased"
+    with pytest.raises(QialignError, match="alignment/score: 'debiased'.*propagation: plugin"):
+        validate_trial_config(
+            {**MINIMAL, "data": survey, "alignment": {**al, "score": "debiased", "propagation": "joint"}}
+        )
         assert cfg["alignment"]["draws"] == 20
     with pytest.raises(QialignError, match="'draws' needs posterior draws"):
         validate_trial_config(

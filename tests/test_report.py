@@ -812,3 +812,11 @@ def test_alignment_shows_the_scores_reliability_and_the_attenuation(report):
     section = _section(report["html"], "alignment")
     assert f"R = {num(r, 2)}</strong>" in section
     assert "attenuated towards 0 by about this factor" in section
+    # beside each outcome's gamma: R and the rough unattenuated gamma / R, from the fits' estimates
+    assert f"score reliability <strong>R = {num(r, 2)}</strong>" in section
+    gammas = [
+        pd.read_csv(f).set_index("estimand").loc["alignment_interaction", "estimate"]
+        for f in sorted(report["results"].glob("*/*/estimates.csv"))
+        if "alignment_interaction" in set(pd.read_csv(f)["estimand"])
+    ]
+    assert gammas and any(f"roughly {num(g / r, 3)} (γ / R)" in section for g in gammas)

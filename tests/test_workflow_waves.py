@@ -68,7 +68,9 @@ def run(tmp_path_factory, snakemake) -> dict:
     _trial(
         work, data, "labels", "survey_labels.csv", {"waves": ["baseline", "follow-up"], "wave": "follow-up"}
     )
-    (work / "config" / "config.yaml").write_text("trials: [ints, labels]\n")
+    debiased = {"waves": ["baseline", "follow-up"], "wave": "follow-up", "propagation": "plugin"}
+    _trial(work, data, "debiased", "survey_labels.csv", {**debiased, "score": "debiased"})
+    (work / "config" / "config.yaml").write_text("trials: [ints, labels, debiased]\n")
     proc = snakemake(work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"work": work}
@@ -133,6 +135,21 @@ def test_fit_used_the_follow_up_wave(run):
     ints = _csv(run, "ints", "estimates.csv")[cols]
     assert "alignment_interaction" in set(lab["estimand"])
     pd.testing.assert_frame_equal(lab, ints)
+
+
+def test_debiased_latent_score_moderates_the_effect(run):
+    """``score: debiased`` with the latent method: the fit's alignment_z is the follow-up wave's
+    alignment_debiased (-sqrt(mean (E gap)²)) standardised over clusters, not the plain score."""
+    from qialign.alignment.descriptive import standardise_over_clusters
+
+    scores = _csv(run, "debiased", "alignment", "scores.csv")
+    at = scores[scores["wave"] == "follow-up"].set_index("cluster")
+    ce = _csv(run, "debiased", "incidents", "hh", "cluster_effects.csv").set_index("cluster")
+    z = standardise_over_clusters(at["alignment_debiased"].reindex(ce.index).to_numpy(float))
+    np.testing.assert_allclose(ce["alignment_z"], z, rtol=0, atol=1e-9)
+    assert (at["alignment_debiased"] >= at["alignment"]).all()  # the noise no longer counts as a gap
+    plain = standardise_over_clusters(at["alignment"].reindex(ce.index).to_numpy(float))
+    assert np.abs(ce["alignment_z"] - plain).max() > 1e-3
 
 
 def test_report_renders_the_labels(run):

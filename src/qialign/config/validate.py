@@ -115,11 +115,11 @@ def _check_cross_references(cfg: dict, source: str) -> None:
             f"- alignment/propagation: '{al['propagation']}' needs posterior draws of alignment, i.e. "
             "alignment.source: survey with method: latent; use plugin otherwise"
         )
-    if al["score"] == "debiased" and not (al["source"] == "survey" and al["method"] == "descriptive"):
+    if al["score"] == "debiased" and (al["source"] != "survey" or al["propagation"] != "plugin"):
         problems.append(
-            "- alignment/score: 'debiased' is the descriptive score with each gap shrunk by its sampling "
-            "variance: it needs alignment.source: survey with method: descriptive (the latent model "
-            "carries its own uncertainty); use plain otherwise"
+            "- alignment/score: 'debiased' is the survey score with each gap's sampling (descriptive) "
+            "or posterior (latent) variance removed: it needs alignment.source: survey and propagation: "
+            "plugin (draws and joint carry the posterior of alignment itself); use plain otherwise"
         )
     roles = al.get("roles") or {}
     managerial = roles.get("managerial") or ()

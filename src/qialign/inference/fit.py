@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from qialign.alignment.descriptive import standardise_over_clusters
 from qialign.config import schema_defaults
 from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
+from qialign.inference.modes import chain_modes, multimodal_problem
 from qialign.inference.pooling import pool_refits
 from qialign.inference.retry import sample_with_retry
 from qialign.inference.sampling import compile_nutpie, nutpie_sample, sample_pymc
@@ -45,23 +45,6 @@ class FitResult:
     design: Design
     model: object = None
     sampler: dict = field(default_factory=dict)
-
-
-def plugin_start(design: Design, spec: ModelSpec) -> dict:
-    """Starting value of ``alignment_interaction`` for a joint model: the plugin model's MAP.
-
-    With a small survey the joint posterior has a second, reflected mode (gamma of the other sign,
-    alignment pattern reversed and compressed) separated by a low-density ridge at gamma = 0; the
-    survey favours the right one but a chain started at random can stay in either. Starting gamma
-    at the plugin estimate (the survey's own ordering) puts every chain in the survey-consistent
-    mode; R-hat still flags chains that disagree.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        point = pm.find_MAP(
-            model=build_model(design, spec), progressbar=False, compile_kwargs={"mode": "FAST_RUN"}
-        )
-    return {"alignment_interaction": float(point["alignment_interaction"])}
 
 
 def pointwise_loglik(design: Design, posterior, spec: ModelSpec) -> np.ndarray:
@@ -170,6 +153,17 @@ def _sample_over_draws(sample: _Sampler, draws: np.ndarray, s: dict, th: dict, s
     return pool_refits(runs, A, clusters, th)
 
 
+def _flag_modes(result: dict) -> None:
+    """A joint fit whose chains settled in different modes of gamma is unreliable, and says so."""
+    modes = chain_modes(result["idata"])
+    if modes is None:
+        return
+    result["details"]["gamma_modes"] = modes
+    if modes["multimodal"]:
+        result["ok"] = False
+        result["problems"].append(multimodal_problem(modes))
+
+
 def fit_model(
     cells: pd.DataFrame,
     spec: ModelSpec,
@@ -188,7 +182,7 @@ def fit_model(
     ``alignment_draws`` (K x clusters raw posterior draws, columns in sorted cluster order:
     ``draws``, K refits each standardising its own draw, posteriors pooled) or ``latent`` =
     (SurveyData, wave index) (``joint``: one graph with the survey's measurement model, chains
-    started at the plugin estimate of gamma, see ``plugin_start``).
+    started dispersed; a multimodal gamma is a problem, see ``qialign.inference.modes``).
     """
     configure_compile()
     s = {**spec.sampler, **(sampler or {})}
@@ -197,14 +191,14 @@ def fit_model(
     use_draws = alignment_draws is not None and design.A is not None
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     engine = s["engine"]
-    # a joint model's chains start at the plugin MAP of gamma (only nutpie takes a start)
-    joint = latent is not None and design.A is not None and engine == "nutpie"
-    start = plugin_start(design, spec) if joint else None
-    sample = _Sampler(model, engine, len(cells), ("alignment_z",) if use_draws else (), start)
+    # every chain starts jittered, gamma included (dispersed over both signs): see qialign.inference.modes
+    sample = _Sampler(model, engine, len(cells), ("alignment_z",) if use_draws else (), None)
     if use_draws:
         result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
     else:
         result = sample_with_retry(sample, s, th, seed)
+    if latent is not None and design.A is not None:
+        _flag_modes(result)
     return FitResult(
         idata=_finish_idata(result["idata"], model, design, spec),
         diagnostics=result["details"],

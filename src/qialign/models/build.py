@@ -44,7 +44,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from qialign.alignment.latent import add_latent_terms, latent_coords
+from qialign.alignment.latent_model import add_latent_terms, latent_coords
 from qialign.families import FAMILIES
 from qialign.models.design import Design, nb_shape
 from qialign.models.exposure import validate as validate_exposure
@@ -349,11 +349,11 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
     """Build the PyMC model from its terms. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's
     sampler); nutpie compiles a frozen copy (see ``qialign.inference.sampling.compile_nutpie``).
 
-    ``latent = (survey, wave)`` (a ``qialign.alignment.latent.SurveyData`` whose clusters are the
+    ``latent = (survey, wave)`` (a ``qialign.alignment.latent_model.SurveyData`` whose clusters are the
     design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
     graded-response model lives in the same graph and A_j is its alignment a_j at that wave,
     standardised over clusters within each draw, (a_j - mean a) / sd a, so the survey and the
-    outcome inform alignment together (``qialign.inference.fit.plugin_start`` on where the chains
+    outcome inform alignment together (``qialign.inference.modes`` on where the chains
     start).
     """
     d, pr = design, spec.priors

@@ -53,13 +53,11 @@ SCORE_COLUMNS = [
 
 def _reliability_note(ctx: Context, scores: pd.DataFrame, wave) -> list:
     """The moderating wave's score reliability R and what it does to γ under the propagation used."""
-    if "reliability" not in scores or "wave" not in scores:
-        return []
-    r = scores.loc[wave_labels(scores["wave"]) == wave, "reliability"].dropna()
-    if r.empty:
+    r = _wave_reliability(scores, wave)
+    if r is None:
         return []
     text = (
-        f"Reliability of the wave-{escape(wave)} score over clusters: <strong>R = {num(r.iloc[0], 2)}</strong> "
+        f"Reliability of the wave-{escape(wave)} score over clusters: <strong>R = {num(r, 2)}</strong> "
         "(between-cluster variance of the score over its total, from the scores' own standard errors)."
     )
     if ctx.alignment_propagation == "joint":
@@ -69,6 +67,37 @@ def _reliability_note(ctx: Context, scores: pd.DataFrame, wave) -> list:
             f" With propagation <strong>{escape(ctx.alignment_propagation)}</strong> the score enters as "
             f"measured, so γ is attenuated towards 0 by about this factor (regression dilution): the "
             f"unattenuated modification is roughly γ / R. <code>propagation: joint</code> avoids it."
+        )
+    return [P(text)]
+
+
+def _wave_reliability(scores: pd.DataFrame, wave: str) -> float | None:
+    """The moderating wave's reliability R from ``scores.csv``, or None."""
+    if "reliability" not in scores or "wave" not in scores:
+        return None
+    r = scores.loc[wave_labels(scores["wave"]) == wave, "reliability"].dropna()
+    return None if r.empty else float(r.iloc[0])
+
+
+def _gamma_line(ctx: Context, outcome: str, reliability: float | None) -> list:
+    """γ of the primary model with the score's reliability R beside it and what R does to it: under
+    plugin and draws E[γ̂] ≈ R γ (regression dilution), so γ̂ / R is the rough unattenuated value."""
+    r = E.row(ctx.estimates(outcome, ctx.primary(outcome)), "alignment_interaction")
+    if r is None or is_missing(r.get("estimate")):
+        return []
+    e, lo, hi = triple(r["estimate"], r.get("lower"), r.get("upper"))
+    text = f"γ (per SD of alignment) = <strong>{e}</strong> ({lo} to {hi})"
+    if reliability is None:
+        return [P(text + "; the score's reliability is not known.")]
+    text += f"; score reliability <strong>R = {num(reliability, 2)}</strong>"
+    if ctx.alignment_propagation == "joint":
+        return [
+            P(text + ": the joint model measures alignment in the same fit, so γ is not attenuated by R.")
+        ]
+    if reliability > 0:
+        text += (
+            f": with propagation {escape(ctx.alignment_propagation)} γ is attenuated to about R γ, so the "
+            f"unattenuated modification is roughly {num(float(r['estimate']) / reliability, 3)} (γ / R)."
         )
     return [P(text)]
 
@@ -122,8 +151,10 @@ def alignment(ctx: Context) -> Section:
     )
     blocks.append(TAB(_scores_table(ctx, scores)))
     blocks += _alignment_change(ctx)
+    reliability = _wave_reliability(scores, wave)
     for outcome in ctx.outcomes:
         blocks.append(H3(f"{ctx.label(outcome)}: effect against alignment", f"moderation-{slug(outcome)}"))
+        blocks += _gamma_line(ctx, outcome, reliability)
         blocks.append(_moderation(ctx, outcome))
     return Section("alignment", "Alignment", blocks)
 

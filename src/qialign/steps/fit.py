@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from qialign.alignment.debias import MODERATOR_COLUMN
-from qialign.alignment.latent import draws_matrix, survey_long
+from qialign.alignment.latent import draws_matrix
+from qialign.alignment.latent_model import survey_long
 from qialign.config import load_trial_config, models_for, sampler_for
 from qialign.data import load_trial
 from qialign.data.io import read_results_csv, read_results_parquet

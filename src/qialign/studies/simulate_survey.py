@@ -79,3 +79,40 @@ def _survey(spec: dict, clusters: list[str], eta: np.ndarray, rng: np.random.Gen
         },
     }
     return table, truth
+
+
+#: a staff survey as hospitals run one (issue 15): 12 wards, ~14 clinical staff and 3-5 managers per
+#: ward, 4 domains x 3 items on a 1-5 scale, ~3% of answers missing
+STAFF_SURVEY = {
+    "alignment": {"sd_priority": 1.0, "misalignment": [0.2, 1.5], "wave_shift_sd": 0.0},
+    "survey": {
+        "waves": 1,
+        "roles": {"clinical": {"nurse": [12, 16]}, "managerial": {"manager": [3, 5]}},
+        "domains": {"safety": 3, "flow": 3, "workload": 3, "learning": 3},
+        "reverse": ["q3"],
+        "sd_respondent": 0.5,
+        "discrimination": [1.0, 2.5],
+        "thresholds": [-2.0, -0.75, 0.5, 1.75],
+        "sd_threshold": 0.3,
+        "missing_rate": 0.03,
+    },
+}
+
+
+def staff_survey(seed: int, n_wards: int = 12, spec: dict | None = None):
+    """A simulated one-wave staff survey of ``n_wards`` wards (``STAFF_SURVEY`` unless ``spec``).
+
+    Returns (survey table, the alignment config that reads it, true raw alignment per ward).
+    """
+    spec = spec or STAFF_SURVEY
+    rng = np.random.default_rng(seed)
+    wards = [f"w{j + 1:02d}" for j in range(n_wards)]
+    _, eta, truth = _priorities(spec, n_wards, len(spec["survey"]["domains"]), rng)
+    survey, meta = _survey(spec, wards, eta, rng)
+    cfg = {
+        "roles": {k: list(v) for k, v in spec["survey"]["roles"].items()},
+        "scale": {"min": meta["scale"][0], "max": meta["scale"][1]},
+        "domains": meta["domains"],
+        "reverse": meta["reverse"],
+    }
+    return survey, cfg, pd.Series(truth, index=wards, name="alignment")
