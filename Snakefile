@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/analyse.smk"
+include: "workflow/rules/robustness.smk"
 include: "workflow/rules/sbc.smk"  # `snakemake sbc`: calibration (not in all: expensive)
 
 
@@ -19,3 +20,4 @@ rule all:
         expand("results/{trial}/estimates.csv", trial=TRIALS),
         expand("reports/{trial}/report.html", trial=TRIALS),
         [f"results/{t}/{o}/loo.csv" for t in TRIALS for o in outcomes_of(t)],
+        [f for t in TRIALS for f in robustness_outputs(t)],

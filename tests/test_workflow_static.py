@@ -28,7 +28,8 @@ def test_snakefmt_check_passes():
 
 
 def test_dry_run_plans_every_step_of_the_shipped_trials():
-    """headsup_synthetic (5 outcomes x 1 model) and sicily_its (1 outcome x 2 models)."""
+    """headsup_synthetic (5 outcomes x 1 model) and sicily_its (1 outcome x 2 models), plus the
+    robustness battery of each primary outcome (8 variants of headsup's, 3 of sicily's)."""
     run = _run(str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules")
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout + run.stderr
@@ -36,7 +37,8 @@ def test_dry_run_plans_every_step_of_the_shipped_trials():
         "validate": 2,
         "alignment": 2,
         "prepare": 6,
-        "fit": 7,
+        "fit": 7 + 8 + 3,
+        "robustness": 2,
         "crosscheck": 6,
         "compare": 6,
         "collect": 2,

@@ -25,6 +25,7 @@ from qialign.report.effects import effects
 from qialign.report.methods import methods
 from qialign.report.planning import planning
 from qialign.report.provenance_section import logs, provenance
+from qialign.report.robustness_section import robustness
 from qialign.report.summary import summary
 from qialign.report.trends import time_trends
 
@@ -37,6 +38,7 @@ SECTIONS = [
     effects,
     alignment,
     model_checks,
+    robustness,
     planning,
     methods,
     provenance,
@@ -51,6 +53,7 @@ SECTION_IDS = [
     "effects",
     "alignment",
     "model-checks",
+    "robustness",
     "planning",
     "methods",
     "provenance",
