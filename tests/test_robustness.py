@@ -14,6 +14,7 @@ import statsmodels.api as sm
 
 from models_sim import simulate
 from qialign.config import load_trial_config
+from qialign.errors import QialignError
 from qialign.inference.fit import fit_model
 from qialign.models.spec import simulated_spec
 from qialign.robustness.battery import battery, battery_outcomes, variant_models, without_transition
@@ -212,3 +213,11 @@ def test_power_scaling_flags_a_tight_prior_on_theta_and_not_the_default(effect_s
     assert bool(row["prior"] >= 0.05) is sensitive, row
     assert row["diagnosis"].startswith("prior") is sensitive
     assert row["likelihood"] > 0.05 and bool(row["reliable"]), row
+
+
+def test_an_unknown_battery_outcome_is_a_qialign_error_naming_the_key():
+    cfg = load_trial_config(ROOT / "config/trials/headsup_synthetic.yaml")
+    bad = {**cfg, "robustness": {**cfg["robustness"], "outcomes": ["nope"]}}
+    with pytest.raises(QialignError, match=r"robustness.outcomes names nope, not an outcome"):
+        battery_outcomes(bad)
+    assert battery_outcomes({**cfg, "robustness": {**cfg["robustness"], "enabled": False}}) == []
