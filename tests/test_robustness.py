@@ -191,7 +191,7 @@ def test_the_verdict_rule():
     assert out["stable"] is False and out["depends_on"] == [
         "exposure"
     ]  # the unreliable AR(1) fit does not count
-    assert "Not counted (failed diagnostics): hh_cp_ar1" in out["text"]
+    assert "Not counted (failed diagnostics or not identified): hh_cp_ar1" in out["text"]
     assert verdict(compare(rows.iloc[[0, 3]]))["stable"] is True
 
 

@@ -8,9 +8,10 @@ theta, the alignment interaction gamma) when
 2. its point estimate lies outside the primary's interval (the size changes beyond the primary's
    own uncertainty).
 
-The conclusion is *stable* when no reliable variant disagrees on the effect; otherwise it
-*depends on* the aspects of the disagreeing variants. An unreliable variant (failed diagnostics)
-is shown but does not decide the verdict.
+The conclusion is *stable* when at least one variant is reliable and no reliable variant
+disagrees on the effect; otherwise it
+*depends on* the aspects of the disagreeing variants. An unreliable variant (failed diagnostics,
+or a term the data do not identify) is shown but does not decide the verdict.
 """
 
 from __future__ import annotations
@@ -69,16 +70,17 @@ def verdict(compared: pd.DataFrame) -> dict:
     decisive = effect[effect["reliable"].astype(bool) & (effect["disagrees"] != "")]
     aspects = list(dict.fromkeys(decisive["aspect"]))
     unreliable = sorted(effect.loc[~effect["reliable"].astype(bool), "model"])
-    if effect.empty:
-        text = "No variant was fitted: nothing to compare the primary model with."
+    reliable = effect[effect["reliable"].astype(bool)]
+    if reliable.empty:
+        text = "No reliable variant was fitted: the battery cannot say whether the conclusion is stable."
     elif not aspects:
         text = (
-            f"Conclusion stable: none of the {len(effect)} variants changes the effect's side of zero "
+            f"Conclusion stable: none of the {len(reliable)} reliable variants changes the effect's side of zero "
             "or moves it outside the primary's interval."
         )
     else:
         names = "; ".join(f"{r.model}: {r.disagrees}" for r in decisive.itertuples())
         text = f"Conclusion depends on {', '.join(a.replace('_', ' ') for a in aspects)} ({names})."
     if unreliable:
-        text += f" Not counted (failed diagnostics): {', '.join(unreliable)}."
-    return {"stable": not aspects and not effect.empty, "depends_on": aspects, "text": text}
+        text += f" Not counted (failed diagnostics or not identified): {', '.join(unreliable)}."
+    return {"stable": not aspects and not reliable.empty, "depends_on": aspects, "text": text}

@@ -15,9 +15,11 @@ from qialign.data.io import read_results_csv, read_results_parquet
 from qialign.errors import QialignError
 from qialign.families import FAMILIES
 from qialign.inference.posterior_io import load_posterior
+from qialign.models.identification import unidentified_terms
+from qialign.models.spec import ModelSpec
 from qialign.progress import say
 from qialign.results import FIT_FILES, FitRecord, interval_label
-from qialign.robustness.battery import battery, battery_outcomes
+from qialign.robustness.battery import battery, battery_outcomes, variant_model, without_transition
 from qialign.robustness.fast_estimator import FixedEffects, cluster_period_summaries, start_periods
 from qialign.robustness.files import INFERENCE_COLUMNS, ROBUSTNESS_FILES, SENSITIVITY_COLUMNS, VARIANT_COLUMNS
 from qialign.robustness.permutation import PermutationResult, permutation_test
@@ -29,18 +31,32 @@ from qialign.steps.fit import fit_seed
 ESTIMATOR = "cluster + period fixed-effects WLS on link-scale cluster-period summaries"
 
 
-def variants_table(cfg: dict, outcome: str, root: Path) -> pd.DataFrame:
-    """VARIANT_COLUMNS rows of the primary and each variant (link-scale effect and gamma)."""
+def unidentified(cfg: dict, outcome: str, model: dict, root: Path, cells: pd.DataFrame) -> list[str]:
+    """The terms of a variant the data do not identify (its estimate would come from the prior),
+    checked on its own cells as the validate step checks the configured models."""
+    prepared = json.loads((root / "prepared.json").read_text())
+    trial = {**cfg, "covariates": prepared["covariates"]}
+    spec = ModelSpec.from_config(model, outcome, cfg["outcomes"][outcome], trial, table=prepared["table"])
+    own = without_transition(cells) if model["exclude_transition"] else cells
+    return unidentified_terms(own, spec)
+
+
+def variants_table(cfg: dict, outcome: str, root: Path, cells: pd.DataFrame) -> pd.DataFrame:
+    """VARIANT_COLUMNS rows of the primary and each variant (link-scale effect and gamma); a
+    variant with unidentified terms is marked unreliable and says so in its label."""
     primary = models_for(cfg, outcome)[0]
-    fits = [("primary", primary["id"], primary.get("label") or primary["id"])]
-    fits += [(v.aspect, v.id, v.label) for v in battery(cfg, outcome)[0]]
+    fits = [("primary", primary, primary.get("label") or primary["id"])]
+    fits += [(v.aspect, variant_model(cfg, outcome, v), v.label) for v in battery(cfg, outcome)[0]]
     link = FAMILIES[cfg["outcomes"][outcome]["family"]].link_scale
     frames = []
     for aspect, model, label in fits:
-        est = read_results_csv(root / model / FIT_FILES["estimates"])
+        est = read_results_csv(root / model["id"] / FIT_FILES["estimates"])
         est = est[est["estimand"].isin(VERDICT_ESTIMANDS) & (est["scale"] == link)]
-        reliable = FitRecord.read(root / model / FIT_FILES["record"]).reliable
-        frames.append(est.assign(aspect=aspect, label=label, reliable=bool(reliable)))
+        reliable = FitRecord.read(root / model["id"] / FIT_FILES["record"]).reliable
+        missing = unidentified(cfg, outcome, model, root, cells) if aspect != "primary" else []
+        if missing:
+            label = f"{label} (not identified by the data: {', '.join(missing)})"
+        frames.append(est.assign(aspect=aspect, label=label, reliable=bool(reliable) and not missing))
     table = pd.concat(frames, ignore_index=True).assign(disagrees="")
     return compare(table[list(VARIANT_COLUMNS)])
 
@@ -100,11 +116,11 @@ def robustness_step(config_path: str | Path, outcome: str, root: Path, out_dir: 
             f"{cfg['id']}: outcome '{outcome}' is not in the robustness battery (robustness.outcomes)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    cells = read_results_parquet(root / "cells.parquet")
     say("comparing the variants with the primary")
-    compared = variants_table(cfg, outcome, root)
+    compared = variants_table(cfg, outcome, root, cells)
     compared.to_csv(out_dir / ROBUSTNESS_FILES["variants"], index=False)
     say(f"permutation and placebo checks ({cfg['robustness']['permutations']} re-assignments)")
-    cells = read_results_parquet(root / "cells.parquet")
     inference_table(cfg, outcome, cells).to_csv(out_dir / ROBUSTNESS_FILES["inference"], index=False)
     say("power-scaling prior sensitivity of the primary")
     tree, _ = load_posterior(root / models_for(cfg, outcome)[0]["id"] / FIT_FILES["posterior"])
