@@ -75,8 +75,8 @@ def verdict(compared: pd.DataFrame) -> dict:
         text = "No reliable variant was fitted: the battery cannot say whether the conclusion is stable."
     elif not aspects:
         text = (
-            f"Conclusion stable: none of the {len(reliable)} reliable variants changes the effect's side of zero "
-            "or moves it outside the primary's interval."
+            f"Conclusion stable: none of the {len(reliable)} reliable variants changes the effect's side "
+            "of zero or moves it outside the primary's interval."
         )
     else:
         names = "; ".join(f"{r.model}: {r.disagrees}" for r in decisive.itertuples())
