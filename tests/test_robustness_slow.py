@@ -66,7 +66,7 @@ OUTCOME = {
     "treatment_effect": -0.8,
     "alignment_interaction": 0.0,
     "sd_cluster": 0.2,
-    "sd_cluster_period": 0.05,
+    "sd_cluster_period": 0.0,
     "betas": {},
 }
 TRIAL = {
@@ -74,7 +74,7 @@ TRIAL = {
     "design": "stepped_wedge",
     "outcomes": {"y": {"family": "bernoulli"}},
     "alignment": {"source": "none"},
-    "models": [{"id": "hh", "moderators": []}],
+    "models": [{"id": "hh", "moderators": [], "cluster_period": "none"}],
     "sampler": {"chains": 2, "draws": 500, "tune": 500},
     # 2 x 500 draws: ESS floors of 200, so that every variant is reliable and counts in the verdict
     "diagnostics": {"ess_bulk_min": 200, "ess_tail_min": 200, "r_hat_max": 1.02, "retry": False},
