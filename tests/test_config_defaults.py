@@ -35,6 +35,7 @@ PARTS = {
     typed.Diagnostics: ("diagnostics", lambda t: t.diagnostics),
     typed.Interval: ("interval", lambda t: t.interval),
     typed.Report: ("report", lambda t: t.report),
+    typed.Robustness: ("robustness", lambda t: t.robustness),
     typed.Power: ("power", lambda t: t.power),
     typed.Fidelity: ("fidelity", lambda t: t.fidelity),
     typed.Alignment: ("alignment", lambda t: t.alignment),

@@ -138,6 +138,7 @@ def _write_trial(work: Path, trial: str, tables: dict[str, pd.DataFrame], pad: b
         "models": [{"id": "hh"}],
         "sampler": {"chains": 2, "draws": 100, "tune": 100},
         "diagnostics": {"retry": False},
+        "robustness": {"enabled": False},  # the battery has its own tests (test_robustness*.py)
         "seed": 20261201,
     }
     (work / "config" / "trials" / f"{trial}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -89,6 +89,9 @@ def test_drafted_configs_run_through_the_workflow(tmp_path, venv_env, snakemake)
         )
         assert run.returncode == 0, run.stderr
         assert "next: review" in run.stdout
+    for trial in ("gee_small", "sicily"):  # the battery has its own tests (test_robustness*.py)
+        with (tmp_path / "config" / "trials" / f"{trial}.yaml").open("a") as f:
+            f.write("robustness: {enabled: false}\n")
     (tmp_path / "config" / "config.yaml").write_text("trials: [gee_small, sicily]\n")
     run = snakemake(tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

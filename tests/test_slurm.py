@@ -71,6 +71,7 @@ def _trial(work: Path, data: Path) -> None:
         },
         "models": [{"id": "hh"}],
         "data": {n: str(data / f"{n}.csv") for n in ("clusters", "patients", "cluster_periods", "survey")},
+        "robustness": {"enabled": False},  # the battery has its own tests (test_robustness*.py)
         "seed": 11,
     }
     (work / "config" / "trials").mkdir(parents=True)

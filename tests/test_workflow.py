@@ -56,6 +56,8 @@ TRIAL = {
     "models": [{"id": "hh"}],
     "sampler": {"chains": 2, "draws": 150, "tune": 150},
     "diagnostics": {"retry": False},
+    # a one-variant battery (the default one is tested in test_robustness_*.py)
+    "robustness": {"aspects": ["transition"], "permutations": 99},
     "seed": 11,
 }
 
@@ -70,9 +72,16 @@ LATENT_DRAWS = {
 
 
 def _trial_config(
-    workdir: Path, trial_id: str, data: Path, outcomes: tuple[str, ...], alignment: dict | None = None
+    workdir: Path,
+    trial_id: str,
+    data: Path,
+    outcomes: tuple[str, ...],
+    alignment: dict | None = None,
+    robustness: bool = True,
 ) -> Path:
     cfg = {"id": trial_id, **TRIAL}
+    if not robustness:
+        cfg["robustness"] = {"enabled": False}
     cfg["alignment"] = {**TRIAL["alignment"], **(alignment or {})}
     cfg["outcomes"] = {name: TRIAL["outcomes"][name] for name in outcomes}
     cfg["data"] = {
@@ -98,7 +107,9 @@ def project(tmp_path_factory, venv_env, snakemake) -> dict:
     data = tiny_project(work)
     (work / "config" / "trials").mkdir(parents=True)
     _trial_config(work, "tiny_a", data, ("y_bin", "incidents"))
-    _trial_config(work, "tiny_b", data, ("incidents",), LATENT_DRAWS)  # a second, cheaper trial
+    _trial_config(
+        work, "tiny_b", data, ("incidents",), LATENT_DRAWS, robustness=False
+    )  # a second, cheaper trial
     (work / "config" / "config.yaml").write_text("trials: [tiny_a, tiny_b]\n" + SYNTHESIS)
 
     # start, wait until a fit is sampling, interrupt the whole run, then resume
@@ -145,7 +156,7 @@ def test_outputs_and_numbers(project):
     assert set(est["outcome"]) == {"y_bin", "incidents"}
     assert {"bayes", "gee_nested_exchangeable_md", "glm_cluster_robust"} <= set(est["method"])
     truth = json.loads((data / "truth.json").read_text())["outcomes"]
-    bayes = est[(est["method"] == "bayes")].set_index(["outcome", "estimand"])
+    bayes = est[(est["method"] == "bayes") & (est["model"] == "hh")].set_index(["outcome", "estimand"])
     for outcome in ("y_bin", "incidents"):
         row = bayes.loc[(outcome, "treatment_effect")]
         assert row["lower"] < truth[outcome]["treatment_effect"] < row["upper"]
@@ -167,6 +178,29 @@ def test_outputs_and_numbers(project):
     assert attrs["versions"]["pymc"].startswith("6.")
     fit = json.loads((work / "results" / "tiny_a" / "y_bin" / "hh" / "fit.json").read_text())
     assert fit["timings"]["sample_s"] > 0
+
+
+def test_robustness_variants_run_as_fits_and_reach_estimates_and_report(project):
+    """The battery's variant is its own fit job; its rows reach estimates.csv under its own model
+    id; the robustness step's files and the report's Robustness section exist (tiny_b: off)."""
+    work = project["work"]
+    est = read_results_csv(work / "results" / "tiny_a" / "estimates.csv")
+    variant = est[est["model"] == "hh_transition_excluded"]
+    assert set(variant["outcome"]) == {"y_bin"} and set(variant["method"]) == {"bayes"}
+    assert "treatment_effect" in set(variant["estimand"])
+    folder = work / "results" / "tiny_a" / "y_bin" / "robustness"
+    verdict = json.loads((folder / "verdict.json").read_text())
+    variants = read_results_csv(folder / "variants.csv")
+    assert set(variants["model"]) == {"hh", "hh_transition_excluded"}
+    inference = read_results_csv(folder / "inference.csv").set_index("check")
+    assert (
+        0 < inference.loc["permutation", "p_value"] <= 1
+        and inference.loc["permutation", "assignments"] == 100
+    )
+    page = (work / "reports" / "tiny_a" / "report.html").read_text()
+    assert 'id="robustness"' in page and verdict["text"].split(":")[0] in page
+    assert not (work / "results" / "tiny_b" / "incidents" / "robustness").exists()
+    assert "robustness is off" in (work / "reports" / "tiny_b" / "report.html").read_text()
 
 
 @pytest.mark.parametrize("trial", ["tiny_a", "tiny_b"])

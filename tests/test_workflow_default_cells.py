@@ -46,7 +46,11 @@ def _trial(trial: str, data: dict) -> dict:
     keep = ("title", "synthetic", "design", "alignment", "models", "seed")
     cfg = {k: base[k] for k in keep} | {"id": trial, "data": data, "outcomes": outcomes}
     cfg["title"] = f"{trial}: " + cfg["title"]
-    return cfg | {"sampler": {"chains": 2, "draws": 300, "tune": 300}, "diagnostics": {"retry": False}}
+    return cfg | {
+        "sampler": {"chains": 2, "draws": 300, "tune": 300},
+        "diagnostics": {"retry": False},
+        "robustness": {"enabled": False},
+    }
 
 
 @pytest.fixture(scope="module")

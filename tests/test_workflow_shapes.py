@@ -83,7 +83,7 @@ def _trial(work: Path, trial: str, data: dict, exposure: bool) -> None:
             "roles": {"clinical": ["doctor", "nurse"], "managerial": ["matron"]},
             "domains": {"safety": ["q1", "q2", "q3"], "flow": ["q4", "q5", "q6"]},
         },
-        "models": [{"id": "hh"}], "seed": 5,
+        "models": [{"id": "hh"}], "seed": 5, "robustness": {"enabled": False},
         "sampler": {"chains": 2, "draws": 200, "tune": 200}, "diagnostics": {"retry": False},
     }  # fmt: skip
     (work / "config" / "trials" / f"{trial}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -29,7 +29,9 @@ def test_snakefmt_check_passes():
 
 def test_dry_run_plans_every_step_of_the_shipped_trials():
     """headsup_synthetic (5 outcomes x 1 model), sicily_its (1 outcome x 2 models), discharge_synthetic
-    and sepsis_synthetic (1 outcome x 1 model each) and their synthesis."""
+    and sepsis_synthetic (1 outcome x 1 model each) and their synthesis, plus the robustness battery
+    of the two primary trials' primary outcomes (8 variants of headsup's, 3 of sicily's; the two
+    synthesis trials switch it off)."""
     run = _run(str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules")
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout + run.stderr
@@ -37,7 +39,8 @@ def test_dry_run_plans_every_step_of_the_shipped_trials():
         "validate": 4,
         "alignment": 4,
         "prepare": 8,
-        "fit": 9,
+        "fit": 9 + 8 + 3,
+        "robustness": 2,
         "crosscheck": 8,
         "compare": 8,
         "collect": 4,

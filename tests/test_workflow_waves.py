@@ -42,6 +42,7 @@ TRIAL = {
     "models": [{"id": "hh"}],
     "sampler": {"chains": 2, "draws": 100, "tune": 100},
     "diagnostics": {"retry": False},
+    "robustness": {"enabled": False},  # the battery has its own tests (test_robustness*.py)
     "seed": 11,
 }
 

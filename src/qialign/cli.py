@@ -113,6 +113,24 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _robustness(args: argparse.Namespace) -> None:
+    from qialign.steps.robustness import robustness_step
+
+    record = robustness_step(args.config, args.outcome, Path(args.results), Path(args.out_dir))
+    print(record["text"])
+
+
+def _add_robustness(steps) -> None:
+    p = steps.add_parser(
+        "robustness", help="one outcome's robustness battery: variants, permutation, placebo, priors"
+    )
+    p.add_argument("config", help="trial config (its robustness: block)")
+    p.add_argument("--outcome", required=True)
+    p.add_argument("--results", required=True, help="results/<trial>/<outcome>: the fits and cells.parquet")
+    p.add_argument("--out-dir", required=True, help="e.g. results/<trial>/<outcome>/robustness")
+    p.set_defaults(func=_robustness)
+
+
 def _init(args: argparse.Namespace) -> None:
     from qialign.init import init_trial
 
@@ -254,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="HTML file, e.g. reports/<trial>/report.html")
     p.add_argument("--logs", nargs="*", default=[], help="step logs to link from the report")
     p.set_defaults(func=_report)
+
+    _add_robustness(steps)
 
     from qialign.steps.sbc import add_arguments as sbc_arguments  # stdlib-only import
 

@@ -71,7 +71,8 @@ rule compare:
 rule collect:
     input:
         config=lambda wc: trial_config_path(wc.trial),
-        bayes=lambda wc: fit_outputs(wc.trial, "estimates.csv"),
+        bayes=lambda wc: fit_outputs(wc.trial, "estimates.csv")
+        + variant_fit_outputs(wc.trial, "estimates.csv"),
         crosschecks=lambda wc: [
             f"results/{wc.trial}/{o}/crosscheck.csv" for o in outcomes_of(wc.trial)
         ],
@@ -125,6 +126,7 @@ rule report:
         fits=lambda wc: fit_outputs(wc.trial, "fit.json"),
         scores="results/{trial}/alignment/scores.csv",
         data="results/{trial}/data.json",
+        robustness=lambda wc: robustness_outputs(wc.trial),
     output:
         report(
             "reports/{trial}/report.html",
@@ -141,7 +143,7 @@ rule report:
         runtime=10,
     params:
         code=source_hash("report/__init__.py"),
-        logs=lambda wc: trial_logs(wc.trial),
+        logs=lambda wc: trial_logs(wc.trial) + robustness_logs(wc.trial),
     shell:
         "qialign --progress-fd 3 report {input.config} --results results/{wildcards.trial} --out {output} "
         "--logs {params.logs} 3>&2 > {log} 2>&1"

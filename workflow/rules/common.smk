@@ -8,6 +8,8 @@ from snakemake.utils import validate
 from qialign.config import load_trials, models_for
 from qialign.errors import QialignError
 from qialign.results import FIT_FILES
+from qialign.robustness.battery import battery, battery_outcomes
+from qialign.robustness.files import ROBUSTNESS_DIR, ROBUSTNESS_FILES
 from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
 from qialign.synthesis.config import workflow_synthesis
@@ -132,3 +134,57 @@ def synthesis_inputs(wildcards):
 def synthesis_targets():
     """The synthesis page when the config has a synthesis block (in `all`)."""
     return ["reports/synthesis/report.html"] if SYNTHESIS else []
+
+
+# the robustness battery (rules/robustness.smk): variant model ids per trial and battery outcome
+
+try:  # one screen naming the trial and key, never a traceback
+    ROBUSTNESS = {
+        t: {
+            o: [v.id for v in battery(TRIAL_CFG[t], o)[0]]
+            for o in battery_outcomes(TRIAL_CFG[t])
+        }
+        for t in TRIALS
+    }
+except QialignError as exc:
+    sys.exit(f"qialign: {exc}")
+
+ROBUSTNESS_OUTPUTS = {
+    key: f"results/{{trial}}/{{outcome}}/{ROBUSTNESS_DIR}/{name}"
+    for key, name in ROBUSTNESS_FILES.items()
+}
+
+
+def variant_fit_outputs(trial, name, outcome=None):
+    """One file per robustness variant fit of a trial (or of one outcome)."""
+    outcomes = [outcome] if outcome else list(ROBUSTNESS[trial])
+    return [
+        f"results/{trial}/{o}/{m}/{name}"
+        for o in outcomes
+        for m in ROBUSTNESS[trial][o]
+    ]
+
+
+def robustness_outputs(trial, key="verdict"):
+    """The robustness files of a trial's battery outcomes (none when robustness is off)."""
+    return [
+        ROBUSTNESS_OUTPUTS[key].format(trial=trial, outcome=o)
+        for o in ROBUSTNESS[trial]
+    ]
+
+
+def robustness_logs(trial):
+    """The logs of the battery's fits and steps, for links in the report."""
+    logs = [f"results/{trial}/logs/robustness_{o}.log" for o in ROBUSTNESS[trial]]
+    return logs + [
+        f"results/{trial}/logs/fit_{o}_{m}.log"
+        for o in ROBUSTNESS[trial]
+        for m in ROBUSTNESS[trial][o]
+    ]
+
+
+def primary_fit(wc, name):
+    """One file of the primary fit (first model) of the wildcards' outcome."""
+    return (
+        f"results/{wc.trial}/{wc.outcome}/{model_ids(wc.trial, wc.outcome)[0]}/{name}"
+    )

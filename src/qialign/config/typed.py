@@ -144,6 +144,7 @@ class ModelVariant:
     overdispersion: str
     parametrization: str
     covariates: bool
+    exclude_transition: bool
     moderators: tuple[str, ...]
     moderator_main_effects: bool
     priors: Priors
@@ -170,6 +171,20 @@ class Fidelity:
 
 
 @dataclass(frozen=True)
+class Robustness:
+    """The robustness battery (``robustness``): variants of the primary model, permutation,
+    placebo and prior-sensitivity settings."""
+
+    enabled: bool
+    outcomes: tuple[str, ...]
+    aspects: tuple[str, ...]
+    randomised: bool
+    permutations: int
+    placebo_shift: int
+    sensitivity_threshold: float
+
+
+@dataclass(frozen=True)
 class TrialConfig:
     """One trial's settings, every default filled from the schema (see :func:`trial_config`)."""
 
@@ -192,6 +207,7 @@ class TrialConfig:
     diagnostics: Diagnostics
     interval: Interval
     report: Report
+    robustness: Robustness
 
     def models_for(self, outcome: str) -> tuple[ModelVariant, ...]:
         """The model variants fitted for one outcome (its own list of ids, else all)."""

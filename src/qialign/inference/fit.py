@@ -93,6 +93,8 @@ def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
         idata["log_likelihood"] = xr.DataTree(ds)
     else:  # predictions not stored (very many cells): let PyMC compute it
         idata = pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    # per-draw log prior of every free variable: power-scaling prior sensitivity (qialign.robustness)
+    idata = pm.stats.compute_log_prior(idata, model=model, progressbar=False)
     if "observed_data" not in idata.children:
         idata["observed_data"] = xr.DataTree(_observed(design))
     idata.attrs.update(

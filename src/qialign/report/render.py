@@ -28,6 +28,7 @@ from qialign.report.methods import methods
 from qialign.report.plain_summary import plain_summary
 from qialign.report.planning import planning
 from qialign.report.provenance_section import logs, provenance
+from qialign.report.robustness_section import robustness
 from qialign.report.spc_section import spc_section
 from qialign.report.summary import summary
 from qialign.report.trends import time_trends
@@ -45,6 +46,7 @@ SECTIONS = [
     effects,
     alignment,
     model_checks,
+    robustness,
     planning,
     methods,
     provenance,
@@ -64,6 +66,7 @@ SECTION_IDS = [
     "effects",
     "alignment",
     "model-checks",
+    "robustness",
     "planning",
     "methods",
     "provenance",

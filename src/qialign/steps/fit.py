@@ -31,6 +31,7 @@ from qialign.models.spec import ModelSpec
 from qialign.progress import say
 from qialign.provenance import provenance
 from qialign.results import FIT_FILES, FitRecord, bayesian_rows
+from qialign.robustness.battery import variant_models, without_transition
 from qialign.steps.alignment import moderator_alignment
 from qialign.waves import file_order, resolve_wave
 
@@ -42,7 +43,8 @@ def fit_seed(master: int, outcome: str, model: str) -> int:
 
 
 def model_config(cfg: dict, outcome: str, model_id: str) -> dict:
-    for model in models_for(cfg, outcome):
+    """The ``models:`` entry ``model_id`` of ``outcome``, or a variant of its robustness battery."""
+    for model in [*models_for(cfg, outcome), *variant_models(cfg, outcome)]:
         if model["id"] == model_id:
             return model
     raise QialignError(f"{cfg['id']}: model '{model_id}' is not fitted for outcome '{outcome}'")
@@ -173,6 +175,8 @@ def fit_step(
     cfg = load_trial_config(config_path)
     model_cfg = model_config(cfg, outcome, model_id)
     cells = read_results_parquet(prepared_dir / "cells.parquet")
+    if model_cfg["exclude_transition"]:
+        cells = without_transition(cells)
     prepared = json.loads((prepared_dir / "prepared.json").read_text())
     # only the covariates the outcome's table has (a ward-month outcome has no patient covariates)
     spec = ModelSpec.from_config(
