@@ -128,9 +128,9 @@ class _Sampler:
     """``sample(settings, seed, A=None) -> (idata, compile_s, sample_s)`` for one model: PyMC's NUTS
     or nutpie (compiled once, on first use; ``A`` swaps the standardised alignment data)."""
 
-    def __init__(self, model, engine: str, n_cells: int, mutable: tuple[str, ...], start: dict | None):
+    def __init__(self, model, engine: str, n_cells: int, start: dict | None):
         self.model, self.engine, self.n_cells = model, engine, n_cells
-        self.mutable, self.start, self.compiled = mutable, start, None
+        self.start, self.compiled = start, None
 
     def __call__(self, settings: dict, seed: int, A: np.ndarray | None = None):
         say(
@@ -145,7 +145,7 @@ class _Sampler:
         else:
             t0 = time.perf_counter()
             if self.compiled is None:
-                self.compiled = compile_nutpie(self.model, self.mutable, self.start)
+                self.compiled = compile_nutpie(self.model, self.start)
             t1 = time.perf_counter()
             compiled = self.compiled if A is None else self.compiled.with_data(alignment_z=A)
             idata = nutpie_sample(compiled, settings, seed)
@@ -200,7 +200,7 @@ def fit_model(
     # a joint model's chains start at the plugin MAP of gamma (only nutpie takes a start)
     joint = latent is not None and design.A is not None and engine == "nutpie"
     start = plugin_start(design, spec) if joint else None
-    sample = _Sampler(model, engine, len(cells), ("alignment_z",) if use_draws else (), start)
+    sample = _Sampler(model, engine, len(cells), start)
     if use_draws:
         result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
     else:
