@@ -27,7 +27,7 @@ def test_sampling_stops_at_the_first_checkpoint_that_meets_the_target():
     parallel = sample_to_ess(compiled, {**S, "cores": 2}, easy, seed=4)
     in_turn = sample_to_ess(compiled, {**S, "cores": 1}, easy, seed=4)
     assert parallel["posterior"].sizes["draw"] == in_turn["posterior"].sizes["draw"] == 50
-    # the same seed gives the same draws whether the chains ran at once (stopped early) or in turn
+    # the same seed gives the same draws whether the chains ran at once or in turn
     np.testing.assert_array_equal(parallel["posterior"]["mu"], in_turn["posterior"]["mu"])
     full = sample_to_ess(compiled, {**S, "cores": 2}, hard, seed=4)
     assert full["posterior"].sizes["draw"] == 200  # never met: the most draws

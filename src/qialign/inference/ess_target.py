@@ -58,7 +58,8 @@ def _meets(idata: xr.DataTree, th: dict) -> bool:
 
 
 def _background(compiled, s: dict, th: dict, seed: int, marks: list[int]) -> xr.DataTree:
-    """All chains at once (cores >= chains), looked at while they run, cancelled when done."""
+    """The chains (``cores`` at a time) looked at while they run, cancelled once a checkpoint
+    passes. Rerunning to each checkpoint instead would repeat the tuning every time."""
     import nutpie
 
     run = nutpie.sample(compiled, **_settings(s, seed, int(s["draws"])), blocking=False)
@@ -78,18 +79,6 @@ def _background(compiled, s: dict, th: dict, seed: int, marks: list[int]) -> xr.
         time.sleep(POLL_S)
 
 
-def _staged(compiled, s: dict, th: dict, seed: int, marks: list[int]) -> xr.DataTree:
-    """Chains in turn (cores < chains): rerun with the next checkpoint's draws. The same seed gives
-    the same first draws whatever the length, so this returns what ``_background`` would."""
-    import nutpie
-
-    for i, d in enumerate(marks):
-        trace = nutpie.sample(compiled, **_settings(s, seed, d))
-        if i == len(marks) - 1 or _meets(trace, th):
-            return trace
-    raise AssertionError("unreachable: the last checkpoint always returns")
-
-
 def _settings(s: dict, seed: int, draws: int) -> dict:
     keys = {"tune": int, "chains": int, "cores": int, "target_accept": float}
     return {
@@ -107,6 +96,4 @@ def sample_to_ess(compiled, s: dict, th: dict, seed: int) -> xr.DataTree:
     marks = checkpoints(s["draws_min"], s["draws"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if int(s["cores"]) >= int(s["chains"]):
-            return _background(compiled, s, th, seed, marks)
-        return _staged(compiled, s, th, seed, marks)
+        return _background(compiled, s, th, seed, marks)
