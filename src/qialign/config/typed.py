@@ -21,6 +21,7 @@ class Sampler:
     engine: str
     chains: int
     draws: int
+    draws_min: int
     tune: int
     target_accept: float
     cores: int

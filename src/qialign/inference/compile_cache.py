@@ -21,6 +21,11 @@ from pathlib import Path
 _done = False  # once per process, as a run's settings: later calls leave them alone
 
 
+def cache_root() -> Path:
+    """The persistent compile cache: ``$QIALIGN_CACHE_DIR`` or ``./.cache``."""
+    return Path(os.environ.get("QIALIGN_CACHE_DIR", Path.cwd() / ".cache"))
+
+
 def configure_compile() -> None:
     """Persistent compile cache; fast-math off so that the cache cannot change the numbers.
 
@@ -31,7 +36,7 @@ def configure_compile() -> None:
     if _done:
         return
     _done = True
-    root = Path(os.environ.get("QIALIGN_CACHE_DIR", Path.cwd() / ".cache"))
+    root = cache_root()
     os.environ.setdefault("NUMBA_CACHE_DIR", str(root / "numba"))
     if "pytensor" in sys.modules:  # too late for PYTENSOR_FLAGS, but not for the kernels to come
         sys.modules["pytensor"].config.numba__fastmath = False

@@ -21,10 +21,11 @@ from qialign.alignment.descriptive import standardise_over_clusters
 from qialign.config import schema_defaults
 from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
+from qialign.inference.ess_target import sample_to_ess
 from qialign.inference.modes import chain_modes, multimodal_problem
 from qialign.inference.pooling import pool_refits
 from qialign.inference.retry import sample_with_retry
-from qialign.inference.sampling import compile_nutpie, nutpie_sample, sample_pymc
+from qialign.inference.sampling import compile_nutpie, sample_pymc
 from qialign.models.build import build_model
 from qialign.models.design import Design, build_design, nb_shape
 from qialign.models.spec import ModelSpec
@@ -113,14 +114,14 @@ class _Sampler:
     """``sample(settings, seed, A=None) -> (idata, compile_s, sample_s)`` for one model: PyMC's NUTS
     or nutpie (compiled once, on first use; ``A`` swaps the standardised alignment data)."""
 
-    def __init__(self, model, engine: str, n_cells: int, mutable: tuple[str, ...], start: dict | None):
+    def __init__(self, model, engine: str, n_cells: int, start: dict | None, th: dict):
         self.model, self.engine, self.n_cells = model, engine, n_cells
-        self.mutable, self.start, self.compiled = mutable, start, None
+        self.start, self.compiled, self.th = start, None, th
 
-    def __call__(self, settings: dict, seed: int, A: np.ndarray | None = None):
+    def __call__(self, settings: dict, seed: int, A: np.ndarray | None = None, th: dict | None = None):
         say(
-            f"{self.engine}: {settings['chains']} chains x ({settings['tune']} tune + {settings['draws']} "
-            f"draws), target_accept {settings['target_accept']:.2f}, {self.n_cells} cells"
+            f"{self.engine}: {settings['chains']} chains x ({settings['tune']} tune + up to "
+            f"{settings['draws']} draws), target_accept {settings['target_accept']:.2f}, {self.n_cells} cells"
             + (", compiling first" if self.compiled is None and self.engine == "nutpie" else "")
         )
         if self.engine == "pymc":
@@ -130,10 +131,10 @@ class _Sampler:
         else:
             t0 = time.perf_counter()
             if self.compiled is None:
-                self.compiled = compile_nutpie(self.model, self.mutable, self.start)
+                self.compiled = compile_nutpie(self.model, self.start)
             t1 = time.perf_counter()
             compiled = self.compiled if A is None else self.compiled.with_data(alignment_z=A)
-            idata = nutpie_sample(compiled, settings, seed)
+            idata = sample_to_ess(compiled, settings, th or self.th, seed)
             c, t = t1 - t0, time.perf_counter() - t1
         say(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
         return idata, c, t
@@ -145,10 +146,11 @@ def _sample_over_draws(sample: _Sampler, draws: np.ndarray, s: dict, th: dict, s
     K = len(draws)
     A = np.array([standardise_over_clusters(np.asarray(a, float)) for a in draws])
     per = {**s, "draws": max(100, -(-int(s["draws"]) // K))}
+    per["draws_min"] = per["draws"]  # fixed length: the refits are pooled as chains of one trace
     th_k = {**th, "ess_bulk_min": th["ess_bulk_min"] / K, "ess_tail_min": th["ess_tail_min"] / K}
     runs = [
         sample_with_retry(
-            lambda st, sd, a=A[k]: sample(st, sd, a), per, th_k, seed + 7919 * k, f"draw {k + 1}/{K}: "
+            lambda st, sd, a=A[k]: sample(st, sd, a, th_k), per, th_k, seed + 7919 * k, f"draw {k + 1}/{K}: "
         )
         for k in range(K)
     ]
@@ -194,7 +196,7 @@ def fit_model(
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     engine = s["engine"]
     # every chain starts jittered, gamma included (dispersed over both signs): see qialign.inference.modes
-    sample = _Sampler(model, engine, len(cells), ("alignment_z",) if use_draws else (), None)
+    sample = _Sampler(model, engine, len(cells), None, th)
     if use_draws:
         result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
     else:

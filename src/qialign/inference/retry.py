@@ -20,13 +20,20 @@ def _retry_settings(s: dict) -> dict:
     }
 
 
+def _attempt(s: dict, idata, problems: list[str]) -> dict:
+    """What one sampling did: its settings and the draws per chain it kept (the ESS target may
+    stop before ``draws``)."""
+    draws = int(idata["posterior"].sizes["draw"])
+    return {"target_accept": s["target_accept"], "tune": s["tune"], "draws": draws, "problems": problems}
+
+
 def sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") -> dict:
     """``sample(settings, seed) -> (idata, compile_s, sample_s)``, diagnosed against thresholds
     ``th``, retried once (``_retry_settings``, seed + 1) if they fail and ``th['retry']``."""
     idata, compile_s, sample_s = sample(s, seed)
     ok, problems, details = diagnose(idata, th)
     say(f"{label}diagnostics pass" if ok else f"{label}diagnostics fail: {'; '.join(problems)}")
-    attempts = [{"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems}]
+    attempts = [_attempt(s, idata, problems)]
     retried = False
     if not ok and th["retry"]:
         retried = True
@@ -40,7 +47,7 @@ def sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") -> 
             if ok
             else f"{label}retry: still failing, marked unreliable: {'; '.join(problems)}"
         )
-        attempts.append({"target_accept": s["target_accept"], "tune": s["tune"], "problems": problems})
+        attempts.append(_attempt(s, idata, problems))
     details["attempts"] = attempts
     return {
         "idata": idata,

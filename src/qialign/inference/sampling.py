@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 import warnings
 
-from qialign.inference.compile_cache import configure_compile
+from qialign.inference.compile_cache import cache_root, configure_compile
+from qialign.progress import say
 
 # nutpie and PyMC are imported inside the functions that need them, so that importing this module
 # (the CLI, the alignment step's descriptive path) stays light
@@ -39,30 +40,30 @@ def nutpie_sample(compiled, s: dict, seed: int):
         )
 
 
-def compile_nutpie(model, mutable: tuple[str, ...] = (), start: dict | None = None):
-    """Compile for nutpie. Data are frozen into the graph except ``mutable`` ones, which stay
-    settable with ``compiled.with_data`` (``propagation: draws`` swaps alignment without
-    recompiling). ``start`` (name -> value) fixes those variables' initial values, unjittered;
-    the others start at their support point with nutpie's usual jitter.
-
-    Why freeze: nutpie 0.16 wraps the compiled logp in a numba cfunc that is recompiled in every
-    process (its closure holds a dispatcher whose pickle carries a random uuid, so ``cache=True``
-    never hits), and every shared variable adds an extraction routine to that wrapper: with the ~10
-    data arrays of this model the wrapper took about twice as long to compile as with none. The
-    frozen logp graph itself comes from PyTensor's numba cache when the same cells are fitted again.
-    """
-    import nutpie
+def compile_nutpie(model, start: dict | None = None):
+    """Compile for nutpie, once per model structure (:mod:`~qialign.inference.structure_cache`):
+    dims are frozen, data stay arguments, so ``compiled.with_data(name=...)`` swaps any data array
+    (``propagation: draws`` swaps alignment) and other data of the same shapes reuse the compiled
+    code, in this process or, from the cache on disk, in later ones. ``start`` (name -> value) fixes
+    those variables' initial values, unjittered; the others start at their support point with
+    nutpie's usual jitter."""
     from pymc.model.transform.optimization import freeze_dims_and_data
 
+    from qialign.inference.structure_cache import compile_by_structure
+
     configure_compile()
-    frozen = freeze_dims_and_data(model, data=[v.name for v in model.data_vars if v.name not in mutable])
+    frozen = freeze_dims_and_data(model, data=[])
     start = start or {}
-    return nutpie.compile_pymc_model(
-        frozen,
-        freeze_model=False,
-        initial_points=start or None,
-        jitter_rvs={rv for rv in frozen.free_RVs if rv.name not in start},
-    )
+    jitter = {rv for rv in frozen.free_RVs if rv.name not in start}
+    try:
+        compiled, info = compile_by_structure(frozen, start or None, jitter, cache_root() / "nutpie")
+    except ValueError as exc:  # data outside pm.Data (e.g. a bare shared y): nutpie's own way
+        say(f"nutpie model compiled per process ({exc})")
+        import nutpie
+
+        return nutpie.compile_pymc_model(frozen, initial_points=start or None, jitter_rvs=jitter)
+    say(f"nutpie model {info.key[:12]}: wrappers {info.source}")
+    return compiled
 
 
 def sample_pymc(model, s: dict, seed: int):

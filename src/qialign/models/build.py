@@ -316,19 +316,27 @@ def random_effect_terms(d: Design, spec: ModelSpec, pr: dict, idx: dict, eta, zb
     return cluster_period_term(d, spec, pr, centring["cluster_period"], idx, eta, zb)
 
 
+def _observed(d: Design, column: str):
+    """The observed cell totals as data (not a constant), so that fits of other data with the same
+    structure share one compilation (``qialign.inference.structure_cache``)."""
+    return pm.Data("y_observed", d.y[column], dims="cell")
+
+
 def likelihood_term(d: Design, spec: ModelSpec, pr: dict, eta, n) -> None:
     """The observed cell statistics ``y`` given the linear predictor (see the module docstring)."""
     fam = spec.family
     if fam in ("bernoulli", "binomial"):
-        pm.Binomial("y", n=n, logit_p=eta, observed=d.y["events"], dims="cell")
+        pm.Binomial("y", n=n, logit_p=eta, observed=_observed(d, "events"), dims="cell")
     elif fam == "poisson":
         off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
-        pm.Poisson("y", mu=pt.exp(eta + off), observed=d.y["count"], dims="cell")
+        pm.Poisson("y", mu=pt.exp(eta + off), observed=_observed(d, "count"), dims="cell")
     elif fam == "negative_binomial":
         off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
         phi = pm.Exponential("phi", pr["phi_rate"])
         shape = nb_shape(spec, n, phi)
-        pm.NegativeBinomial("y", mu=pt.exp(eta + off), alpha=shape, observed=d.y["count"], dims="cell")
+        pm.NegativeBinomial(
+            "y", mu=pt.exp(eta + off), alpha=shape, observed=_observed(d, "count"), dims="cell"
+        )
     else:
         sigma = pm.HalfNormal("sigma", pr["sigma"])
         sumsq = pm.Data("sumsq", d.y["sumsq"], dims="cell")
@@ -340,14 +348,15 @@ def likelihood_term(d: Design, spec: ModelSpec, pr: dict, eta, n) -> None:
             sumsq,
             logp=_ss_normal_logp,
             random=_ss_normal_random,
-            observed=d.y["sum"],
+            observed=_observed(d, "sum"),
             dims="cell",
         )
 
 
 def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
     """Build the PyMC model from its terms. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's
-    sampler); nutpie compiles a frozen copy (see ``qialign.inference.sampling.compile_nutpie``).
+    sampler); nutpie compiles a copy with frozen dims, once per structure
+    (``qialign.inference.sampling.compile_nutpie``).
 
     ``latent = (survey, wave)`` (a ``qialign.alignment.latent_model.SurveyData`` whose clusters are the
     design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
@@ -370,7 +379,7 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
         }
         h = pm.Data("h", d.h, dims="cell")
         n = pm.Data("n", d.n, dims="cell")
-        eta = pm.Normal("mu", d.mu0, pr["intercept_sd"])
+        eta = pm.Normal("mu", pm.Data("mu0", d.mu0), pr["intercept_sd"])
         for per_period in (trend_term(d, spec, pr), season_term(d, spec, pr)):
             if per_period is not None:
                 eta = eta + per_period[idx["period"]]
