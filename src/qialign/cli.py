@@ -240,7 +240,7 @@ TIMED_STEPS = {
     "crosscheck": lambda a: (Path(a.config).stem, a.outcome),
     "alignment": lambda a: (Path(a.config).stem,),
     "report": lambda a: (Path(a.config).stem,),
-    "sbc": lambda a: (Path(a.config).stem, f"chunk {a.chunk}") if a.sbc_step == "chunk" else None,
+    "sbc": lambda a: (Path(a.config).stem, a.model, f"chunk {a.chunk}") if a.sbc_step == "chunk" else None,
 }
 
 
