@@ -19,14 +19,15 @@ from qialign.studies.ranks import (
 )
 from qialign.studies.sbc import (
     COLUMNS,
+    OUTCOME_DATA,
     chunk_replicates,
     rank_of,
     read_chunks,
     replicate_seeds,
-    sbc_cells,
-    sbc_config,
     thin,
 )
+from qialign.studies.sbc_config import sbc_config
+from qialign.studies.sbc_data import sbc_cells
 
 TINY = {
     "seed": 7,
@@ -133,8 +134,13 @@ def test_clopper_pearson_matches_scipy():
         assert clopper_pearson(k, n) == pytest.approx((ci.low, ci.high))
 
 
+def binomial(raw: dict) -> dict:
+    """The flat settings of the one (binomial) model of a study."""
+    return sbc_config(raw)["models"]["binomial"]
+
+
 def test_summarise_flags_criteria():
-    cfg = sbc_config({"ranks": {"draws": 199, "bins": 10, "ecdf_simulations": 1000}})
+    cfg = binomial({"ranks": {"draws": 199, "bins": 10, "ecdf_simulations": 1000}})
     L = 199
     rows = []
     for p, ranks, cover in [
@@ -145,6 +151,7 @@ def test_summarise_flags_criteria():
         for i, (r, c) in enumerate(zip(ranks, cover, strict=True)):
             rows.append(
                 {
+                    "model": "binomial",
                     "replicate": i,
                     "parameter": p,
                     "rank": r,
@@ -158,6 +165,7 @@ def test_summarise_flags_criteria():
                 }
             )
     s = summarise(pd.DataFrame(rows), cfg).set_index("parameter")
+    assert (s["model"] == "binomial").all()
     assert s.loc["treatment_effect", "coverage"] == pytest.approx(0.9)
     assert s.loc["treatment_effect", "passes"] is True
     assert s.loc["alignment_interaction", "passes"] is False
@@ -172,28 +180,42 @@ def test_summarise_flags_criteria():
 
 
 def test_config_defaults_and_problems():
-    cfg = sbc_config({})
-    assert cfg["replicates"] >= 200 and cfg["sampler"]["cores"] == 1
+    cfg = binomial({})
+    assert cfg["replicates"] >= 200 and cfg["sampler"]["cores"] == 1 and cfg["name"] == "binomial"
     with pytest.raises(QialignError, match="ranks/draws"):
         sbc_config({"ranks": {"draws": 5000}})  # more than chains x draws
     with pytest.raises(QialignError, match="chunks"):
         sbc_config({"replicates": 3, "chunks": 4})
     with pytest.raises(QialignError, match="baseline"):
         sbc_config({"design": {"baseline": 1.5}})
+    with pytest.raises(QialignError, match="models/p/design/baseline: a rate"):
+        sbc_config({"models": {"p": {"family": "poisson", "design": {"baseline": -1}}}})
+    with pytest.raises(QialignError, match="models/p/chunks: set once for the study"):
+        sbc_config({"models": {"p": {"family": "poisson", "chunks": 2}}})
+    with pytest.raises(QialignError, match="models/p/famly: unknown key"):
+        sbc_config({"models": {"p": {"famly": "poisson"}}})
+    with pytest.raises(QialignError, match="propagation: one of plugin, joint"):
+        sbc_config({"propagation": "draws"})
 
 
 def test_the_shipped_config_is_valid():
     from pathlib import Path
 
-    from qialign.studies.sbc import load_sbc_config
+    from qialign.families import FAMILIES
+    from qialign.studies.sbc_config import load_sbc_config
 
     cfg = load_sbc_config(Path(__file__).parents[1] / "config" / "sbc.yaml")
     assert cfg["replicates"] >= 200
-    assert {"treatment_effect", "alignment_interaction"} <= set(cfg["criteria"]["parameters"])
+    models = cfg["models"].values()
+    # every family but bernoulli (binomial cells of n = 1) and a joint model
+    assert {m["family"] for m in models} == set(FAMILIES) - {"bernoulli"}
+    assert [m["name"] for m in models if m["propagation"] == "joint"] == ["joint"]
+    for m in models:
+        assert {"treatment_effect", "alignment_interaction"} <= set(m["criteria"]["parameters"])
 
 
 def test_design_is_a_stepped_wedge_with_standardised_alignment():
-    cfg = sbc_config({"design": {"clusters": 12, "periods": 7, "n": 50}})
+    cfg = binomial({"design": {"clusters": 12, "periods": 7, "n": 50}})
     cells, al = sbc_cells(cfg)
     assert len(cells) == 84 and (cells["n"] == 50).all()
     grid = cells.pivot(index="cluster", columns="period", values="treated")
@@ -204,9 +226,10 @@ def test_design_is_a_stepped_wedge_with_standardised_alignment():
 
 
 def test_seeds_and_chunks():
-    assert replicate_seeds(1, 5) == replicate_seeds(1, 5)
-    assert len({replicate_seeds(1, r) for r in range(100)}) == 100
-    cfg = sbc_config({"replicates": 10, "chunks": 3})
+    assert replicate_seeds(1, 5, "binomial") == replicate_seeds(1, 5, "binomial")
+    assert len({replicate_seeds(1, r, "binomial") for r in range(100)}) == 100
+    assert replicate_seeds(1, 5, "binomial") != replicate_seeds(1, 5, "poisson")
+    cfg = binomial({"replicates": 10, "chunks": 3})
     parts = [chunk_replicates(cfg, c) for c in range(3)]
     np.testing.assert_array_equal(np.concatenate(parts), np.arange(10))
     with pytest.raises(QialignError):
@@ -214,7 +237,7 @@ def test_seeds_and_chunks():
 
 
 def test_read_chunks_rejects_a_replicate_twice(tmp_path):
-    row = pd.DataFrame([dict.fromkeys(COLUMNS, 0) | {"parameter": "treatment_effect"}])
+    row = pd.DataFrame([dict.fromkeys(COLUMNS, 0) | {"parameter": "treatment_effect", "model": "b"}])
     row.to_csv(tmp_path / "a.csv", index=False)
     row.to_csv(tmp_path / "b.csv", index=False)
     with pytest.raises(QialignError, match="more than one chunk"):
@@ -228,7 +251,7 @@ def test_read_chunks_rejects_a_replicate_twice(tmp_path):
 def tiny_model():
     from qialign.studies.sbc import prepare
 
-    return prepare(sbc_config(TINY))
+    return prepare(binomial(TINY))
 
 
 def test_intercept_prior_is_fixed_not_empirical(tiny_model):
@@ -248,7 +271,8 @@ def test_swapped_events_give_the_logp_of_a_freshly_built_model(tiny_model):
     from qialign.studies.sbc import draw_prior
 
     m = tiny_model
-    truth, events = draw_prior(m, 123)
+    truth, data = draw_prior(m, 123)
+    events = data[OUTCOME_DATA]
     shared = pytensor.shared(events.astype(m.y_dtype), name="ev")
     swapped = pm.observe(m.prior_model, {"y": shared})
     fresh = build_model(dataclasses.replace(m.design, y={"events": events.astype(float)}), m.spec)
@@ -264,8 +288,8 @@ def test_chunk_end_to_end(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(sbc, "prepare", lambda cfg, compile=True: tiny_model)  # reuse the compile
     cfg_path = tmp_path / "sbc.yaml"
     cfg_path.write_text(yaml.safe_dump(TINY))
-    t0 = sbc_chunk_step(cfg_path, 0, tmp_path / "chunk_0.csv")
-    t1 = sbc_chunk_step(cfg_path, 1, tmp_path / "chunk_1.csv")
+    t0 = sbc_chunk_step(cfg_path, "binomial", 0, tmp_path / "chunk_0.csv")
+    t1 = sbc_chunk_step(cfg_path, "binomial", 1, tmp_path / "chunk_1.csv")
     assert list(t0.columns) == COLUMNS
     assert len(t0) == 2 * 3 and len(t1) == 1 * 3  # replicates 0-1 and 2, three parameters each
     both = pd.concat([t0, t1])
@@ -274,11 +298,12 @@ def test_chunk_end_to_end(tiny_model, tmp_path, monkeypatch):
     assert both["divergences"].ge(0).all() and both["r_hat_max"].notna().all()
     # the true values are the prior draw of each replicate's own seed
     for r in range(3):
-        truth, events = sbc.with_truth(tiny_model, r)
+        truth, data = sbc.with_truth(tiny_model, r)
+        events = data[OUTCOME_DATA]
         got = both[both["replicate"] == r].set_index("parameter")["true"]
         for p, v in truth.items():
             assert got[p] == pytest.approx(v)
-        assert both.loc[both["replicate"] == r, "event_rate"].iloc[0] == pytest.approx(
+        assert both.loc[both["replicate"] == r, "outcome_mean"].iloc[0] == pytest.approx(
             events.sum() / (12 * 20)
         )
     # true values vary between replicates (drawn, not fixed)
@@ -299,7 +324,7 @@ def test_fixed_truth_draws_the_rest_from_the_prior():
     """truth: {treatment_effect: -0.5}: every replicate's treatment effect is -0.5 (power run)."""
     from qialign.studies.sbc import draw_prior, prepare
 
-    cfg = sbc_config(
+    cfg = binomial(
         {
             "design": {"clusters": 4, "periods": 3, "n": 20},
             "replicates": 2,
@@ -312,4 +337,5 @@ def test_fixed_truth_draws_the_rest_from_the_prior():
     draws = [draw_prior(m, seed) for seed in (1, 2)]
     assert [t["treatment_effect"] for t, _ in draws] == [-0.5, -0.5]
     assert draws[0][0]["alignment_interaction"] != draws[1][0]["alignment_interaction"]
-    assert all(e.shape == (12,) and (e >= 0).all() and (e <= 20).all() for _, e in draws)
+    events = [data[OUTCOME_DATA] for _, data in draws]
+    assert all(e.shape == (12,) and (e >= 0).all() and (e <= 20).all() for e in events)

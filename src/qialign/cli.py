@@ -290,7 +290,7 @@ TIMED_STEPS = {
     "alignment": lambda a: (Path(a.config).stem,),
     "report": lambda a: (Path(a.config).stem,),
     "synthesis": lambda a: ("synthesis",),
-    "sbc": lambda a: (Path(a.config).stem, f"chunk {a.chunk}") if a.sbc_step == "chunk" else None,
+    "sbc": lambda a: (Path(a.config).stem, a.model, f"chunk {a.chunk}") if a.sbc_step == "chunk" else None,
 }
 
 

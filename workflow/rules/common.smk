@@ -2,7 +2,6 @@
 import sys
 from pathlib import Path
 
-import yaml
 from snakemake.utils import validate
 
 from qialign.config import load_trials, models_for
@@ -114,9 +113,18 @@ STUDIES = ("sbc", "power_sim")  # replicated simulate-and-fit studies (rules/sbc
 
 
 def study_chunks(study):
-    """The chunk files of one study (config/<study>.yaml says how many)."""
-    cfg = yaml.safe_load(Path(f"config/{study}.yaml").read_text())
-    return [f"results/{study}/chunk_{i}.csv" for i in range(int(cfg["chunks"]))]
+    """The chunk files of every model of one study (config/<study>.yaml says which and how many)."""
+    from qialign.studies.sbc_config import load_sbc_config
+
+    try:
+        cfg = load_sbc_config(f"config/{study}.yaml")
+    except QialignError as exc:
+        sys.exit(f"qialign: {exc}")
+    return [
+        f"results/{study}/{name}/chunk_{i}.csv"
+        for name in cfg["models"]
+        for i in range(int(cfg["chunks"]))
+    ]
 
 
 def synthesis_inputs(wildcards):

@@ -1,7 +1,8 @@
 # Replicated simulate-and-fit studies of the outcome model, one settings file each:
 # `snakemake sbc` (config/sbc.yaml: everything from the prior = calibration, plus Bayesian
 # assurance) and `snakemake power_sim` (config/power_sim.yaml: effects fixed = simulation-based
-# power). Replicates are split into chunks that run as parallel one-core jobs.
+# power). Every model of a study (models: in its config) is split into chunks of replicates that
+# run as parallel one-core jobs; one page shows every model.
 wildcard_constraints:
     study="|".join(STUDIES),
 
@@ -10,11 +11,12 @@ rule sbc_chunk:
     input:
         config="config/{study}.yaml",
     output:
-        "results/{study}/chunk_{chunk}.csv",
+        "results/{study}/{sbc_model}/chunk_{chunk}.csv",
     log:
-        "results/{study}/logs/chunk_{chunk}.log",
+        "results/{study}/logs/{sbc_model}_chunk_{chunk}.log",
     wildcard_constraints:
         chunk=r"\d+",
+        sbc_model="[A-Za-z_][A-Za-z0-9_]*",
     conda:
         "../envs/qialign.yaml"
     threads: 1
@@ -24,7 +26,8 @@ rule sbc_chunk:
     params:
         code=source_hash("steps/sbc.py"),
     shell:
-        "qialign --progress-fd 3 sbc chunk --config {input.config} --chunk {wildcards.chunk} --out {output} "
+        "qialign --progress-fd 3 sbc chunk --config {input.config} --model {wildcards.sbc_model} "
+        "--chunk {wildcards.chunk} --out {output} "
         "3>&2 > {log} 2>&1"
 
 

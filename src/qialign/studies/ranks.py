@@ -101,6 +101,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 SUMMARY_COLUMNS = [
+    "model",
     "parameter",
     "replicates",
     "L",
@@ -136,8 +137,9 @@ def passes(row: dict, cfg: dict):
 
 
 def summarise(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """One row per parameter: uniformity tests, coverage (95% Clopper-Pearson), diagnostics and
-    ``passes`` (``criteria``; empty for parameters not checked)."""
+    """One row per parameter of one model (``cfg``: its flat settings; ``ranks``: its rows):
+    uniformity tests, coverage (95% Clopper-Pearson), diagnostics and ``passes`` (``criteria``;
+    empty for parameters not checked)."""
     L, B = int(cfg["ranks"]["draws"]), int(cfg["ranks"]["bins"])
     sims = int(cfg["ranks"]["ecdf_simulations"])
     rows = []
@@ -157,6 +159,7 @@ def summarise(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         s_lo, s_hi = clopper_pearson(wins, n) if np.isfinite(pp).all() else (np.nan, np.nan)
         rows.append(
             {
+                "model": cfg["name"],
                 "parameter": p,
                 "replicates": n,
                 "L": L,
@@ -181,3 +184,13 @@ def summarise(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
         )
         rows[-1]["passes"] = passes(rows[-1], cfg)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def summarise_study(ranks: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """``summarise`` for every model of a study (``cfg``: ``sbc_config``) that has rows."""
+    parts = [
+        summarise(ranks[ranks["model"] == name], model_cfg)
+        for name, model_cfg in cfg["models"].items()
+        if (ranks["model"] == name).any()
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SUMMARY_COLUMNS)

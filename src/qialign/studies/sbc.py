@@ -1,82 +1,54 @@
-"""Simulation-based calibration (SBC) of the outcome model (Talts et al. 2018; Modrák et al. 2023).
+"""Simulation-based calibration (SBC) of the outcome models (Talts et al. 2018; Modrák et al. 2023).
 
 Each replicate draws every parameter from the model's prior and data from its likelihood on a fixed
-design (``pm.sample_prior_predictive``, one draw, seed per replicate), fits the model to those data
-and records the rank of the true value among L thinned posterior draws. If the sampler and the
-model's implementation are right, the ranks are discrete-uniform on {0, ..., L} and 90% posterior
-intervals cover the truth in 90% of replicates.
+design (``pm.sample_prior_predictive``, one draw, seed per replicate; ``qialign.studies.sbc_data``
+completes what it cannot draw), fits the model to those data and records the rank of the true
+value among L thinned posterior draws. If the sampler and the model's implementation are right,
+the ranks are discrete-uniform on {0, ..., L} and 90% posterior intervals cover the truth in 90%
+of replicates. Every family (binomial, poisson, negative_binomial, gaussian, lognormal) and
+``propagation: joint`` (the survey's latent alignment model in the same graph) is checked.
 
 The prior must not depend on the data: ``build_design`` centres the intercept prior on the
-empirical logit of the cells (``Design.mu0``), so here the design is built once and ``mu0`` is fixed
-to ``logit(design.baseline)`` for the prior draws and every fit. The model is also compiled once
-per process: the observed events are swapped in with ``pm.observe`` to a shared variable and
-nutpie's ``with_data`` (the same mechanism ``fit_model`` uses for alignment draws), so a replicate
-costs a sampling run, not a compilation. Random-effect parametrisation (``auto``) is decided on the
-base design, so it does not vary with the simulated data either.
+empirical link-scale mean (``Design.mu0``) and standardises continuous y by its own mean and SD,
+so here the design is built once, ``mu0`` is fixed (``sbc_data.intercept_centre``) and simulated
+continuous data live on the model's standardised scale. The model is compiled once per process:
+the simulated data are swapped in with ``pm.observe`` to shared variables (the outcome, the survey
+answers of a joint model) and ``pm.Data`` kept mutable (the sums of squares), through nutpie's
+``with_data``, so a replicate costs a sampling run, not a compilation. Random-effect
+parametrisation (``auto``) is decided on the base design, so it does not vary with the data.
 
-Settings: ``config/sbc.yaml`` (see ``DEFAULTS``); ``config/power_sim.yaml`` fixes true effects
-(``truth``), which makes the same study simulation-based power. The rank and coverage statistics
-are in ``qialign.studies.ranks``.
+Settings: ``config/sbc.yaml`` (``qialign.studies.sbc_config``); ``config/power_sim.yaml`` fixes
+true effects (``truth``), which makes the same study simulation-based power. The rank and
+coverage statistics are in ``qialign.studies.ranks``.
 """
 
 from __future__ import annotations
 
-import copy
+import logging
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor
-import yaml
-from scipy import stats
-from scipy.special import logit
 
 from qialign.errors import QialignError
+from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.diagnostics import diagnose
 from qialign.inference.sampling import compile_nutpie, nutpie_sample
 from qialign.models.build import build_model
 from qialign.models.design import build_design
 from qialign.models.spec import simulated_spec
+from qialign.studies.sbc_data import intercept_centre, sbc_cells, sbc_survey, simulate_answers, simulate_sumsq
 
-DEFAULTS: dict = {
-    "seed": 20261126,
-    "replicates": 200,
-    "chunks": 8,
-    "design": {
-        "clusters": 12,
-        "periods": 7,
-        "n": 50,  # patients per cluster-period
-        "baseline": 0.3,  # intercept prior centred at logit(baseline), fixed (not from the data)
-    },
-    # a models: entry of a trial config (ModelSpec.from_config); priors: {} overrides the defaults
-    "model": {"id": "sbc", "site_effect": False, "cluster_period": "exchangeable"},
-    "family": "binomial",
-    "sampler": {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.95, "cores": 1},
-    "ranks": {"draws": 199, "bins": 10, "ecdf_simulations": 10000},
-    "interval": 0.9,
-    # fixed true values (parameter -> value): the other parameters still come from the prior, so the
-    # run estimates power at these values (averaged over the nuisance prior) instead of calibration
-    "truth": {},
-    # a replicate "succeeds" for a parameter when P(parameter > 0) or P(parameter < 0) exceeds this:
-    # the success rate is Bayesian assurance (no truth fixed) or simulation-based power (truth fixed)
-    "success": 0.975,
-    "parameters": ["treatment_effect", "alignment_interaction", "sd_cluster"],
-    # pass / fail in summary.csv and the page: both uniformity p-values > uniformity_p and coverage
-    # of the central interval within coverage, for these parameters
-    "criteria": {
-        "parameters": ["treatment_effect", "alignment_interaction"],
-        "uniformity_p": 0.01,
-        "coverage": [0.87, 0.93],
-    },
-}
-
-#: per-replicate columns of chunk_<i>.csv and ranks.csv (one row per replicate x parameter)
+#: per-replicate columns of chunk_<i>.csv and ranks.csv (one row per model x replicate x parameter);
+#: outcome_mean: events / n, count / exposure, or the mean of standardised y
 COLUMNS = [
+    "model",
     "replicate",
     "parameter",
     "true",
@@ -95,110 +67,14 @@ COLUMNS = [
     "ess_bulk_min",
     "ess_tail_min",
     "ebfmi_min",
-    "event_rate",
+    "outcome_mean",
     "sample_s",
     "compile_s",
     "seed",
 ]
 
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def sbc_config(raw: dict | None = None) -> dict:
-    """Defaults <- ``raw``, checked; raise QialignError listing every problem."""
-    cfg = _merge(DEFAULTS, raw or {})
-    problems = []
-    d, r, s = cfg["design"], cfg["ranks"], cfg["sampler"]
-    for key, low in (("clusters", 3), ("periods", 2), ("n", 1)):
-        if not (isinstance(d[key], int) and d[key] >= low):
-            problems.append(f"design/{key}: an integer >= {low}, got {d[key]!r}")
-    if not 0 < float(d["baseline"]) < 1:
-        problems.append(f"design/baseline: a probability in (0, 1), got {d['baseline']!r}")
-    if not (isinstance(cfg["replicates"], int) and cfg["replicates"] >= 1):
-        problems.append(f"replicates: an integer >= 1, got {cfg['replicates']!r}")
-    if not (isinstance(cfg["chunks"], int) and 1 <= cfg["chunks"] <= max(cfg["replicates"], 1)):
-        problems.append(f"chunks: an integer between 1 and replicates, got {cfg['chunks']!r}")
-    if not (isinstance(r["draws"], int) and r["draws"] >= 1):
-        problems.append(f"ranks/draws: an integer L >= 1, got {r['draws']!r}")
-    elif int(s["chains"]) * int(s["draws"]) < r["draws"]:
-        problems.append(
-            f"ranks/draws: L = {r['draws']} thinned draws need at least that many posterior draws "
-            f"(sampler: {s['chains']} chains x {s['draws']})"
-        )
-    if not (isinstance(r["bins"], int) and 2 <= r["bins"] <= r["draws"] + 1):
-        problems.append(f"ranks/bins: an integer between 2 and L + 1, got {r['bins']!r}")
-    if not 0 < float(cfg["interval"]) < 1:
-        problems.append(f"interval: a probability in (0, 1), got {cfg['interval']!r}")
-    if cfg["family"] not in ("binomial", "bernoulli"):
-        problems.append(f"family: SBC is set up for binomial cells, got {cfg['family']!r}")
-    if not 0.5 < float(cfg["success"]) < 1:
-        problems.append(f"success: a posterior probability in (0.5, 1), got {cfg['success']!r}")
-    if not isinstance(cfg["truth"], dict) or not all(
-        isinstance(v, (int, float)) for v in cfg["truth"].values()
-    ):
-        problems.append(f"truth: a mapping parameter -> number, got {cfg['truth']!r}")
-    if not cfg["parameters"]:
-        problems.append("parameters: list at least one scalar parameter")
-    crit = cfg["criteria"]
-    if [p for p in crit["parameters"] if p not in cfg["parameters"]]:
-        problems.append("criteria/parameters: every checked parameter must be in parameters")
-    if not (isinstance(crit["coverage"], list) and len(crit["coverage"]) == 2):
-        problems.append(f"criteria/coverage: [lower, upper], got {crit['coverage']!r}")
-    if problems:
-        raise QialignError("SBC configuration:\n" + "\n".join(f"- {p}" for p in problems))
-    return cfg
-
-
-def load_sbc_config(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise QialignError(f"{path}: SBC config not found.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise QialignError(f"{path}: not valid YAML: {exc}") from None
-    return sbc_config(raw)
-
-
-# --- the fixed design -------------------------------------------------------------------------
-
-
-def sbc_cells(cfg: dict) -> tuple[pd.DataFrame, pd.Series]:
-    """Stepped-wedge cells (cluster x period, ``n`` patients each) and per-cluster alignment.
-
-    Clusters cross over in (periods - 1) evenly sized groups, starting at period 2, so period 1 is
-    all control and the last all intervention. Alignment: Blom normal scores, assigned to clusters
-    in a fixed random order (seeded) so that it is not confounded with the crossover time.
-    ``events`` is a placeholder (baseline x n): every replicate replaces it.
-    """
-    d = cfg["design"]
-    J, T, n = int(d["clusters"]), int(d["periods"]), int(d["n"])
-    clusters = [f"c{j:02d}" for j in range(J)]
-    starts = 2 + (np.arange(J) * (T - 1)) // J
-    rows = []
-    for j, c in enumerate(clusters):
-        for t in range(1, T + 1):
-            treated = int(t >= starts[j])
-            rows.append(
-                {
-                    "cluster": c,
-                    "site": "all",
-                    "period": t,
-                    "treated": treated,
-                    "exposure_time": int(t - starts[j] + 1) if treated else 0,
-                    "n": n,
-                    "events": int(round(float(d["baseline"]) * n)),
-                }
-            )
-    scores = stats.norm.ppf((np.arange(1, J + 1) - 0.375) / (J + 0.25))
-    order = np.random.default_rng(int(cfg["seed"])).permutation(J)
-    alignment = pd.Series(scores[order], index=clusters, name="alignment")
-    return pd.DataFrame(rows), alignment
+#: names of the shared variables a replicate sets (with ``pm.Data`` "sumsq" of continuous models)
+OUTCOME_DATA, SURVEY_DATA = "sbc_outcome", "sbc_survey"
 
 
 def sbc_spec(cfg: dict):
@@ -211,67 +87,108 @@ def sbc_spec(cfg: dict):
 
 @dataclass
 class SBCModel:
-    """Everything one process needs to run replicates: the design, the prior model (for draws) and
-    the compiled posterior model whose observed events are settable."""
+    """Everything one process needs to run replicates of one model: the design, the prior model
+    (for draws), the survey of a joint model and the compiled posterior model whose data are
+    settable."""
 
     cfg: dict
     spec: object
     design: object
     prior_model: object
     compiled: object
-    data_name: str
+    survey: object
     y_dtype: str
     compile_s: float
     params: list[str]
 
 
 def prepare(cfg: dict, compile: bool = True) -> SBCModel:
-    """Build the design once (``mu0`` fixed), the PyMC model, and (``compile``) its nutpie compile."""
+    """Build one model's design once (``mu0`` fixed), its PyMC model (joint: with the simulated
+    survey's measurement model) and (``compile``) its nutpie compile."""
     spec = sbc_spec(cfg)
     cells, alignment = sbc_cells(cfg)
     design = build_design(cells, spec, alignment)
-    design.mu0 = float(logit(float(cfg["design"]["baseline"])))
-    model = build_model(design, spec)
+    design.mu0 = intercept_centre(cfg)
+    if FAMILIES[cfg["family"]].kind == "continuous":  # simulated on the model's own scale
+        design.y_center, design.y_scale = 0.0, 1.0
+    survey, answers = None, None
+    if cfg["propagation"] == "joint":
+        answers = pytensor.shared(sbc_survey(cfg, design.clusters).y, name=SURVEY_DATA)
+        survey = sbc_survey(cfg, design.clusters, answers)
+    model = build_model(design, spec, latent=(survey, 0) if survey else None)
     missing = [p for p in [*cfg["parameters"], *cfg["truth"]] if p not in model.named_vars]
     if missing:
         raise QialignError(
-            f"parameters: {', '.join(missing)} not in the model ({', '.join(model.named_vars)})"
+            f"models/{cfg['name']}/parameters: {', '.join(missing)} not in the model "
+            f"({', '.join(v.name for v in model.free_RVs)})"
         )
-    data_name = "sbc_events"
     dtype = model["y"].dtype
-    shared = pytensor.shared(np.asarray(design.y["events"], dtype=dtype), name=data_name)
+    outcome = np.asarray(design.y[FAMILIES[cfg["family"]].total_column], dtype=dtype)
+    shared = pytensor.shared(outcome, name=OUTCOME_DATA)
     compiled, compile_s = None, 0.0
     if compile:
         configure_compile()
         t0 = time.perf_counter()
-        compiled = compile_nutpie(pm.observe(model, {"y": shared}))
+        mutable = ("sumsq",) if "sumsq" in design.y else ()
+        start = _initial_values(model)
+        compiled = compile_nutpie(pm.observe(model, {"y": shared}), mutable=mutable, start=start)
         compile_s = time.perf_counter() - t0
     prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
     params = list(cfg["parameters"])
-    return SBCModel(cfg, spec, design, prior_model, compiled, data_name, dtype, compile_s, params)
+    return SBCModel(cfg, spec, design, prior_model, compiled, survey, dtype, compile_s, params)
+
+
+def _initial_values(model) -> dict:
+    """Move the model's own initial values (the survey's ordered cutpoints) into a nutpie start:
+    ``pm.observe`` cannot copy a model that has them."""
+    start = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
+    for rv in model.rvs_to_initial_values:
+        model.rvs_to_initial_values[rv] = None
+    return start
 
 
 # --- one replicate ----------------------------------------------------------------------------
 
 
-def replicate_seeds(seed: int, replicate: int) -> tuple[int, int, int]:
-    """(prior draw, sampler, rank tie-break) seeds of one replicate: depend only on the master seed
-    and the replicate index, so a replicate gives the same result whatever chunk it runs in."""
-    s = np.random.SeedSequence([int(seed), int(replicate)]).generate_state(3)
+def replicate_seeds(seed: int, replicate: int, model: str = "") -> tuple[int, int, int]:
+    """(prior draw, sampler, rank tie-break) seeds of one replicate of one model: depend only on
+    the master seed, the model's name and the replicate index, so a replicate gives the same result
+    whatever chunk it runs in, and two models of a study draw independent replicates."""
+    s = np.random.SeedSequence([int(seed), zlib.crc32(model.encode()), int(replicate)]).generate_state(3)
     return tuple(int(x % (2**31 - 1)) for x in s)
 
 
-def draw_prior(m: SBCModel, seed: int) -> tuple[dict, np.ndarray]:
-    """One joint prior draw: (scalar parameters -> true value, simulated events per cell)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        draw = pm.sample_prior_predictive(draws=1, model=m.prior_model, random_seed=int(seed))
+def draw_prior(m: SBCModel, seed: int) -> tuple[dict, dict]:
+    """One joint prior draw: (scalar parameters -> true value, data name -> simulated values)."""
+    log = logging.getLogger("pymc.sampling.forward")  # "Sampling: [...]" once per replicate
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Potentials are ignored" (the survey, drawn below)
+            draw = pm.sample_prior_predictive(draws=1, model=m.prior_model, random_seed=int(seed))
+    finally:
+        log.setLevel(level)
     prior, fixed = draw["prior"], m.cfg["truth"]
     truth = {
         p: float(fixed[p]) if p in fixed else float(np.asarray(prior[p]).reshape(-1)[0]) for p in m.params
     }
-    events = np.asarray(draw["prior_predictive"]["y"]).reshape(-1)
-    return truth, events
+    y = np.asarray(draw["prior_predictive"]["y"]).reshape(-1)
+    data = {OUTCOME_DATA: y.astype(m.y_dtype)}
+    rng = np.random.default_rng(int(seed))
+    if "sumsq" in m.design.y:
+        sigma = float(np.asarray(prior["sigma"]).reshape(-1)[0])
+        data["sumsq"] = simulate_sumsq(y, m.design.n, sigma, rng)
+    if m.survey is not None:
+        data[SURVEY_DATA] = simulate_answers(prior, m.survey, rng)
+    return truth, data
+
+
+def outcome_mean(m: SBCModel, data: dict) -> float:
+    """events / n, count / exposure, or the mean of y*, over all cells."""
+    y = m.design.y
+    denominator = y["exposure"].sum() if "exposure" in y else m.design.n.sum()
+    return float(data[OUTCOME_DATA].sum() / denominator)
 
 
 def thin(draws: np.ndarray, L: int) -> np.ndarray:
@@ -296,9 +213,9 @@ def rank_of(true: float, thinned: np.ndarray, rng: np.random.Generator | None = 
 def fit_replicate(m: SBCModel, replicate: int) -> pd.DataFrame:
     """Draw, fit, rank: one row per checked parameter (``COLUMNS``)."""
     cfg = m.cfg
-    prior_seed, sample_seed, tie_seed = replicate_seeds(cfg["seed"], replicate)
-    truth, events = draw_prior(m, prior_seed)
-    compiled = m.compiled.with_data(**{m.data_name: events.astype(m.y_dtype)})
+    prior_seed, sample_seed, tie_seed = replicate_seeds(cfg["seed"], replicate, cfg["name"])
+    truth, data = draw_prior(m, prior_seed)
+    compiled = m.compiled.with_data(**data)
     t0 = time.perf_counter()
     idata = nutpie_sample(compiled, m.spec.sampler, sample_seed)
     sample_s = time.perf_counter() - t0
@@ -314,6 +231,7 @@ def fit_replicate(m: SBCModel, replicate: int) -> pd.DataFrame:
         row = summ.loc[p] if p in summ.index else None
         rows.append(
             {
+                "model": cfg["name"],
                 "replicate": replicate,
                 "parameter": p,
                 "true": truth[p],
@@ -332,7 +250,7 @@ def fit_replicate(m: SBCModel, replicate: int) -> pd.DataFrame:
                 "ess_bulk_min": det["ess_bulk_min"],
                 "ess_tail_min": det["ess_tail_min"],
                 "ebfmi_min": float(np.nanmin(det["ebfmi"])),
-                "event_rate": float(events.sum() / m.design.n.sum()),
+                "outcome_mean": outcome_mean(m, data),
                 "sample_s": sample_s,
                 "compile_s": 0.0,
                 "seed": sample_seed,
@@ -364,7 +282,7 @@ def run_replicates(cfg: dict, replicates, progress=None) -> pd.DataFrame:
             progress(
                 f"#{r} in {time.perf_counter() - t0:.1f} s, divergences {worst['divergences']}, "
                 f"max R-hat {worst['r_hat_max']:.3f}, min bulk ESS {worst['ess_bulk_min']:.0f}, "
-                f"event rate {worst['event_rate']:.3f}"
+                f"outcome mean {worst['outcome_mean']:.3f}"
             )
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=COLUMNS)
 
@@ -373,13 +291,13 @@ def read_chunks(paths) -> pd.DataFrame:
     """Concatenate chunk CSVs; a replicate may appear once only."""
     frames = [pd.read_csv(p) for p in paths]
     ranks = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-    dup = ranks.duplicated(["replicate", "parameter"])
+    dup = ranks.duplicated(["model", "replicate", "parameter"])
     if dup.any():
         reps = sorted(set(ranks.loc[dup, "replicate"]))
         raise QialignError(f"replicate(s) {reps[:10]} appear in more than one chunk")
-    return ranks.sort_values(["parameter", "replicate"]).reset_index(drop=True)
+    return ranks.sort_values(["model", "parameter", "replicate"]).reset_index(drop=True)
 
 
-def with_truth(m: SBCModel, replicate: int) -> tuple[dict, np.ndarray]:
-    """The prior draw of one replicate (its true values and events), e.g. to inspect a bad one."""
-    return draw_prior(m, replicate_seeds(m.cfg["seed"], replicate)[0])
+def with_truth(m: SBCModel, replicate: int) -> tuple[dict, dict]:
+    """The prior draw of one replicate (its true values and data), e.g. to inspect a bad one."""
+    return draw_prior(m, replicate_seeds(m.cfg["seed"], replicate, m.cfg["name"])[0])
