@@ -1,9 +1,8 @@
-"""Shared fixtures and suite rules.
+"""Shared fixtures (the rule that a slow test says what it proves is tests/test_suite_rules.py).
 
 - ``venv_env`` / ``snakemake``: run the workflow (or the CLI) in a project copy with this
   environment's executables, as the README's commands do;
 - ``sicily``: the shipped Sicily series through the real steps and its rendered report;
-- every test marked ``slow`` says in its docstring what it proves (checked at collection).
 
 Helper modules beside this file hold functions, not fixtures: ``sim_pipeline`` (a simulated trial
 through the real steps), ``models_sim`` (the model tests' trials, made by the project's simulator),
@@ -23,17 +22,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def pytest_collection_modifyitems(config, items):
-    """A slow test is a statistical check that costs minutes: it must say what it proves."""
-    silent = [
-        item.nodeid
-        for item in items
-        if item.get_closest_marker("slow") and not (getattr(item, "function", None) and item.function.__doc__)
-    ]
-    if silent:
-        raise pytest.UsageError(f"slow tests without a docstring saying what they prove: {silent}")
 
 
 @pytest.fixture(scope="session")

@@ -189,22 +189,21 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PDF_TOOLS = shutil.which("pdfinfo") and shutil.which("pdftotext") and shutil.which("pdfimages")
 
 
-@pytest.mark.browser
-def test_the_report_prints_to_pdf_without_cut_figures_or_tables(board, tmp_path):
-    if CHROMIUM is None or not PDF_TOOLS:
-        pytest.skip("needs chromium and poppler-utils (apt-get install chromium poppler-utils)")
+def _assert_prints_whole(page: Path, html: str, tmp_path: Path) -> None:
+    """Chromium's print-to-PDF of ``page``: more than one page, every figure drawn once and whole
+    (an image cut by a page break is drawn on two pages), each big table's caption and header on
+    one page, the plain summary on page 1 and the synthetic-data warning in every page's margin."""
     pdf = tmp_path / "report.pdf"
     run = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
          "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
-         "--no-pdf-header-footer", f"--print-to-pdf={pdf}", board["out"].resolve().as_uri()],
+         "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.resolve().as_uri()],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert run.returncode == 0 and pdf.is_file(), run.stderr[-2000:]
     info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
     pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
     assert pages > 1
-    # every figure printed once, whole: an image cut by a page break is drawn on two pages
     listing = subprocess.run(
         ["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True
     ).stdout
@@ -213,8 +212,7 @@ def test_the_report_prints_to_pdf_without_cut_figures_or_tables(board, tmp_path)
     for cols in images:
         objects.setdefault(cols[10], set()).add(cols[0])  # object id -> pages it is drawn on
     assert all(len(p) == 1 for p in objects.values()), {k: v for k, v in objects.items() if len(v) > 1}
-    assert len(objects) == board["html"].count("<img")
-    # a table whose caption and header row print on the same page is not cut (each fits one page)
+    assert len(objects) == html.count("<img")
     text = [
         subprocess.run(["pdftotext", "-layout", "-f", str(i), "-l", str(i), str(pdf), "-"],
                        capture_output=True, text=True, check=True).stdout
@@ -228,9 +226,19 @@ def test_the_report_prints_to_pdf_without_cut_figures_or_tables(board, tmp_path)
         on = [i for i, t in enumerate(text) if header in t]
         assert on and any(caption in text[i] for i in on), header
     assert "In plain words" in text[0]
-    # the synthetic-data warning prints in every page's margin, over no content
     assert all(t.lstrip().startswith("SYNTHETIC DATA · simulated") for t in text)
     assert any(re.search(r"^Baseline table\s+SYNTHETIC DATA$", t, re.M) for t in text)
+
+
+def _needs_print_tools() -> None:
+    if CHROMIUM is None or not PDF_TOOLS:
+        pytest.skip("needs chromium and poppler-utils (apt-get install chromium poppler-utils)")
+
+
+@pytest.mark.browser
+def test_the_report_prints_to_pdf_without_cut_figures_or_tables(board, tmp_path):
+    _needs_print_tools()
+    _assert_prints_whole(board["out"], board["html"], tmp_path)
 
 
 @pytest.mark.slow
@@ -238,7 +246,8 @@ def test_the_shipped_default_trials_report_has_the_board_sections(tmp_path):
     """The shipped default trial (config/trials/headsup_synthetic.yaml, its primary outcome only,
     few draws) through the real steps: the page opens with the plain summary whose numbers are
     its estimates.csv, and has the CONSORT-SW flow of its 7 wards, the checklist appendix, the
-    baseline table and one SPC panel per ward (about 2 minutes, most of it the fit)."""
+    baseline table and one SPC panel per ward, and it prints to PDF with no figure or table cut
+    (about 2 minutes, most of it the fit)."""
     cfg = yaml.safe_load((ROOT / "config" / "trials" / "headsup_synthetic.yaml").read_text())
     cfg["data"] = {k: str(ROOT / v) for k, v in cfg["data"].items()}
     cfg["outcomes"] = {"excess_los": cfg["outcomes"]["excess_los"]}
@@ -261,3 +270,5 @@ def test_the_shipped_default_trials_report_has_the_board_sections(tmp_path):
     assert _section(html, "consort-checklist").count("<tr") == len(CHECKLIST) + 1
     assert "Analysed data by condition" in _section(html, "baseline")
     assert _section(html, "spc").count("<figure>") == len(wards)
+    _needs_print_tools()
+    _assert_prints_whole(out, html, tmp_path)  # the default report prints to PDF, nothing cut

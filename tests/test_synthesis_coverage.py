@@ -25,6 +25,8 @@ PROB = 0.9
 
 
 def test_synthesis_covers_the_true_slope_and_beats_the_naive_meta_regression():
+    """90% coverage of the true cross-trial slope in 85-95% of the simulated sets, and a smaller
+    mean absolute error than the naive meta-regression on plug-in alignment."""
     block = {**synthesis_defaults(), "better": "lower", "interval": {"prob": PROB}}
     block["sampler"] = {**block["sampler"], "chains": 2, "draws": 1000, "tune": 1000}
     rng = np.random.default_rng(2026)
