@@ -23,6 +23,7 @@ from qialign.models.marginal import QUADRATURE_NODES
 from qialign.results import CORRELATION, LATENT, PROBABILITY, RISK_RATIO, SD, SHAPE
 
 ABS = 1e-12
+RANK_TOL = 1e-3  # rank-based diagnostics of draws computed in another summation order
 
 
 @pytest.fixture(scope="module", params=list(FITS))
@@ -236,7 +237,10 @@ def test_every_estimand_equals_its_direct_computation(fitted):
             err_msg=r["estimand"],
         )
         assert r["interval"] == label(iv)
-        assert (r["r_hat"], r["ess_bulk"]) == pytest.approx(convergence(x), abs=ABS), r["estimand"]
+        # R-hat and ESS are rank-based: draws equal to 1e-15 but summed in another order (the
+        # quadrature of the population-averaged rows) may swap two near-tied ranks
+        tol = RANK_TOL if r["estimand"].startswith("pa_") else ABS
+        assert (r["r_hat"], r["ess_bulk"]) == pytest.approx(convergence(x), abs=tol), r["estimand"]
 
 
 def test_the_probability_counts_the_better_side():

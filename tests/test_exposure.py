@@ -40,9 +40,10 @@ PRIOR_DRAWS = 4000
 
 
 def _eti_design(n_exposure_times: int, model: dict | None = None):
-    """A stepped wedge with exposure times 1..L (L clusters, L + 1 periods) and its eti spec."""
+    """A stepped wedge with exposure times 1..L (L clusters, L + 1 periods; about 20 patients per
+    cluster-period, so no cell is empty) and its eti spec."""
     cells, _, alignment, _ = simulate(
-        "binomial", n_clusters=n_exposure_times, n_periods=n_exposure_times + 1, n_per_cp=2, seed=1
+        "binomial", n_clusters=n_exposure_times, n_periods=n_exposure_times + 1, n_per_cp=20, seed=1
     )
     spec = simulated_spec("binomial", {"id": "m", "exposure": "eti", **(model or {})})
     return build_design(cells, spec, alignment), spec
@@ -242,11 +243,13 @@ def test_tate_and_pte_recover_the_simulated_exposure_profile(trial):
 def test_eti_crosscheck_rows_sit_beside_the_bayesian_tate(trial):
     cross = trial["cross"]
     tate = cross[cross["estimand"] == TATE]
-    assert set(tate["comparable_to"]) == {"eti"} and tate["estimate"].notna().all()
+    # population-averaged link-scale rows: beside the conditional tate, not the same quantity
+    assert tate["comparable_to"].fillna("").eq("").all() and set(tate["model"]) == {"eti"}
+    assert tate["estimate"].notna().all()
     assert tate["method"].str.startswith("gee_").all() and tate["reference"].sum() == 1
     ref = tate[tate["reference"]].iloc[0]
     assert ref["method"] == "gee_nested_exchangeable_md" and ref["interval"] == "ci90"
-    assert abs(ref["estimate"] - trial["est"].loc[TATE, "estimate"]) < 0.3  # the same quantity
+    assert abs(ref["estimate"] - trial["est"].loc[TATE, "estimate"]) < 0.3  # close, at small ICC
 
 
 def test_report_draws_the_curve_from_exposure_effects_csv(trial):
@@ -260,7 +263,8 @@ def test_report_draws_the_curve_from_exposure_effects_csv(trial):
     ref = trial["cross"][trial["cross"]["reference"] & trial["cross"]["estimand"].eq(TATE)].iloc[0]
     line = (
         f"Effect averaged over exposure times 2-4 (tate): {E.interval_text(trial['est'].loc[TATE])}; "
-        f"{E.method_label(ref['method'])}, exposure-time indicators: {E.interval_text(ref, bayesian=False)}"
+        f"{E.method_label(ref['method'])}, exposure-time indicators (population-averaged): "
+        f"{E.interval_text(ref, bayesian=False)}"
     )
     assert str(escape(line)) in html
     assert str(escape(f"at exposure time 3 (pte): {E.interval_text(trial['est'].loc[PTE])};")) in html

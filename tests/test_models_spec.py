@@ -30,6 +30,7 @@ def test_from_config_fills_schema_defaults_and_merges_sampler():
     assert s.trend == "period" and s.cluster_period == "exchangeable" and s.exposure == "step"
     assert s.moderators == ["alignment"] and s.covariates == ["age"] and s.better == "lower"
     sampler = {"engine": "nutpie", "chains": 2, "draws": 500, "tune": 1000, "target_accept": 0.9, "cores": 2}
+    sampler["draws_min"] = schema_defaults("sampler")["draws_min"]
     assert (
         s.sampler
         == sampler

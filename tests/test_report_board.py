@@ -22,6 +22,7 @@ from qialign import spc
 from qialign.report import render_report
 from qialign.report.consort import CHECKLIST
 from qialign.report.plain_summary import figures_of
+from qialign.report.spc_figure import spc_chart
 from qialign.report.spc_section import cluster_spc, verdict
 from qialign.report.tables import percent
 from qialign.results import FIT_FILES
@@ -183,6 +184,8 @@ def test_beyond_the_counterfactual_means_outside_its_limits():
     assert xmr.chart == "xmr" and xmr.limits.sigma[0] == pytest.approx(
         np.abs(np.diff(follows["observed"][:6])).mean() * spc.XMR_FACTOR / 3, abs=1e-12
     )
+    for chart in (w, xmr):  # every chart draws (XmR limits are per point, as p and u limits are)
+        assert spc_chart(chart, "A", "value").startswith("data:image/png;base64,")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -195,7 +195,7 @@ def test_the_verdict_rule():
     assert verdict(compare(rows.iloc[[0, 3]]))["stable"] is True
 
 
-SAMPLER = {"chains": 2, "draws": 300, "tune": 300}
+SAMPLER = {"chains": 2, "draws": 300, "draws_min": 300, "tune": 300}  # fixed length
 
 
 @pytest.mark.parametrize(("effect_sd", "sensitive"), [(0.02, True), (1.0, False)])
@@ -212,7 +212,9 @@ def test_power_scaling_flags_a_tight_prior_on_theta_and_not_the_default(effect_s
     row = table.loc["treatment_effect"]
     assert bool(row["prior"] >= 0.05) is sensitive, row
     assert row["diagnosis"].startswith("prior") is sensitive
-    assert row["likelihood"] > 0.05 and bool(row["reliable"]), row
+    assert bool(row["reliable"]), row
+    if not sensitive:  # the data drive theta under the default prior
+        assert row["likelihood"] > 0.05, row
 
 
 def test_an_unknown_battery_outcome_is_a_qialign_error_naming_the_key():

@@ -139,7 +139,8 @@ def xmr_limits(values, baseline=None) -> Limits:
         raise ValueError("an XmR chart needs at least two baseline points")
     centre, mr = float(base.mean()), float(np.abs(np.diff(base)).mean())
     sigma = np.full(v.shape, mr * XMR_FACTOR / SIGMAS)
-    return Limits("xmr", centre, centre - XMR_FACTOR * mr, centre + XMR_FACTOR * mr, sigma)
+    lower, upper = np.full(v.shape, centre - XMR_FACTOR * mr), np.full(v.shape, centre + XMR_FACTOR * mr)
+    return Limits("xmr", centre, lower, upper, sigma)  # per point, as the attribute charts
 
 
 def limits(chart: str, values, n, baseline) -> Limits:

@@ -240,15 +240,17 @@ def dense_answers(data: SurveyData) -> DenseAnswers:
     group[data.respondent, data.cell // n_d] = 1.0
     domain = np.zeros((n_d, n_items))
     domain[data.item_domain, np.arange(n_items)] = 1.0
-    y = np.zeros((n, n_items), dtype=int)  # unanswered: category 0, masked out by ``answered``
-    y[data.respondent, data.item] = data.y
     answered = np.zeros((n, n_items))
     answered[data.respondent, data.item] = 1.0
     pad = np.arange(k + 1)
-    return DenseAnswers(
-        group=group,
-        domain=domain,
-        below=(pad == y[..., None]).astype(float),
-        above=(pad == y[..., None] + 1).astype(float),
-        answered=answered,
-    )
+    if isinstance(data.y, np.ndarray):  # constants: numba compiles the one-hot arrays away
+        y = np.zeros((n, n_items), dtype=int)  # unanswered: category 0, masked out by ``answered``
+        y[data.respondent, data.item] = data.y
+        below, above = (pad == y[..., None]).astype(float), (pad == y[..., None] + 1).astype(float)
+    else:  # answers as data to swap (SBC of the joint model): the same arrays, symbolic
+        import pytensor.tensor as pt
+
+        y = pt.set_subtensor(pt.zeros((n, n_items), dtype="int64")[data.respondent, data.item], data.y)
+        below = pt.eq(pad, y[..., None]).astype("float64")
+        above = pt.eq(pad, y[..., None] + 1).astype("float64")
+    return DenseAnswers(group=group, domain=domain, below=below, above=above, answered=answered)

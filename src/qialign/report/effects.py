@@ -136,11 +136,13 @@ def _exposure_blocks(ctx: Context, outcome: str) -> list[dict]:
 
 
 def _tate_pte_text(ctx: Context, outcome: str, model: str, levels) -> dict:
-    """The model's tate and pte with the cross-check's reference ETI row when it is this model's."""
+    """The model's tate and pte with the cross-check's reference ETI row when it is this model's
+    (the GEE's, population-averaged on the link scale: beside, not the same quantity, so its
+    ``comparable_to`` is blank and it is named by its model)."""
     spec, est = ctx.spec(outcome, model), ctx.estimates(outcome, model)
     (a, b), k = exposure.window(spec, levels), exposure.pte_time(spec, levels)
     cc = ctx.crosscheck(outcome)
-    cc = None if cc is None else cc[cc["comparable_to"].eq(model)]
+    cc = None if cc is None else cc[cc["model"].eq(model)]
     parts = []
     for name, what in (
         (TATE, f"averaged over exposure times {a}-{b} (tate)"),
@@ -149,7 +151,7 @@ def _tate_pte_text(ctx: Context, outcome: str, model: str, levels) -> dict:
         text = f"Effect {what}: {E.interval_text(E.row(est, name))}"
         ref = E.reference_row(cc, name)
         if ref is not None:
-            text += f"; {E.method_label(ref[0])}, exposure-time indicators: {E.interval_text(ref[1], bayesian=False)}"
+            text += f"; {E.method_label(ref[0])}, exposure-time indicators (population-averaged): {E.interval_text(ref[1], bayesian=False)}"
         parts.append(text)
     return P(escape(". ".join(parts) + "."))
 

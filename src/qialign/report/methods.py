@@ -338,6 +338,22 @@ def crosscheck_text(ctx: Context) -> str:
     return f"Frequentist cross-checks{level}: " + "; ".join(parts) + "."
 
 
+def _integrated_effects(ctx: Context) -> str:
+    """The random effects the primary fit of the first outcome has (the ones the population-averaged
+    effects integrate over), in words."""
+    outcome = ctx.outcomes[0]
+    model = ctx.primary(outcome)
+    n_clusters = len((ctx.json("data.json") or {}).get("clusters") or [])
+    f = fitted_terms(
+        ctx.spec(outcome, model), parameter_names(ctx, outcome, model), n_clusters, ctx.alignment_on
+    )
+    names = [n for n, on in (("site", f.site), ("cluster", f.cluster), ("cluster-period", f.cluster_period != "none"),
+                             ("random treatment", f.random_treatment)) if on]  # fmt: skip
+    if not names:
+        return "none: the fit has no random effects"
+    return f"over the {_listed(names)} effects"
+
+
 def estimand_text(ctx: Context) -> str:
     """What the effect rows are: conditional or population-averaged, in-sample or for a new
     cluster (``conditioning`` / ``population`` of estimates.csv), and which rows are comparable."""
@@ -348,19 +364,27 @@ def estimand_text(ctx: Context) -> str:
         "in-sample: it averages over every analysed cell, pre-periods included, given the fitted effects. "
         "The population-averaged effects for a new cluster (pa_difference, pa_ratio, pa_odds_ratio) "
         "integrate, in every posterior draw, a new cluster's expected outcome with and without the "
-        f"intervention over its random effects (Gauss-Hermite quadrature, {QUADRATURE_NODES} nodes, over the "
-        "site, cluster, cluster-period and random treatment effects) at the trial's period mix and mean "
+        f"intervention over its random effects (Gauss-Hermite quadrature, {QUADRATURE_NODES} nodes, "
+        f"{_integrated_effects(ctx)}) at the trial's period mix and mean "
         "alignment, then contrast the two."
     )
     methods = _methods_present(ctx)
     if not methods:
         return text
+    kinds = {"GEE": "gee_", "the cluster-robust GLM": "glm_", "segmented regression": "segmented"}
+    pa = [name for name, prefix in kinds.items() if any(m.startswith(prefix) for m in methods)]
+    said = [f"{_listed(pa)} estimate{'s' if len(pa) == 1 else ''} population-averaged effects"] if pa else []
+    said += ["the linear mixed model conditional ones"] if "mixedlm" in methods else []
     return text + (
-        " GEE, the cluster-robust GLM and segmented regression estimate population-averaged effects, "
-        "the linear mixed model conditional ones; the report sets a frequentist row beside a Bayesian "
-        "one only when both estimate the same quantity (on a logit or log link, the frequentist odds "
-        "or rate ratio beside the population-averaged one; on an identity link the two coincide)."
+        f" {'; '.join(said)[:1].upper() + '; '.join(said)[1:]}; the report sets a frequentist row beside a "
+        "Bayesian one only when both estimate the same quantity (on a logit or log link, the frequentist "
+        "odds or rate ratio beside the population-averaged one; on an identity link the two coincide)."
     )
+
+
+def _listed(names: list[str]) -> str:
+    """a, b and c."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 
 
 def _segmented_text(ctx: Context, its: list[str]) -> str:

@@ -129,9 +129,8 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     if compile:
         configure_compile()
         t0 = time.perf_counter()
-        mutable = ("sumsq",) if "sumsq" in design.y else ()
-        start = _initial_values(model)
-        compiled = compile_nutpie(pm.observe(model, {"y": shared}), mutable=mutable, start=start)
+        start = _initial_values(model)  # every data array stays swappable (compile_nutpie)
+        compiled = compile_nutpie(pm.observe(model, {"y": shared}), start=start)
         compile_s = time.perf_counter() - t0
     prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
     params = list(cfg["parameters"])
