@@ -200,7 +200,7 @@ def test_robustness_variants_run_as_fits_and_reach_estimates_and_report(project)
     page = (work / "reports" / "tiny_a" / "report.html").read_text()
     assert 'id="robustness"' in page and verdict["text"].split(":")[0] in page
     assert not (work / "results" / "tiny_b" / "incidents" / "robustness").exists()
-    assert "robustness is off" in (work / "reports" / "tiny_b" / "report.html").read_text()
+    assert "robustness battery is off" in (work / "reports" / "tiny_b" / "report.html").read_text()
 
 
 @pytest.mark.parametrize("trial", ["tiny_a", "tiny_b"])

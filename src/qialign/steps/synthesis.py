@@ -23,7 +23,16 @@ from qialign.errors import QialignError
 from qialign.inference.posterior_io import save_posterior
 from qialign.progress import say
 from qialign.provenance import git_commit, package_versions
-from qialign.results import ESTIMATE_COLUMNS, SYNTHESIS_FILES, WARD_COLUMNS
+from qialign.results import (
+    CONDITIONAL,
+    ESTIMATE_COLUMNS,
+    NEW_CLUSTER,
+    PROBABILITY,
+    SD,
+    SHARE,
+    SYNTHESIS_FILES,
+    WARD_COLUMNS,
+)
 from qialign.synthesis.config import SCALE_NAMES, load_synthesis
 from qialign.synthesis.inputs import TrialInput, trial_input, ward_table
 from qialign.synthesis.run import SynthesisResult, run_synthesis
@@ -57,9 +66,16 @@ def estimate_rows(res: SynthesisResult, block: dict) -> pd.DataFrame:
         **ids, approach="bayesian", method="bayes_synthesis", comparable_to="", reference=False
     )
     freq = res.freq.assign(
-        **ids, approach="frequentist", method="meta_regression_reml_kh", comparable_to=model, reference=True
+        **ids, approach="frequentist", method="meta_regression_reml_kh", comparable_to="", reference=True
     )
-    return pd.concat([bayes, freq], ignore_index=True)[list(ESTIMATE_COLUMNS)]
+    rows = pd.concat([bayes, freq], ignore_index=True)
+    # pooled ward effects are conditional (each trial's cluster effects) and for a new ward;
+    # SDs, shares and probabilities are not effects (blank, as in a trial's estimates)
+    effect = ~rows["scale"].isin([SD, SHARE, PROBABILITY])
+    rows["conditioning"] = np.where(effect, CONDITIONAL, "")
+    rows["population"] = np.where(effect, NEW_CLUSTER, "")
+    rows.loc[rows["approach"] == "frequentist", "comparable_to"] = rows["estimand"]  # the same estimand
+    return rows[list(ESTIMATE_COLUMNS)]
 
 
 def ward_rows(res: SynthesisResult, inputs: list[TrialInput]) -> pd.DataFrame:
