@@ -111,7 +111,7 @@ def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
     return rhat, float(sum(float(az.ess(_da(g))) for g in groups))
 
 
-def _row(name: str, scale: str, draws, prob: float, kind: str, refits: int) -> dict:
+def estimand_row(name: str, scale: str, draws, prob: float, kind: str, refits: int = 1) -> dict:
     """Posterior mean, interval and convergence of one estimand (none for draws without spread)."""
     draws = np.asarray(draws)
     lo, hi = _bounds(draws, prob, kind)
@@ -156,7 +156,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     refits = int(fit.diagnostics.get("refits", 1))
 
     def row(name, scale, draws):
-        return _row(name, scale, draws, prob, kind, refits)
+        return estimand_row(name, scale, draws, prob, kind, refits)
 
     theta = np.asarray(_post(fit)["treatment_effect"]) * fit.design.y_scale
     rows = _effect_rows(fit, theta, row) + exposure.estimand_rows(fit, row)

@@ -231,14 +231,19 @@ def priors_table(spec: ModelSpec, f: Fitted) -> Table:
     return t
 
 
+def _n_clusters(ctx: Context) -> int:
+    """The trial's clusters (data.json), 0 before validation has written it."""
+    return len((ctx.json("data.json") or {}).get("clusters") or [])
+
+
 def methods(ctx: Context) -> Section:
     blocks = [P(design_text(ctx))]
-    n_clusters = len((ctx.json("data.json") or {}).get("clusters") or []) or None
+    n_clusters = _n_clusters(ctx)
     seen = set()
     for outcome in ctx.outcomes:
         for model in ctx.models(outcome):
             spec = ctx.spec(outcome, model)
-            f = fitted_terms(spec, parameter_names(ctx, outcome, model), n_clusters or 0, ctx.alignment_on)
+            f = fitted_terms(spec, parameter_names(ctx, outcome, model), n_clusters, ctx.alignment_on)
             key = (model, spec.family, tuple(spec.covariates), spec.overdispersion, f)
             if key in seen:
                 continue
@@ -343,9 +348,8 @@ def _integrated_effects(ctx: Context) -> str:
     effects integrate over), in words."""
     outcome = ctx.outcomes[0]
     model = ctx.primary(outcome)
-    n_clusters = len((ctx.json("data.json") or {}).get("clusters") or [])
     f = fitted_terms(
-        ctx.spec(outcome, model), parameter_names(ctx, outcome, model), n_clusters, ctx.alignment_on
+        ctx.spec(outcome, model), parameter_names(ctx, outcome, model), _n_clusters(ctx), ctx.alignment_on
     )
     names = [n for n, on in (("site", f.site), ("cluster", f.cluster), ("cluster-period", f.cluster_period != "none"),
                              ("random treatment", f.random_treatment)) if on]  # fmt: skip
@@ -375,8 +379,9 @@ def estimand_text(ctx: Context) -> str:
     pa = [name for name, prefix in kinds.items() if any(m.startswith(prefix) for m in methods)]
     said = [f"{_listed(pa)} estimate{'s' if len(pa) == 1 else ''} population-averaged effects"] if pa else []
     said += ["the linear mixed model conditional ones"] if "mixedlm" in methods else []
+    kinds_said = "; ".join(said)
     return text + (
-        f" {'; '.join(said)[:1].upper() + '; '.join(said)[1:]}; the report sets a frequentist row beside a "
+        f" {kinds_said[:1].upper()}{kinds_said[1:]}; the report sets a frequentist row beside a "
         "Bayesian one only when both estimate the same quantity (on a logit or log link, the frequentist "
         "odds or rate ratio beside the population-averaged one; on an identity link the two coincide)."
     )

@@ -18,11 +18,10 @@ Per draw s (z: standardised alignment, :mod:`qialign.synthesis.model`):
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
 
+from qialign.models.estimands import estimand_row
 from qialign.results import PROBABILITY, SHARE, interval_label
 from qialign.synthesis.metareg import MetaRegression
 
@@ -35,20 +34,8 @@ def quantile_name(q: float) -> str:
 
 
 def _row(name: str, scale: str, draws: np.ndarray, prob: float) -> dict:
-    """Mean, equal-tailed interval, rank-normalised R-hat and bulk ESS of draws (chain, draw)."""
-    da = xr.DataArray(np.asarray(draws, float), dims=("chain", "draw"))
-    lo, hi = np.asarray(az.eti(da, prob=prob)).ravel()
-    spread = np.isfinite(da).all() and float(da.std()) > 0
-    return {
-        "estimand": name,
-        "scale": scale,
-        "estimate": float(da.mean()),
-        "lower": float(lo),
-        "upper": float(hi),
-        "interval": interval_label(prob, "eti"),
-        "r_hat": float(az.rhat(da)) if spread else np.nan,
-        "ess_bulk": float(az.ess(da)) if spread else np.nan,
-    }
+    """Mean, equal-tailed interval, R-hat and bulk ESS of draws (chain, draw): a trial's estimand row."""
+    return estimand_row(name, scale, draws, prob, "eti")
 
 
 def _probability(name: str, p: float) -> dict:
