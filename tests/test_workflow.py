@@ -346,6 +346,7 @@ def test_synthesis_through_the_workflow(project):
     for section in ("summary", "forest", "alignment", "heterogeneity", "methods", "provenance", "logs"):
         assert f'id="{section}"' in page
     assert page.count('src="data:image/png;base64,') == 2 and "common scale" in page
+    assert "PSIS-LOO" not in page  # the attention box speaks of the synthesis, not of a trial's LOO
 
 
 def test_within_trial_alignment_says_the_slope_is_within_trial(project, tmp_path):

@@ -16,6 +16,13 @@ from qialign.results import FEW_EVENTS, MIN_ROLE_RESPONDENTS, PARETO_K_BAD
 SIDE_WORDS = {-1: "below 0", 1: "above 0", 0: "includes 0"}
 
 
+#: what the attention box says when the list is empty
+ALL_CLEAR = (
+    "Every fit is reliable, every diagnostic passed, PSIS-LOO is trustworthy and alignment scores "
+    "are present."
+)
+
+
 def attention(ctx: Context) -> list[tuple[str, str]]:
     """Scan every fit, LOO, cross-check and alignment file for problems; return (where, what)."""
     for outcome in ctx.outcomes:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 from qialign.families import FAMILIES
+from qialign.methods import CONDITIONAL, METHODS, POPULATION_AVERAGED, Method
 from qialign.models.marginal import QUADRATURE_NODES
 from qialign.models.spec import ModelSpec
 from qialign.report import estimates as E
@@ -375,15 +376,29 @@ def estimand_text(ctx: Context) -> str:
     methods = _methods_present(ctx)
     if not methods:
         return text
-    kinds = {"GEE": "gee_", "the cluster-robust GLM": "glm_", "segmented regression": "segmented"}
-    pa = [name for name, prefix in kinds.items() if any(m.startswith(prefix) for m in methods)]
-    said = [f"{_listed(pa)} estimate{'s' if len(pa) == 1 else ''} population-averaged effects"] if pa else []
-    said += ["the linear mixed model conditional ones"] if "mixedlm" in methods else []
+    fitted = [METHODS[m] for m in methods if m in METHODS and METHODS[m].se != "none"]
+    said = []
+    for conditioning, words in ((POPULATION_AVERAGED, "population-averaged"), (CONDITIONAL, "conditional")):
+        kinds = list(dict.fromkeys(_kind(m) for m in fitted if m.conditioning == conditioning))
+        if kinds:
+            said.append(f"{_listed(kinds)} estimate{'s' if len(kinds) == 1 else ''} {words} effects")
+    said.append(
+        "the report sets a frequentist row beside a Bayesian one only when both estimate the same "
+        "quantity (on a logit or log link, the frequentist odds or rate ratio beside the "
+        "population-averaged one; on an identity link the two coincide)."
+    )
     kinds_said = "; ".join(said)
-    return text + (
-        f" {kinds_said[:1].upper()}{kinds_said[1:]}; the report sets a frequentist row beside a "
-        "Bayesian one only when both estimate the same quantity (on a logit or log link, the frequentist "
-        "odds or rate ratio beside the population-averaged one; on an identity link the two coincide)."
+    return f"{text} {kinds_said[:1].upper()}{kinds_said[1:]}"
+
+
+def _kind(m: Method) -> str:
+    """A cross-check's kind in words: GEE, segmented regression, the label otherwise."""
+    if m.correlation:
+        return "GEE"
+    if m.regression:
+        return "segmented regression"
+    return {"glm_cluster_robust": "the cluster-robust GLM", "mixedlm": "the linear mixed model"}.get(
+        m.id, m.label
     )
 
 

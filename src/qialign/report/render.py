@@ -16,7 +16,7 @@ import jinja2
 from qialign.config import load_trial_config
 from qialign.provenance import package_versions
 from qialign.report.alignment_section import alignment
-from qialign.report.attention import attention
+from qialign.report.attention import ALL_CLEAR, attention
 from qialign.report.baseline_table import baseline
 from qialign.report.blocks import Section
 from qialign.report.checks import model_checks
@@ -118,6 +118,7 @@ def render_report(
             trial=ctx.trial,
             synthetic=ctx.synthetic,
             attention=attention(ctx),
+            all_clear=ALL_CLEAR,
             sections=build_sections(ctx),
             generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             version=package_versions().get("qialign", "unknown"),

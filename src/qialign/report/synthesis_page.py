@@ -201,6 +201,13 @@ def _logs(logs: list[Path], out_html: Path) -> Section:
     return Section("logs", "Logs", [LIST(items) if items else P("No logs given.")])
 
 
+#: what the attention box says when the list is empty
+ALL_CLEAR = (
+    "Every trial's fit is reliable, every ward has an alignment score and the synthesis fit passed "
+    "its diagnostics."
+)
+
+
 def attention(s: Synthesis) -> list[tuple[str, str]]:
     out = []
     for t in s.record["trials"]:
@@ -232,6 +239,7 @@ def render_synthesis_report(results: Path, out_html: Path, logs: list[Path] | No
             trial="synthesis",
             synthetic=synthetic,
             attention=attention(s),
+            all_clear=ALL_CLEAR,
             sections=sections,
             generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             version=package_versions().get("qialign", "unknown"),
