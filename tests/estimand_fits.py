@@ -2,10 +2,12 @@
 
 Between them they reach every branch of ``qialign.models.estimands``: random treatment effects
 and AR(1) cluster-period effects (gaussian), fidelity (lognormal), no cluster-period term and an
-HDI (bernoulli), per-patient and per-cell overdispersion and ``better: higher`` (counts), a site
-intercept (negative binomial), a segmented ITS with harmonics and covariates (one lognormal
-series: kappa in log-y units, a geometric-mean trend). Under ``make mutate`` (which mutates
-estimands, not the sampler) each is fitted once and kept in ``$QIALIGN_TEST_FIT_CACHE``.
+HDI (bernoulli), per-patient and per-cell overdispersion and ``better: higher`` (counts), random
+treatment effects and an exposure that varies per patient (poisson), a site intercept (negative
+binomial), exposure-time indicators with a window and a point (binomial eti), a segmented ITS
+with harmonics and covariates (one lognormal series: kappa in log-y units, a geometric-mean trend).
+Under ``make mutate`` (which mutates estimands, not the sampler) each is fitted once and kept in
+``$QIALIGN_TEST_FIT_CACHE``.
 """
 
 from __future__ import annotations
@@ -36,13 +38,26 @@ FITS = {
         {"prob": 0.8, "kind": "hdi"},
     ),
     "binomial": ("binomial", "lower", {}, {}, {"prob": 0.9}),
-    "poisson": ("poisson", "higher", {"overdispersion": "patient"}, {}, {"prob": 0.5}),
+    "poisson": (
+        "poisson",
+        "higher",
+        {"overdispersion": "patient", "random_treatment": True},
+        {},
+        {"prob": 0.5},
+    ),
     "negative_binomial": (
         "negative_binomial",
         "lower",
         {"overdispersion": "cell", "site_effect": True},
         {},
         {},
+    ),
+    "eti": (
+        "binomial",
+        "lower",
+        {"exposure": "eti", "estimand_window": [2, 3], "pte_at": 2, "moderators": []},
+        {},
+        {"prob": 0.9},
     ),
     "its": (
         "lognormal",
@@ -61,6 +76,9 @@ def _fit(name: str):
     trial: dict = {}
     if model.get("site_effect") is True:  # a site intercept needs three sites (models.build.MIN_SITES)
         cells = cells.assign(site=cells["cluster"].map(lambda c: f"s{int(c[1:]) % 3}"))
+    if name == "poisson":  # exposure per patient varies by cluster (patient-days 1, 1.5 or 2)
+        days = cells["cluster"].map(lambda c: 1 + int(c[1:]) % 3 / 2)
+        cells = cells.assign(exposure=cells["exposure"] * days)
     if name == "its":  # one treated series of the controlled before-after simulation
         first = cells.loc[cells["treated"] == 1, "cluster"].min()
         cells, alignment = cells[cells["cluster"] == first], None

@@ -18,9 +18,19 @@ from scipy.special import expit
 
 from estimand_fits import FITS, cached_fit, interval
 from qialign.families import FAMILIES
-from qialign.models.estimands import cluster_effects, counterfactual, counterfactual_by_period, estimates
+from qialign.models.estimands import (
+    cluster_effects,
+    counterfactual,
+    counterfactual_by_period,
+    estimates,
+    exposure_effects,
+)
 from qialign.models.marginal import QUADRATURE_NODES
-from qialign.results import CORRELATION, LATENT, PROBABILITY, RISK_RATIO, SD, SHAPE
+from qialign.results import CORRELATION, LATENT, PROBABILITY, PTE, RISK_RATIO, SD, SHAPE, TATE
+
+# the estimands raise no floating-point warning (0 / 0 of a period without treated cells is
+# silenced where it is expected, and nowhere else)
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 ABS = 1e-12
 RANK_TOL = 1e-3  # rank-based diagnostics of draws computed in another summation order
@@ -185,6 +195,7 @@ def expected_rows(fit, name) -> dict:
         }
     if "fidelity_interaction" in post:
         rows["fidelity_interaction"] = (link, draws(fit, "fidelity_interaction") * ys)
+    rows |= exposure_time_rows(fit)
     better = theta < 0 if fit.spec.better == "lower" else theta > 0
     rows["prob_beats_trend"] = (PROBABILITY, None, better.mean())
     _, off, on = off_on(fit)
@@ -205,6 +216,23 @@ def expected_rows(fit, name) -> dict:
         rows["icc"] = (LATENT, icc)
         rows["cac"] = (LATENT, cac) if cac is not None else (LATENT, "ones")
     return rows
+
+
+def exposure_time_rows(fit) -> dict:
+    """eti: tate = the mean of theta_e over the window's exposure times, pte = theta_e at pte_at."""
+    if fit.spec.exposure != "eti":
+        return {}
+    fam, levels = FAMILIES[fit.spec.family], list(fit.design.eti_levels)
+    e = draws(fit, "theta_e") * y_scale(fit)
+    (a, b), k = fit.spec.estimand_window, fit.spec.pte_at
+    tate, pte = e[..., [i for i, x in enumerate(levels) if a <= x <= b]].mean(-1), e[..., levels.index(k)]
+    assert levels[0] < a and b < levels[-1] and k < levels[-1]  # not the default window and point
+    return {
+        TATE: (fam.link_scale, tate),
+        f"{TATE}_natural": (fam.natural_scale, natural(fit, tate)),
+        PTE: (fam.link_scale, pte),
+        f"{PTE}_natural": (fam.natural_scale, natural(fit, pte)),
+    }
 
 
 def test_every_estimand_equals_its_direct_computation(fitted):
@@ -252,6 +280,44 @@ def test_the_probability_counts_the_better_side():
         better, worse = ((theta < 0), (theta > 0)) if FITS[name][1] == "lower" else ((theta > 0), (theta < 0))
         assert p == better.mean()
         assert p != worse.mean()  # a flipped direction would be seen
+
+
+def test_the_probability_counts_the_better_side_of_draws_on_both_sides():
+    """The same centred draws of theta: better: higher counts theta > 0 and better: lower theta < 0,
+    and the two add to one."""
+    fit = cached_fit("binomial")
+    post = fit.idata["posterior"].to_dataset()
+    theta = post["treatment_effect"] - float(np.median(post["treatment_effect"])) + 1e-9
+    centred = with_posterior(fit, post.assign(treatment_effect=theta))
+    p = {}
+    for better in ("lower", "higher"):
+        alt = dataclasses.replace(centred, spec=dataclasses.replace(fit.spec, better=better))
+        p[better] = estimates(alt).set_index("estimand").loc["prob_beats_trend", "estimate"]
+    x = np.asarray(theta)
+    assert (p["lower"], p["higher"]) == ((x < 0).mean(), (x > 0).mean())
+    assert 0.4 < p["higher"] < 0.6 and p["lower"] + p["higher"] == 1
+
+
+def test_exposure_effects(fitted):
+    """Per exposure time the effect draws: theta_e (eti), theta + kappa (e - 1) (a slope change),
+    theta otherwise; mean and interval on the link and natural scale."""
+    name, fit = fitted
+    iv, d, fam = interval(name), fit.design, FAMILIES[fit.spec.family]
+    out = exposure_effects(fit, iv)
+    levels = np.asarray(d.eti_levels, int)
+    if fit.spec.exposure == "eti":
+        e = draws(fit, "theta_e")
+    else:
+        e = draws(fit, "treatment_effect")[..., None] * np.ones(len(levels))
+        if "slope_change" in fit.idata["posterior"]:
+            e = e + draws(fit, "slope_change")[..., None] * (levels - 1)
+    e = e * y_scale(fit)
+    np.testing.assert_array_equal(out["exposure_time"], levels)
+    nat_cols = ["natural_estimate", "natural_lower", "natural_upper"]
+    for cols, x in ((["estimate", "lower", "upper"], e), (nat_cols, natural(fit, e))):
+        np.testing.assert_allclose(out[cols].to_numpy().T, [x.mean((0, 1)), *bounds(x, iv)], atol=ABS, rtol=0)
+    assert set(out["scale"]) == {fam.link_scale} and set(out["natural_scale"]) == {fam.natural_scale}
+    assert set(out["interval"]) == {label(iv)}
 
 
 def test_default_interval_is_eti95():

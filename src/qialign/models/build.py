@@ -139,7 +139,8 @@ def _add_coords(coords: dict) -> None:
 
 def trend_term(d: Design, spec: ModelSpec, pr: dict):
     """f(t) per period (rw1, categorical ``period`` or a ``trend_term`` basis), identified up to a
-    constant; ``trend`` = f - f(first period) is recorded. None with a single period."""
+    constant; ``trend`` = f - f(first period) is recorded (zero with a single period, where f is
+    None)."""
     T = len(d.periods)
     if d.trend_P is not None:
         _add_coords({"trend_term": d.trend_names})
@@ -154,6 +155,7 @@ def trend_term(d: Design, spec: ModelSpec, pr: dict):
         b_t = pm.Normal("b_trend", 0, pr["trend_sd"], dims="trend_term")
         f = pt.dot(pt.as_tensor(d.trend_P), b_t)
     if T == 1:
+        pm.Deterministic("trend", pt.zeros(1), dims="period")
         return None
     pm.Deterministic("trend", f - f[0], dims="period")
     return f

@@ -111,7 +111,7 @@ def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
     return rhat, float(sum(float(az.ess(_da(g))) for g in groups))
 
 
-def estimand_row(name: str, scale: str, draws, prob: float, kind: str, refits: int = 1) -> dict:
+def estimand_row(name: str, scale: str, draws, prob: float, kind: str, refits: int) -> dict:
     """Posterior mean, interval and convergence of one estimand (none for draws without spread)."""
     draws = np.asarray(draws)
     lo, hi = _bounds(draws, prob, kind)
@@ -180,7 +180,8 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     if "sd_cluster" in _post(fit):  # cluster intercepts; one series (ITS) has no between-cluster variation
         rows += _icc_rows(fit, row)
     out = pd.DataFrame(rows)
-    out["conditioning"], out["population"] = zip(*map(estimand_kind, out["estimand"]), strict=True)
+    kinds = out["estimand"].map(estimand_kind)  # (conditioning, population) of each row
+    out["conditioning"], out["population"] = kinds.str[0], kinds.str[1]
     return out[COLUMNS]
 
 
@@ -316,8 +317,8 @@ def _weighted_by(fit, m: np.ndarray, groups: np.ndarray, k: int, mask=None) -> n
     w = d.n if mask is None else d.n * mask
     num = np.zeros((*m.shape[:-1], k))
     np.add.at(num, (..., groups), m * w)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / np.bincount(groups, weights=w, minlength=k)
+    with np.errstate(invalid="ignore"):  # 0 / 0: a group without (masked) cells is NaN
+        out = num / np.bincount(groups, weights=w)  # every group index occurs in the cells
     return np.exp(out) if fit.spec.family == "lognormal" else out
 
 
@@ -365,26 +366,23 @@ def _rate_per_exposure(fit, m: np.ndarray, mask=None) -> np.ndarray:
     if FAMILIES[fit.spec.family].kind != "count":
         return m
     w = d.n if mask is None else d.n * mask
-    k = len(d.periods)
-    exposure = np.bincount(d.period_idx, weights=d.y["exposure"] * (w > 0), minlength=k)
-    patients = np.bincount(d.period_idx, weights=w, minlength=k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return m * patients / exposure
+    exposure = np.bincount(d.period_idx, weights=d.y["exposure"] * (w > 0))
+    patients = np.bincount(d.period_idx, weights=w)
+    return m * patients / exposure  # m is NaN where no cell is left: NaN / 0, no warning
 
 
 def _trend_draws(fit) -> tuple[np.ndarray, np.ndarray]:
     """f(t) - f(first period) (link scale, y units for gaussian / lognormal) and the outcome at
     baseline g^-1(mu + f(t)) with f centred over periods, per draw (chain, draw, period)."""
     post, d, fam = _post(fit), fit.design, FAMILIES[fit.spec.family]
-    shape = (*np.shape(post["mu"]), len(d.periods))
-    trend = np.asarray(post["trend"]) if "trend" in post.data_vars else np.zeros(shape)
+    trend = np.asarray(post["trend"])
     x = np.asarray(post["mu"])[..., None] + trend - trend.mean(-1, keepdims=True)
-    if fam.kind in ("binary", "count"):  # probability; rate per exposure unit
-        natural = fam.inverse_link(x)
-    elif fam.name == "gaussian":
+    if fam.name == "gaussian":
         natural = d.y_center + d.y_scale * x
-    else:  # lognormal: the geometric mean exp(E log y)
+    elif fam.name == "lognormal":  # the geometric mean exp(E log y)
         natural = np.exp(d.y_center + d.y_scale * x)
+    else:  # probability; rate per exposure unit
+        natural = fam.inverse_link(x)
     return trend * d.y_scale, natural
 
 
@@ -402,10 +400,10 @@ def counterfactual_by_period(fit, interval: dict | None = None) -> pd.DataFrame:
     """
     prob, kind = _interval(interval)
     d = fit.design
-    k, treated = len(d.periods), d.treated.astype(float)
+    k, treated = len(d.periods), d.treated
     out = pd.DataFrame({"period": d.periods})
-    out["n"] = np.bincount(d.period_idx, weights=d.n, minlength=k)
-    out["n_treated"] = np.bincount(d.period_idx, weights=d.n * treated, minlength=k)
+    out["n"] = np.bincount(d.period_idx, weights=d.n)  # every period has cells
+    out["n_treated"] = np.bincount(d.period_idx, weights=d.n * treated)
     eta, off, on = _cell_predictions(fit)
     series = [("actual", eta, None), ("without", off, None), ("with", on, None)]
     series += [("actual_treated", eta, treated), ("without_treated", off, treated)]

@@ -59,16 +59,14 @@ def fixed_predictor(fit, cells: np.ndarray | None = None) -> np.ndarray:
     ``cells``: only these cells (indices)."""
     post, d = fit.idata["posterior"], fit.design
     cells = np.arange(d.n_cells) if cells is None else cells
-    mu = np.asarray(post["mu"], float)
-    per = np.zeros((*mu.shape, len(d.periods)))
-    if "trend" in post:  # recorded as f - f(first period); f itself sums to zero over periods
-        trend = np.asarray(post["trend"], float)
-        per = per + trend - trend.mean(-1, keepdims=True)
+    mu = np.asarray(post["mu"])
+    trend = np.asarray(post["trend"])  # recorded as f - f(first period); f sums to zero over periods
+    per = trend - trend.mean(-1, keepdims=True)
     if "b_season" in post:
-        per = per + np.asarray(post["b_season"], float) @ d.season.T
+        per = per + np.asarray(post["b_season"]) @ d.season.T
     x = mu[..., None] + per[..., d.period_idx[cells]]
     if d.Z.shape[1]:
-        x = x + np.asarray(post["beta"], float) @ d.Z[cells].T
+        x = x + np.asarray(post["beta"]) @ d.Z[cells].T
     return x
 
 
@@ -76,27 +74,27 @@ def cell_groups(fit) -> tuple[np.ndarray, np.ndarray]:
     """(a cell of each group, summed weight w_c of the group): cells with the same period and
     covariates share x_c, so the integral is computed once per group."""
     d, fam = fit.design, FAMILIES[fit.spec.family]
-    weight = np.asarray(d.y["exposure"] if fam.kind == "count" else d.n, float)
+    weight = d.y["exposure"] if fam.kind == "count" else d.n
     key = np.column_stack([d.period_idx, d.Z])
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first, np.bincount(inverse.ravel(), weights=weight, minlength=len(first))
+    return first, np.bincount(inverse.ravel(), weights=weight)  # every group has a cell
 
 
 def random_sds(fit) -> tuple[np.ndarray, np.ndarray]:
     """(tau0, tau1) per draw: SD of a new cluster's intercept without / with the intervention."""
     post = fit.idata["posterior"]
-    shape = np.shape(post["mu"])
-    var0 = sum((np.asarray(post[n], float) ** 2 for n in INTERCEPT_SDS if n in post), np.zeros(shape))
-    var1 = var0 + (np.asarray(post[EFFECT_SD], float) ** 2 if EFFECT_SD in post else 0.0)
+    var0 = np.zeros(np.shape(post["mu"]))
+    for name in (n for n in INTERCEPT_SDS if n in post):
+        var0 = var0 + np.asarray(post[name]) ** 2
+    var1 = var0 + (np.asarray(post[EFFECT_SD]) ** 2 if EFFECT_SD in post else 0.0)
     return np.sqrt(var0), np.sqrt(var1)
 
 
 def _integrated_mean(fit, x: np.ndarray, tau: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """sum_c weight_c E[m(x_c + tau Z)] per draw (chain, draw), Gauss-Hermite over Z."""
     nodes, w = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
-    w = w / np.sqrt(2 * np.pi)
     total = np.zeros(x.shape[:-1])
-    for z, wk in zip(nodes, w, strict=True):
+    for z, wk in np.column_stack([nodes, w / np.sqrt(2 * np.pi)]):
         total = total + wk * (mean_outcome(fit, x + (tau * z)[..., None]) @ weight)
     return total
 
@@ -107,7 +105,7 @@ def expected_outcomes(fit) -> tuple[np.ndarray, np.ndarray]:
     d = fit.design
     cells, weight = cell_groups(fit)
     x = fixed_predictor(fit, cells)
-    theta = np.asarray(fit.idata["posterior"]["treatment_effect"], float)
+    theta = np.asarray(fit.idata["posterior"]["treatment_effect"])
     tau0, tau1 = random_sds(fit)
     n = float(np.sum(d.n))
     p0 = _integrated_mean(fit, x, tau0, weight) / n

@@ -35,7 +35,7 @@ def quantile_name(q: float) -> str:
 
 def _row(name: str, scale: str, draws: np.ndarray, prob: float) -> dict:
     """Mean, equal-tailed interval, R-hat and bulk ESS of draws (chain, draw): a trial's estimand row."""
-    return estimand_row(name, scale, draws, prob, "eti")
+    return estimand_row(name, scale, draws, prob, "eti", refits=1)
 
 
 def _probability(name: str, p: float) -> dict:
