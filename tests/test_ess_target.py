@@ -32,3 +32,16 @@ def test_sampling_stops_at_the_first_checkpoint_that_meets_the_target():
     full = sample_to_ess(compiled, {**S, "cores": 2}, hard, seed=4)
     assert full["posterior"].sizes["draw"] == 200  # never met: the most draws
     np.testing.assert_array_equal(full["posterior"]["mu"][:, :50], parallel["posterior"]["mu"])
+
+
+def test_the_retry_doubles_the_most_draws_only_when_they_are_ess_targeted():
+    """nutpie with draws_min < draws: the retry may sample twice as long (it still stops at the
+    first checkpoint that passes); fixed-length sampling (refits, PyMC) keeps its draws."""
+    from qialign.inference.retry import _retry_settings
+
+    s = {"engine": "nutpie", "draws": 1000, "draws_min": 250, "tune": 1000, "target_accept": 0.95}
+    assert _retry_settings(s) == {**s, "draws": 2000, "tune": 2000, "target_accept": 0.99}
+    fixed = {**s, "draws_min": 1000}
+    assert _retry_settings(fixed) == {**fixed, "tune": 2000, "target_accept": 0.99}
+    pymc = {**s, "engine": "pymc", "target_accept": 0.8}
+    assert _retry_settings(pymc) == {**pymc, "tune": 2000, "target_accept": 0.95}

@@ -1,8 +1,11 @@
 """One automatic retry when a fit's diagnostics fail.
 
 When diagnostics fail and ``diagnostics.retry`` is true, the model is sampled once more (same
-compiled model) with target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning
-and seed + 1.
+compiled model) with target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning,
+seed + 1 and, when the draws are set by the ESS target (nutpie, ``draws_min`` < ``draws``), twice the most
+draws: a chain that mixes slowly gets longer chains, a fast one still stops at the first
+checkpoint that passes. Fixed-length sampling (the refits of ``propagation: draws``, pooled as
+chains of one trace) keeps its length.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ from qialign.progress import say
 
 
 def _retry_settings(s: dict) -> dict:
-    """target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning."""
-    return {
+    """target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning, twice the
+    most draws when they are ESS-targeted."""
+    out = {
         **s,
         "target_accept": min(0.99, max(0.95, float(s["target_accept"]) + 0.05)),
         "tune": 2 * int(s["tune"]),
     }
+    if s.get("engine") == "nutpie" and int(s.get("draws_min", s["draws"])) < int(s["draws"]):
+        out["draws"] = 2 * int(s["draws"])
+    return out
 
 
 def _attempt(s: dict, idata, problems: list[str]) -> dict:

@@ -81,9 +81,10 @@ def cell_groups(fit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def random_sds(fit) -> tuple[np.ndarray, np.ndarray]:
-    """(tau0, tau1) per draw: SD of a new cluster's intercept without / with the intervention."""
+    """(tau0, tau1) per draw: SD of a new cluster's intercept without / with the intervention (0
+    for one series)."""
     post = fit.idata["posterior"]
-    var0 = np.zeros(np.shape(post["mu"]))
+    var0 = 0.0  # one series: no random intercept
     for name in (n for n in INTERCEPT_SDS if n in post):
         var0 = var0 + np.asarray(post[name]) ** 2
     var1 = var0 + (np.asarray(post[EFFECT_SD]) ** 2 if EFFECT_SD in post else 0.0)
