@@ -113,9 +113,10 @@ def mixed_replicates(fit, redraw: tuple, *, draws: int, inner: int, seed: int = 
     names = [v for v in redraw if v in model.named_vars]
     # PyMC redraws a free variable (and recomputes what depends on it) only when the trace lacks it
     tiled = tiled.drop_vars([v for v in names if v in tiled])
+    kept = [v.name for v in model.free_RVs if v.name in tiled.data_vars]  # the posterior's own values
     with model:
         pp = pm.sample_posterior_predictive(
-            tiled, var_names=[*names, "y"], random_seed=seed, progressbar=False
+            tiled, var_names=[*names, "y"], freeze_vars=kept, random_seed=seed, progressbar=False
         )
     y = np.asarray(pp["posterior_predictive"]["y"])
     return y.reshape(inner, -1, y.shape[-1])
