@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: run test test-slow mutate lint format clean-results
+.PHONY: run test test-slow test-slow-ci mutate lint format clean-results
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -36,6 +36,13 @@ test: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	$(BIN)/pytest -m slow
+
+# the slow checks short enough for every CI run (about a minute together): the shipped default
+# trial's board sections and PDF print, and the battery's step-vs-ETI verdict both ways
+CI_SLOW = tests/test_report_board.py \
+  tests/test_robustness_slow.py::test_the_battery_flags_step_against_eti_only_when_the_effect_grows
+test-slow-ci: $(VENV)/.installed
+	$(BIN)/pytest -m slow -n $(TEST_WORKERS) --dist loadfile $(CI_SLOW)
 
 # Mutation testing ([tool.mutmut] in pyproject.toml lists the modules and their tests); the fits the
 # estimand tests need are made once and kept (the sampler is not what is mutated). Prints survivors.
