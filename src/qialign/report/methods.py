@@ -378,10 +378,10 @@ def estimand_text(ctx: Context) -> str:
         return text
     fitted = [METHODS[m] for m in methods if m in METHODS and METHODS[m].se != "none"]
     said = []
-    for conditioning, words in ((POPULATION_AVERAGED, "population-averaged"), (CONDITIONAL, "conditional")):
+    for conditioning in (POPULATION_AVERAGED, CONDITIONAL):  # the registry's words
         kinds = list(dict.fromkeys(_kind(m) for m in fitted if m.conditioning == conditioning))
         if kinds:
-            said.append(f"{_listed(kinds)} estimate{'s' if len(kinds) == 1 else ''} {words} effects")
+            said.append(f"{_listed(kinds)} estimate{'s' if len(kinds) == 1 else ''} {conditioning} effects")
     said.append(
         "the report sets a frequentist row beside a Bayesian one only when both estimate the same "
         "quantity (on a logit or log link, the frequentist odds or rate ratio beside the "
