@@ -207,10 +207,11 @@ def test_the_shipped_config_is_valid():
     cfg = load_sbc_config(Path(__file__).parents[1] / "config" / "sbc.yaml")
     assert cfg["replicates"] >= 200
     models = cfg["models"].values()
-    # every family but bernoulli (binomial cells of n = 1); no joint model until the latent
-    # thresholds have a prior draw (tests/test_sbc_families.py, JOINT_HAS_NO_PRIOR_DRAW)
+    # every family but bernoulli (binomial cells of n = 1), and the joint survey + outcome model
+    # whose survey cutpoint prior is checked too
     assert {m["family"] for m in models} == set(FAMILIES) - {"bernoulli"}
-    assert [m["name"] for m in models if m["propagation"] == "joint"] == []
+    joint = [m for m in models if m["propagation"] == "joint"]
+    assert [m["name"] for m in joint] == ["joint"] and "threshold_scale" in joint[0]["parameters"]
     for m in models:
         assert {"treatment_effect", "alignment_interaction"} <= set(m["criteria"]["parameters"])
 

@@ -12,17 +12,10 @@ from scipy.special import expit
 
 from qialign.studies.sbc import COLUMNS
 from qialign.studies.sbc_config import load_sbc_config, sbc_config
-from qialign.studies.sbc_data import sbc_cells, sbc_survey, simulate_answers, simulate_sumsq
+from qialign.studies.sbc_data import sbc_cells, sbc_survey, simulate_answers, simulate_sumsq, threshold_draw
 
 SHIPPED = Path(__file__).parents[1] / "config" / "sbc.yaml"
 MODELS = ["binomial", "poisson", "negative_binomial", "gaussian", "lognormal", "joint"]
-#: the latent model's thresholds became a Flat variable with a Potential prior (alignment.latent_model,
-#: for compile speed), which has no prior draw: SBC of the joint model is off until it has one
-JOINT_HAS_NO_PRIOR_DRAW = pytest.mark.xfail(
-    strict=True, raises=NotImplementedError, reason="latent thresholds: Flat + Potential, no prior draw"
-)
-RUNNABLE = [m for m in MODELS if m != "joint"]
-PARAMS = [*RUNNABLE, pytest.param("joint", marks=JOINT_HAS_NO_PRIOR_DRAW)]
 #: the fast suite's models (the new likelihood data paths: count exposure, swapped sums of squares);
 #: every model goes through the same steps in the slow test_every_model_through_the_steps (a
 #: compile per model: about 35 min wall here under load, too long for the fast suite)
@@ -106,15 +99,13 @@ def _prior(**values) -> dict:
 
 
 def test_survey_answers_follow_the_graded_response_model():
-    """Frequencies of simulated answers match P(Y = k) = F(a (theta - tau_k-1)) - F(a (theta - tau_k)),
-    with the unsorted z_threshold draw sorted (the ordered prior's draw)."""
+    """Frequencies of simulated answers match P(Y = k) = F(a (theta - tau_k-1)) - F(a (theta - tau_k))."""
     survey_cfg = {"clinical": 1, "managerial": 1, "domains": 1, "items": 1, "categories": 3}
     cfg = {**sbc_config(TINY)["models"]["joint"], "survey": survey_cfg}
     survey = sbc_survey(cfg, ["a"])
     prior = _prior(
         discrimination=[1.5],
-        threshold_scale=2.0,
-        z_threshold=[[0.4, -0.3]],  # unsorted: cutpoints -0.6, 0.8
+        threshold=[[-0.6, 0.8]],
         clinical=[[[0.2]]],
         gap=[[[-1.0]]],
         sigma_respondent=0.0,
@@ -127,6 +118,22 @@ def test_survey_answers_follow_the_graded_response_model():
         p = -np.diff(np.r_[1.0, at_least, 0.0])
         freq = np.bincount(answers[:, r], minlength=3) / len(answers)
         assert np.all(np.abs(freq - p) < 4 * np.sqrt(p * (1 - p) / len(answers))), (freq, p)
+
+
+def test_threshold_draw_is_the_ordered_normal_prior():
+    """The drawn u mapped as the latent model maps it (t_1 = u_1, t_k = t_k-1 + exp(u_k)) are the
+    order statistics of K - 1 iid N(0, 1): for K - 1 = 2, min and max with CDFs 1 - (1 - F)^2 and
+    F^2, means -+ 1 / sqrt(pi)."""
+    shape = {"clinical": 1, "managerial": 1, "domains": 1, "items": 3, "categories": 3}
+    survey = sbc_survey({"survey": shape}, ["a"])
+    u = np.concatenate([threshold_draw(survey, np.random.default_rng(s)) for s in range(3000)])
+    assert u.shape == (9000, 2)
+    t = np.cumsum(np.c_[u[:, :1], np.exp(u[:, 1:])], axis=1)
+    low, high = t[:, 0], t[:, 1]
+    assert stats.kstest(low, lambda x: 1 - stats.norm.sf(x) ** 2).pvalue > 0.001
+    assert stats.kstest(high, lambda x: stats.norm.cdf(x) ** 2).pvalue > 0.001
+    assert low.mean() == pytest.approx(-1 / np.sqrt(np.pi), abs=0.03)
+    assert high.mean() == pytest.approx(1 / np.sqrt(np.pi), abs=0.03)
 
 
 # --- a tiny study through the real steps --------------------------------------------------------
@@ -202,9 +209,9 @@ def test_every_model_through_the_steps(tmp_path):
     """Every model of TINY (the four other families' and the joint model's data swap included)
     through the real chunk and summarise steps: ranks in range, and one page showing all six.
     Slow: one nutpie compile per model (the joint one the longest)."""
-    root, summary = run_tiny(tmp_path, RUNNABLE)
-    check_ranks(root, summary, RUNNABLE)
-    check_page(root, summary, RUNNABLE)
+    root, summary = run_tiny(tmp_path, MODELS)
+    check_ranks(root, summary, MODELS)
+    check_page(root, summary, MODELS)
     assert "latent survey alignment (joint)" in (root / "out" / "report.html").read_text()
 
 
@@ -212,7 +219,7 @@ def test_every_model_through_the_steps(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name", MODELS)
 def test_shipped_model_is_calibrated(name):
     """Issue 14's done-when: the shipped config/sbc.yaml model ``name`` at N = 200 replicates has
     rank chi-square (and ECDF) p > 0.01 and 90% interval coverage within [0.87, 0.93] for the
@@ -231,7 +238,7 @@ def test_shipped_model_is_calibrated(name):
     assert checked["coverage"].between(0.87, 0.93).all(), checked
 
 
-@pytest.mark.parametrize("name", ["negative_binomial", pytest.param("joint", marks=JOINT_HAS_NO_PRIOR_DRAW)])
+@pytest.mark.parametrize("name", ["negative_binomial", "joint"])
 def test_prior_draw_fills_every_swapped_input(name):
     """Without compiling: a replicate of the models outside the fast fits draws the outcome (and the
     joint model's survey answers, 0..K-1, one per respondent x item) and the true values."""

@@ -43,7 +43,14 @@ from qialign.inference.sampling import compile_nutpie, nutpie_sample
 from qialign.models.build import build_model
 from qialign.models.design import build_design
 from qialign.models.spec import simulated_spec
-from qialign.studies.sbc_data import intercept_centre, sbc_cells, sbc_survey, simulate_answers, simulate_sumsq
+from qialign.studies.sbc_data import (
+    intercept_centre,
+    sbc_cells,
+    sbc_survey,
+    simulate_answers,
+    simulate_sumsq,
+    threshold_draw,
+)
 
 #: per-replicate columns of chunk_<i>.csv and ranks.csv (one row per model x replicate x parameter);
 #: outcome_mean: events / n, count / exposure, or the mean of standardised y
@@ -122,6 +129,7 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
             f"models/{cfg['name']}/parameters: {', '.join(missing)} not in the model "
             f"({', '.join(v.name for v in model.free_RVs)})"
         )
+    start = _initial_values(model)  # every data array stays swappable (compile_nutpie)
     dtype = model["y"].dtype
     outcome = np.asarray(design.y[FAMILIES[cfg["family"]].total_column], dtype=dtype)
     shared = pytensor.shared(outcome, name=OUTCOME_DATA)
@@ -129,7 +137,6 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     if compile:
         configure_compile()
         t0 = time.perf_counter()
-        start = _initial_values(model)  # every data array stays swappable (compile_nutpie)
         compiled = compile_nutpie(pm.observe(model, {"y": shared}), start=start)
         compile_s = time.perf_counter() - t0
     prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
@@ -139,7 +146,7 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
 
 def _initial_values(model) -> dict:
     """Move the model's own initial values (the survey's ordered cutpoints) into a nutpie start:
-    ``pm.observe`` cannot copy a model that has them."""
+    ``pm.observe`` and ``pm.do`` cannot copy a model that has them."""
     start = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
     for rv in model.rvs_to_initial_values:
         model.rvs_to_initial_values[rv] = None
@@ -159,13 +166,17 @@ def replicate_seeds(seed: int, replicate: int, model: str = "") -> tuple[int, in
 
 def draw_prior(m: SBCModel, seed: int) -> tuple[dict, dict]:
     """One joint prior draw: (scalar parameters -> true value, data name -> simulated values)."""
+    rng = np.random.default_rng(int(seed))
+    model = m.prior_model
+    if m.survey is not None:  # the Flat cutpoints have no prior draw of their own (sbc_data)
+        model = pm.do(model, {"u_threshold": threshold_draw(m.survey, rng)})
     log = logging.getLogger("pymc.sampling.forward")  # "Sampling: [...]" once per replicate
     level = log.level
     log.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Potentials are ignored" (the survey, drawn below)
-            draw = pm.sample_prior_predictive(draws=1, model=m.prior_model, random_seed=int(seed))
+            draw = pm.sample_prior_predictive(draws=1, model=model, random_seed=int(seed))
     finally:
         log.setLevel(level)
     prior, fixed = draw["prior"], m.cfg["truth"]
@@ -174,7 +185,6 @@ def draw_prior(m: SBCModel, seed: int) -> tuple[dict, dict]:
     }
     y = np.asarray(draw["prior_predictive"]["y"]).reshape(-1)
     data = {OUTCOME_DATA: y.astype(m.y_dtype)}
-    rng = np.random.default_rng(int(seed))
     if "sumsq" in m.design.y:
         sigma = float(np.asarray(prior["sigma"]).reshape(-1)[0])
         data["sumsq"] = simulate_sumsq(y, m.design.n, sigma, rng)

@@ -11,9 +11,12 @@ draw is completed here from the same prior draw:
   sumsq = s^2 chi^2_(n-1) + S^2 / n completes an exact draw of (S, sumsq).
 - ``propagation: joint``: the survey's graded-response likelihood is a Potential, which prior
   predictive sampling ignores, so the answers are drawn here: P(Y >= k) = logistic(a_i (theta_n -
-  tau_i,k-1)), theta_n = eta[cell] + sigma_b z_n, with the prior draw's parameters. The ordered
-  cutpoints' prior is iid N(0, 1) restricted to the ordered region, whose draw is the sorted iid
-  draw (order statistics), so the prior draw's z_threshold is sorted first.
+  tau_i,k-1)), theta_n = eta[cell] + sigma_b z_n, with the prior draw's parameters. The latent
+  model writes its ordered cutpoints as a Flat variable u with a Potential prior (iid N(0, 1)
+  restricted to the ordered region, ``alignment.latent_model``), which prior sampling cannot
+  draw either: the ordered region's draw is the sorted iid N(0, 1) draw (order statistics), t,
+  mapped back to u_1 = t_1, u_k = log(t_k - t_k-1) (``threshold_draw``) and fixed in the model
+  (``pm.do``) before the rest is drawn.
 """
 
 from __future__ import annotations
@@ -114,12 +117,17 @@ def _scalar_or_array(prior, name: str) -> np.ndarray:
     return x.reshape(x.shape[2:])
 
 
+def threshold_draw(survey: SurveyData, rng: np.random.Generator) -> np.ndarray:
+    """One prior draw of the latent model's unconstrained cutpoints u (item, cut): sorted iid
+    N(0, 1) cutpoints t, u_1 = t_1 and u_k = log(t_k - t_k-1) (module docstring)."""
+    t = np.sort(rng.standard_normal((len(survey.items), survey.n_categories - 1)), axis=-1)
+    return np.concatenate([t[:, :1], np.log(np.diff(t, axis=-1))], axis=-1)
+
+
 def simulate_answers(prior, survey: SurveyData, rng: np.random.Generator) -> np.ndarray:
     """Graded-response answers (0..K-1 per answer row) given one prior draw (module docstring)."""
     disc = _scalar_or_array(prior, "discrimination")
-    tau = float(_scalar_or_array(prior, "threshold_scale")) * np.sort(
-        _scalar_or_array(prior, "z_threshold"), axis=-1
-    )
+    tau = _scalar_or_array(prior, "threshold")
     clinical, gap = _scalar_or_array(prior, "clinical"), _scalar_or_array(prior, "gap")
     eta = np.stack([clinical, clinical + gap], axis=2).reshape(-1)
     z_b = _scalar_or_array(prior, "z_respondent")
