@@ -25,7 +25,7 @@ from qialign.inference.ess_target import sample_to_ess
 from qialign.inference.modes import chain_modes, multimodal_problem
 from qialign.inference.pooling import pool_refits
 from qialign.inference.retry import sample_with_retry
-from qialign.inference.sampling import compile_nutpie, sample_pymc
+from qialign.inference.sampling import compile_nutpie, sample_pymc, take_initial_values
 from qialign.models.build import build_model
 from qialign.models.design import Design, build_design, nb_shape
 from qialign.models.spec import ModelSpec
@@ -127,7 +127,7 @@ class _Sampler:
         if self.engine == "pymc":
             if A is not None:
                 self.model.set_data("alignment_z", A)
-            idata, c, t = sample_pymc(self.model, settings, seed)
+            idata, c, t = sample_pymc(self.model, settings, seed, self.start)
         else:
             t0 = time.perf_counter()
             if self.compiled is None:
@@ -196,7 +196,7 @@ def fit_model(
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     engine = s["engine"]
     # every chain starts jittered, gamma included (dispersed over both signs): see qialign.inference.modes
-    sample = _Sampler(model, engine, len(cells), None, th)
+    sample = _Sampler(model, engine, len(cells), take_initial_values(model), th)
     if use_draws:
         result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
     else:

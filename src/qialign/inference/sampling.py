@@ -66,8 +66,19 @@ def compile_nutpie(model, start: dict | None = None):
     return compiled
 
 
-def sample_pymc(model, s: dict, seed: int):
-    """PyMC's own NUTS; returns (idata, compile seconds, sampling seconds)."""
+def take_initial_values(model) -> dict:
+    """Move the model's own initial values (the survey's ordered cutpoints, ``initval=``) out of
+    the model into a start (name -> value) for the sampler: PyMC's model transforms (``pm.do``,
+    ``pm.observe``, ``compute_log_prior``) cannot copy a model that has them."""
+    start = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
+    for rv in model.rvs_to_initial_values:
+        model.rvs_to_initial_values[rv] = None
+    return start
+
+
+def sample_pymc(model, s: dict, seed: int, start: dict | None = None):
+    """PyMC's own NUTS from ``start`` (name -> value; the rest PyMC's default initial point);
+    returns (idata, compile seconds, sampling seconds)."""
     import pymc as pm
 
     configure_compile()
@@ -84,6 +95,7 @@ def sample_pymc(model, s: dict, seed: int):
             cores=int(s["cores"]),
             random_seed=int(seed),
             step=step,
+            initvals=start or None,
             nuts_sampler="pymc",
             progressbar=False,
             compute_convergence_checks=False,

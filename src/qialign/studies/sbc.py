@@ -39,7 +39,7 @@ from qialign.errors import QialignError
 from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.diagnostics import diagnose
-from qialign.inference.sampling import compile_nutpie, nutpie_sample
+from qialign.inference.sampling import compile_nutpie, nutpie_sample, take_initial_values
 from qialign.models.build import build_model
 from qialign.models.design import build_design
 from qialign.models.spec import simulated_spec
@@ -129,7 +129,7 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
             f"models/{cfg['name']}/parameters: {', '.join(missing)} not in the model "
             f"({', '.join(v.name for v in model.free_RVs)})"
         )
-    start = _initial_values(model)  # every data array stays swappable (compile_nutpie)
+    start = take_initial_values(model)  # every data array stays swappable (compile_nutpie)
     dtype = model["y"].dtype
     outcome = np.asarray(design.y[FAMILIES[cfg["family"]].total_column], dtype=dtype)
     shared = pytensor.shared(outcome, name=OUTCOME_DATA)
@@ -142,15 +142,6 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
     params = list(cfg["parameters"])
     return SBCModel(cfg, spec, design, prior_model, compiled, survey, dtype, compile_s, params)
-
-
-def _initial_values(model) -> dict:
-    """Move the model's own initial values (the survey's ordered cutpoints) into a nutpie start:
-    ``pm.observe`` and ``pm.do`` cannot copy a model that has them."""
-    start = {rv.name: v for rv, v in model.rvs_to_initial_values.items() if v is not None}
-    for rv in model.rvs_to_initial_values:
-        model.rvs_to_initial_values[rv] = None
-    return start
 
 
 # --- one replicate ----------------------------------------------------------------------------
