@@ -190,8 +190,14 @@ def test_config_defaults_and_problems():
         sbc_config({"design": {"baseline": 1.5}})
     with pytest.raises(QialignError, match="models/p/design/baseline: a rate"):
         sbc_config({"models": {"p": {"family": "poisson", "design": {"baseline": -1}}}})
-    with pytest.raises(QialignError, match="models/p/chunks: set once for the study"):
-        sbc_config({"models": {"p": {"family": "poisson", "chunks": 2}}})
+    with pytest.raises(QialignError, match="models/p/seed: set once for the study"):
+        sbc_config({"models": {"p": {"family": "poisson", "seed": 2}}})
+    with pytest.raises(QialignError, match="models/p/chunks: an integer between 1 and replicates"):
+        sbc_config({"models": {"p": {"family": "poisson", "replicates": 3, "chunks": 4}}})
+    # one model's N raised: its own replicates and chunks, the others the study's
+    models = sbc_config({"models": {"a": {}, "b": {"replicates": 600, "chunks": 24}}})["models"]
+    assert (models["a"]["replicates"], models["a"]["chunks"]) == (200, 8)
+    assert (models["b"]["replicates"], models["b"]["chunks"]) == (600, 24)
     with pytest.raises(QialignError, match="models/p/famly: unknown key"):
         sbc_config({"models": {"p": {"famly": "poisson"}}})
     with pytest.raises(QialignError, match="propagation: one of plugin, joint"):

@@ -122,8 +122,8 @@ def study_chunks(study):
         sys.exit(f"qialign: {exc}")
     return [
         f"results/{study}/{name}/chunk_{i}.csv"
-        for name in cfg["models"]
-        for i in range(int(cfg["chunks"]))
+        for name, model in cfg["models"].items()
+        for i in range(int(model["chunks"]))
     ]
 
 

@@ -49,10 +49,10 @@ def sbc_summarise_step(config_path: str | Path, chunks: list[Path], out_dir: Pat
 
     cfg = load_sbc_config(config_path)
     ranks = read_chunks(chunks)
-    for name in cfg["models"]:
+    for name, model in cfg["models"].items():
         n_reps = ranks.loc[ranks["model"] == name, "replicate"].nunique()
-        if n_reps < int(cfg["replicates"]):
-            say(f"warning: model {name}: {n_reps} of {cfg['replicates']} replicates in the chunks")
+        if n_reps < int(model["replicates"]):
+            say(f"warning: model {name}: {n_reps} of {model['replicates']} replicates in the chunks")
     summary = summarise_study(ranks, cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

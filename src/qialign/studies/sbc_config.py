@@ -3,8 +3,10 @@
 A study lists the models it checks under ``models:`` (name -> overrides of the top-level keys:
 ``family``, ``model``, ``parameters``, ``propagation``, ``design``, ...); each model is one flat
 settings dict (``DEFAULTS`` <- top level <- its entry, with ``name``). Without ``models:`` the
-study has one model, named after its ``family``. Replicates, chunks and the master seed are the
-study's, shared by its models. Light (yaml only): the Snakefile reads the model names here.
+study has one model, named after its ``family``. The master seed is the study's, shared by its
+models; ``replicates`` and ``chunks`` may differ per model (a model's replicate k is the same
+whatever its N, so raising one model's N extends its earlier run). Light (yaml only): the
+Snakefile reads the model names and chunk counts here.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ DEFAULTS: dict = {
 }
 
 #: keys a study sets once for all its models
-STUDY_KEYS = ("seed", "replicates", "chunks", "models")
+STUDY_KEYS = ("seed", "models")
 PROPAGATIONS = ("plugin", "joint")
 
 
@@ -145,6 +147,16 @@ def _model_entries(raw: dict) -> tuple[dict, list[str]]:
     return {k: v or {} for k, v in models.items()}, problems
 
 
+def _count_problems(d: dict) -> list[str]:
+    """``replicates`` an integer >= 1, ``chunks`` an integer in 1..replicates."""
+    problems = []
+    if not (isinstance(d["replicates"], int) and d["replicates"] >= 1):
+        problems.append(f"replicates: an integer >= 1, got {d['replicates']!r}")
+    elif not (isinstance(d["chunks"], int) and 1 <= d["chunks"] <= d["replicates"]):
+        problems.append(f"chunks: an integer between 1 and replicates, got {d['chunks']!r}")
+    return problems
+
+
 def sbc_config(raw: dict | None = None) -> dict:
     """The study's settings: defaults <- ``raw``, checked, with ``models`` = name -> flat settings
     of each model (``name`` included); raise QialignError listing every problem."""
@@ -152,15 +164,12 @@ def sbc_config(raw: dict | None = None) -> dict:
     entries, problems = _model_entries(raw)
     problems += _unknown(raw, "")
     top = _merge(DEFAULTS, {k: v for k, v in raw.items() if k != "models"})
-    if not (isinstance(top["replicates"], int) and top["replicates"] >= 1):
-        problems.append(f"replicates: an integer >= 1, got {top['replicates']!r}")
-    if not (isinstance(top["chunks"], int) and 1 <= top["chunks"] <= max(top["replicates"], 1)):
-        problems.append(f"chunks: an integer between 1 and replicates, got {top['chunks']!r}")
+    problems += _count_problems(top)
     top["models"] = {}
     if not problems:
         for name, entry in entries.items():
             flat = _merge({k: v for k, v in top.items() if k != "models"}, entry) | {"name": name}
-            problems += [f"models/{name}/{p}" for p in _model_problems(flat)]
+            problems += [f"models/{name}/{p}" for p in _count_problems(flat) + _model_problems(flat)]
             top["models"][name] = flat
     if problems:
         raise QialignError("SBC configuration:\n" + "\n".join(f"- {p}" for p in problems))
