@@ -195,7 +195,8 @@ def fit_model(
     use_draws = alignment_draws is not None and design.A is not None
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     engine = s["engine"]
-    # every chain starts jittered, gamma included (dispersed over both signs): see qialign.inference.modes
+    # every chain starts jittered, gamma included (dispersed over both signs; the survey cutpoints at
+    # their own fixed start): see qialign.inference.modes
     sample = _Sampler(model, engine, len(cells), take_initial_values(model), th)
     if use_draws:
         result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
