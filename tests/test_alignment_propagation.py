@@ -235,10 +235,11 @@ N_COVERAGE = 20
 def test_joint_covers_the_true_gamma_85_to_95_percent():
     """``propagation: joint`` over 20 simulated trials with noisy surveys (1-2 doctors, 1-3 nurses and
     1-2 managers per ward): its 90% interval covers the true gamma in 17..19 of 20 (85-95%), the
-    condition for making joint the default when a survey is present. Chains start dispersed, and a
-    fit whose chains found different modes of gamma counts as it is (not dropped); the count of
-    such fits is printed."""
-    sampler = {"chains": 2, "draws": 500, "tune": 500}
+    condition for making joint the default when a survey is present. Four chains (the fit default)
+    start dispersed; chains in a minor mode of gamma are dropped by their log density
+    (``qialign.inference.modes``) and a fit whose modes could not be told apart counts as it is (not
+    dropped). The counts of both are printed."""
+    sampler = {"chains": 4, "draws": 500, "tune": 500}
     rows = []
     for i in range(N_COVERAGE):
         sim, cfg, cells = _small_survey_trial(300 + i)
@@ -258,15 +259,20 @@ def test_joint_covers_the_true_gamma_85_to_95_percent():
         rows.append(
             {
                 "estimate": r["estimate"],
+                "lower": r["lower"],
+                "upper": r["upper"],
                 "covered": r["lower"] <= GAMMA <= r["upper"],
                 "multimodal": bool(modes.get("multimodal")),
+                "dropped": len(modes.get("dropped_chains") or []),
+                "logp_gap": modes.get("logp_gap"),
             }
         )
         print(rows[-1], flush=True)
     res = pd.DataFrame(rows)
     print(
         f"\njoint, {N_COVERAGE} trials, true gamma {GAMMA}: 90% coverage {res['covered'].mean():.2f}, "
-        f"mean estimate {res['estimate'].mean():.3f}, multimodal fits {int(res['multimodal'].sum())}"
+        f"mean estimate {res['estimate'].mean():.3f}, fits with minor-mode chains dropped "
+        f"{int((res['dropped'] > 0).sum())}, fits left multimodal {int(res['multimodal'].sum())}"
     )
     assert 17 <= res["covered"].sum() <= 19
 
@@ -295,3 +301,45 @@ def test_chain_modes_separates_chains_in_different_modes():
     assert not chain_modes(one)["multimodal"]
     single = {"posterior": xr.Dataset({"alignment_interaction": (("chain", "draw"), base[None])})}
     assert chain_modes(single) is None
+
+
+def _two_mode_trace(logp_gap: float):
+    """Four chains of gamma, chains 0 and 2 at -1 and 1 and 3 at +1 (SD 0.1), the -1 mode's log
+    density ``logp_gap`` higher."""
+    import xarray as xr
+
+    base = np.tile([-0.1, 0.1], 50)
+    gamma = np.stack([base - 1, base + 1, base - 1, base + 1])
+    logp = np.stack([base - 100 + logp_gap, base - 100, base - 100 + logp_gap, base - 100])
+    return xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"alignment_interaction": (("chain", "draw"), gamma)}),
+            "sample_stats": xr.Dataset({"logp": (("chain", "draw"), logp)}),
+            "observed_data": xr.Dataset({"y": ("cell", np.zeros(3))}),
+        }
+    )
+
+
+def test_a_minor_mode_of_gamma_is_dropped_by_its_log_density():
+    """Chains in a mode whose mean log density is more than LOGP_GAP below the best mode's are
+    dropped (and named); closer modes keep every chain and stay a problem."""
+    from qialign.inference.modes import (
+        LOGP_GAP,
+        minor_mode_note,
+        mode_groups,
+        multimodal_problem,
+        resolve_modes,
+    )
+
+    assert mode_groups([-1.0, 1.0, -0.99, 1.02], 0.1) == [[0, 2], [1, 3]]
+    assert mode_groups([0.0, 0.25, 0.5], 0.1) == [[0, 1, 2]]  # neighbours 2.5 SDs apart: one mode
+    kept, modes = resolve_modes(_two_mode_trace(10.0))
+    assert kept["posterior"].sizes["chain"] == 2 and "observed_data" in kept.children
+    assert np.asarray(kept["posterior"]["alignment_interaction"]).mean() == pytest.approx(-1.0, abs=1e-12)
+    assert modes["dropped_chains"] == [1, 3] and not modes["multimodal"]
+    assert modes["logp_gap"] == pytest.approx(10.0, abs=1e-9)
+    note = minor_mode_note(modes)
+    assert modes["note"] == note and "2 of 4 chains" in note and "+1" in note and "e^-10" in note
+    close, modes = resolve_modes(_two_mode_trace(LOGP_GAP - 1))
+    assert close["posterior"].sizes["chain"] == 4 and modes["multimodal"] and not modes["dropped_chains"]
+    assert minor_mode_note(modes) is None and "neither mode can be set aside" in multimodal_problem(modes)

@@ -45,3 +45,47 @@ def test_the_retry_doubles_the_most_draws_only_when_they_are_ess_targeted():
     assert _retry_settings(fixed) == {**fixed, "tune": 2000, "target_accept": 0.99}
     pymc = {**s, "engine": "pymc", "target_accept": 0.8}
     assert _retry_settings(pymc) == {**pymc, "tune": 2000, "target_accept": 0.95}
+
+
+def test_chains_split_between_starts_are_pooled_in_order_whatever_the_cores():
+    """Two parts (the joint model's two signs of gamma): chains split 2 + 2, part k seeded
+    seed + 7919 k, pooled in order; the same draws whether the parts ran at once or one after
+    another (fewer cores than parts), and ``resolve`` sees the pooled draws."""
+    from qialign.inference.ess_target import split_chains
+
+    assert [p["chains"] for p in split_chains({"chains": 5, "cores": 2}, 2)] == [3, 2]
+    assert [p["cores"] for p in split_chains({"chains": 4, "cores": 1}, 2)] == [1, 1]
+    compiled = compile_nutpie(model(1))
+    easy = {**schema_defaults("diagnostics"), "ess_bulk_min": 5, "ess_tail_min": 5, "r_hat_max": 10.0}
+    seen = []
+    s = {**S, "chains": 4}
+    together = sample_to_ess([compiled, compiled], {**s, "cores": 2}, easy, 4, lambda d: seen.append(d) or d)
+    in_turn = sample_to_ess([compiled, compiled], {**s, "cores": 1}, easy, 4)
+    assert together["posterior"].sizes["chain"] == 4 and list(together["posterior"]["chain"]) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(together["posterior"]["mu"], in_turn["posterior"]["mu"])
+    second = sample_to_ess(compiled, {**S, "cores": 2, "draws_min": 200}, easy, 4 + 7919)
+    d = together["posterior"].sizes["draw"]
+    np.testing.assert_array_equal(together["posterior"]["mu"][2:], second["posterior"]["mu"][:, :d])
+    assert seen and seen[-1]["posterior"].sizes["chain"] == 4
+    # never met: every part runs to the most draws (one finishing first is waited for once)
+    hard = {**easy, "ess_bulk_min": 1e9}
+    full = sample_to_ess([compiled, compiled], {**s, "chains": 3, "cores": 2}, hard, 4)
+    assert full["posterior"].sizes["chain"] == 3 and full["posterior"].sizes["draw"] == 200
+
+
+def test_one_chain_is_diagnosed_without_r_hat():
+    """A single chain (e.g. the others dropped in a minor mode) has no R-hat: named as a problem."""
+    import xarray as xr
+
+    from qialign.inference.diagnostics import diagnose
+
+    draws = np.random.default_rng(0).normal(size=(1, 1000))
+    one = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"mu": (("chain", "draw"), draws)}),
+            "sample_stats": xr.Dataset({"diverging": (("chain", "draw"), np.zeros((1, 1000), bool))}),
+        }
+    )
+    ok, problems, details = diagnose(one, {})
+    assert not ok and problems == ["R-hat not computable from 1 chain(s): convergence is unchecked"]
+    assert details["ess_bulk_min"] > 800

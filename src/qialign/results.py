@@ -274,6 +274,8 @@ class FitRecord:
     ppc: dict
     alignment_propagation: str | None
     alignment_refits: int | None
+    #: ``propagation: joint``: how the chains' modes of gamma were resolved (qialign.inference.modes)
+    gamma_modes: dict | None
     #: analysed clusters with no usable alignment score in the moderating wave: analysed at the mean
     #: alignment (z = 0), so their effect modification is assumed, not measured
     unscored_clusters: list[str] | None

@@ -87,7 +87,10 @@ def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], di
         "thresholds": th,
     }
     problems = []
-    if not details["r_hat_max"] <= th["r_hat_max"]:
+    if summ["r_hat"].isna().all():  # one chain (e.g. the others were in a minor mode): no R-hat
+        chains = idata["posterior"].sizes["chain"]
+        problems.append(f"R-hat not computable from {chains} chain(s): convergence is unchecked")
+    elif not details["r_hat_max"] <= th["r_hat_max"]:
         worst = summ["r_hat"].idxmax()
         problems.append(f"R-hat {details['r_hat_max']:.3f} > {th['r_hat_max']} ({worst})")
     if not details["ess_bulk_min"] >= th["ess_bulk_min"]:

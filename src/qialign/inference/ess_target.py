@@ -57,25 +57,75 @@ def _meets(idata: xr.DataTree, th: dict) -> bool:
     )
 
 
-def _background(compiled, s: dict, th: dict, seed: int, marks: list[int]) -> xr.DataTree:
+def _finished(run) -> bool:
+    try:
+        return bool(run.is_finished)
+    except TimeoutError:  # nutpie 0.16 raises this while the chains are still running
+        return False
+
+
+def concat_chains(traces: list[xr.DataTree]) -> xr.DataTree:
+    """Traces of the same model (same draws per chain) as one, chains renumbered in order."""
+    if len(traces) == 1:
+        return traces[0]
+    groups = {}
+    for name in traces[0].children:
+        parts = [t[name].to_dataset() for t in traces]
+        if "chain" in parts[0].dims:
+            ds = xr.concat(parts, dim="chain")
+            groups[name] = ds.assign_coords(chain=np.arange(ds.sizes["chain"]))
+        else:
+            groups[name] = parts[0]
+    return xr.DataTree.from_dict(groups)
+
+
+def split_chains(s: dict, n_parts: int) -> list[dict]:
+    """Sampler settings for ``n_parts`` runs sharing the chains (the first get one more) and the
+    cores (at least one each)."""
+    chains, cores = int(s["chains"]), int(s["cores"])
+    return [
+        {**s, "chains": chains // n_parts + (k < chains % n_parts), "cores": max(1, cores // n_parts)}
+        for k in range(n_parts)
+    ]
+
+
+def _passing(trace: xr.DataTree, done: int, marks: list[int], th: dict, resolve) -> xr.DataTree | None:
+    """The first ``d`` draws at the first checkpoint d <= ``done`` that meets ``th`` (or the last
+    checkpoint), resolved; None while none is decided. Pops the checkpoints it looked at."""
+    while done >= marks[0]:
+        d = marks.pop(0)
+        head = resolve(first_draws(trace, d))
+        if not marks or _meets(head, th):
+            return head
+    return None
+
+
+def _background(parts: list, s: dict, th: dict, seed: int, marks: list[int], resolve) -> xr.DataTree:
     """The chains (``cores`` at a time) looked at while they run, cancelled once a checkpoint
-    passes. Rerunning to each checkpoint instead would repeat the tuning every time."""
+    passes. Rerunning to each checkpoint instead would repeat the tuning every time. With fewer
+    cores than parts the parts run one after another to the most draws: the same draws result."""
     import nutpie
 
-    run = nutpie.sample(compiled, **_settings(s, seed, int(s["draws"])), blocking=False)
+    settings = [
+        _settings(sk, seed + 7919 * k, int(s["draws"])) for k, sk in enumerate(split_chains(s, len(parts)))
+    ]
+    if int(s["cores"]) < len(parts):
+        trace = concat_chains([nutpie.sample(c, **sk) for c, sk in zip(parts, settings, strict=True)])
+        return _passing(trace, int(s["draws"]), marks, th, resolve)
+    runs = [nutpie.sample(c, **sk, blocking=False) for c, sk in zip(parts, settings, strict=True)]
+    final: dict[int, xr.DataTree] = {}  # a finished run's trace (nutpie hands it over once)
     while True:
-        try:
-            finished = run.is_finished
-        except TimeoutError:  # nutpie 0.16 raises this while the chains are still running
-            finished = False
-        trace = run.wait() if finished else run.inspect()
-        done = int(s["draws"]) if finished else _completed(trace)
-        while done >= marks[0]:
-            d = marks.pop(0)
-            if not marks or _meets(first_draws(trace, d), th):
-                if not finished:
+        for k, run in enumerate(runs):
+            if k not in final and _finished(run):
+                final[k] = run.wait()
+        trace = concat_chains([final[k] if k in final else r.inspect() for k, r in enumerate(runs)])
+        done = int(s["draws"]) if len(final) == len(runs) else _completed(trace)
+        head = _passing(trace, done, marks, th, resolve)
+        if head is not None:
+            for k, run in enumerate(runs):
+                if k not in final:
                     run.cancel()
-                return first_draws(trace, d)
+            return head
         time.sleep(POLL_S)
 
 
@@ -90,10 +140,16 @@ def _settings(s: dict, seed: int, draws: int) -> dict:
     }
 
 
-def sample_to_ess(compiled, s: dict, th: dict, seed: int) -> xr.DataTree:
+def sample_to_ess(compiled, s: dict, th: dict, seed: int, resolve=None) -> xr.DataTree:
     """nutpie with sampler settings ``s`` (``draws`` the most per chain, ``draws_min`` the first
-    checkpoint), stopped at the first checkpoint whose draws meet the thresholds ``th``."""
+    checkpoint), stopped at the first checkpoint whose draws meet the thresholds ``th``.
+
+    ``compiled`` is one compiled model, or a list of the same model with different starts: the
+    chains are split among them (``split_chains``), part k seeded ``seed + 7919 k``, and pooled in
+    that order. ``resolve(draws) -> draws`` is applied to the pooled draws at every checkpoint and to
+    the result (the joint model drops chains in a minor mode of gamma there)."""
     marks = checkpoints(s["draws_min"], s["draws"])
+    parts = compiled if isinstance(compiled, list) else [compiled]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _background(compiled, s, th, seed, marks)
+        return _background(parts, s, th, seed, marks, resolve or (lambda idata: idata))

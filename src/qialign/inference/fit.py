@@ -22,7 +22,7 @@ from qialign.config import schema_defaults
 from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.ess_target import sample_to_ess
-from qialign.inference.modes import chain_modes, multimodal_problem
+from qialign.inference.modes import multimodal_problem, resolve_modes, sign_starts
 from qialign.inference.pooling import pool_refits
 from qialign.inference.retry import sample_with_retry
 from qialign.inference.sampling import compile_nutpie, sample_pymc, take_initial_values
@@ -112,11 +112,20 @@ def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
 
 class _Sampler:
     """``sample(settings, seed, A=None) -> (idata, compile_s, sample_s)`` for one model: PyMC's NUTS
-    or nutpie (compiled once, on first use; ``A`` swaps the standardised alignment data)."""
+    or nutpie (compiled once, on first use; ``A`` swaps the standardised alignment data).
 
-    def __init__(self, model, engine: str, n_cells: int, start: dict | None, th: dict):
+    ``starts`` holds one start (name -> value) or, for the joint model, one per sign of gamma
+    (``qialign.inference.modes.sign_starts``): the chains are split between them and chains that
+    settled in a minor mode of gamma are dropped before the diagnostics (``resolve_modes``)."""
+
+    def __init__(self, model, engine: str, n_cells: int, starts: list[dict], th: dict, joint: bool = False):
         self.model, self.engine, self.n_cells = model, engine, n_cells
-        self.start, self.compiled, self.th = start, None, th
+        self.starts, self.compiled, self.th = starts, None, th
+        self.joint, self.modes = joint, None
+
+    def _resolve(self, idata):
+        idata, self.modes = resolve_modes(idata)
+        return idata
 
     def __call__(self, settings: dict, seed: int, A: np.ndarray | None = None, th: dict | None = None):
         say(
@@ -124,19 +133,26 @@ class _Sampler:
             f"{settings['draws']} draws), target_accept {settings['target_accept']:.2f}, {self.n_cells} cells"
             + (", compiling first" if self.compiled is None and self.engine == "nutpie" else "")
         )
+        n_parts = max(1, min(len(self.starts), int(settings["chains"])))
         if self.engine == "pymc":
             if A is not None:
                 self.model.set_data("alignment_z", A)
-            idata, c, t = sample_pymc(self.model, settings, seed, self.start)
+            per_chain = [self.starts[k % n_parts] for k in range(int(settings["chains"]))]
+            start = per_chain if n_parts > 1 else self.starts[0]
+            idata, c, t = sample_pymc(self.model, settings, seed, start)
+            idata = self._resolve(idata) if self.joint else idata
         else:
             t0 = time.perf_counter()
             if self.compiled is None:
-                self.compiled = compile_nutpie(self.model, self.start)
+                self.compiled = [compile_nutpie(self.model, start) for start in self.starts]
             t1 = time.perf_counter()
-            compiled = self.compiled if A is None else self.compiled.with_data(alignment_z=A)
-            idata = sample_to_ess(compiled, settings, th or self.th, seed)
+            parts = [m if A is None else m.with_data(alignment_z=A) for m in self.compiled[:n_parts]]
+            resolve = self._resolve if self.joint else None
+            idata = sample_to_ess(parts, settings, th or self.th, seed, resolve)
             c, t = t1 - t0, time.perf_counter() - t1
         say(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
+        if note := (self.modes or {}).get("note"):
+            say(note)
         return idata, c, t
 
 
@@ -157,9 +173,9 @@ def _sample_over_draws(sample: _Sampler, draws: np.ndarray, s: dict, th: dict, s
     return pool_refits(runs, A, clusters, th)
 
 
-def _flag_modes(result: dict) -> None:
-    """A joint fit whose chains settled in different modes of gamma is unreliable, and says so."""
-    modes = chain_modes(result["idata"])
+def _flag_modes(result: dict, modes: dict | None) -> None:
+    """A joint fit records how its chains' modes of gamma were resolved (``qialign.inference.modes``);
+    one whose modes could not be told apart is unreliable, and says so."""
     if modes is None:
         return
     result["details"]["gamma_modes"] = modes
@@ -186,7 +202,8 @@ def fit_model(
     ``alignment_draws`` (K x clusters raw posterior draws, columns in sorted cluster order:
     ``draws``, K refits each standardising its own draw, posteriors pooled) or ``latent`` =
     (SurveyData, wave index) (``joint``: one graph with the survey's measurement model, chains
-    started dispersed; a multimodal gamma is a problem, see ``qialign.inference.modes``).
+    started on both signs of gamma; chains in a minor mode of gamma are dropped, modes that cannot be told
+    apart are a problem, see ``qialign.inference.modes``).
     """
     configure_compile()
     s = {**spec.sampler, **(sampler or {})}
@@ -195,15 +212,18 @@ def fit_model(
     use_draws = alignment_draws is not None and design.A is not None
     model = build_model(design, spec, latent=latent if design.A is not None else None)
     engine = s["engine"]
-    # every chain starts jittered, gamma included (dispersed over both signs; the survey cutpoints at
-    # their own fixed start): see qialign.inference.modes
-    sample = _Sampler(model, engine, len(cells), take_initial_values(model), th)
+    # every chain starts jittered (the survey cutpoints at their own fixed start); a joint model's
+    # chains start half at gamma = +prior SD, half at -prior SD: see qialign.inference.modes
+    joint = latent is not None and design.A is not None
+    start = take_initial_values(model)
+    starts = sign_starts(start, spec.priors["interaction_sd"]) if joint else [start]
+    sample = _Sampler(model, engine, len(cells), starts, th, joint)
     if use_draws:
         result = _sample_over_draws(sample, alignment_draws, s, th, seed, design.clusters)
     else:
         result = sample_with_retry(sample, s, th, seed)
-    if latent is not None and design.A is not None:
-        _flag_modes(result)
+    if joint:
+        _flag_modes(result, sample.modes)
     return FitResult(
         idata=_finish_idata(result["idata"], model, design, spec),
         diagnostics=result["details"],

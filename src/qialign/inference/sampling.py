@@ -40,13 +40,13 @@ def nutpie_sample(compiled, s: dict, seed: int):
         )
 
 
-def compile_nutpie(model, start: dict | None = None):
+def compile_nutpie(model, start: dict | None = None, var_names=None):
     """Compile for nutpie, once per model structure (:mod:`~qialign.inference.structure_cache`):
     dims are frozen, data stay arguments, so ``compiled.with_data(name=...)`` swaps any data array
     (``propagation: draws`` swaps alignment) and other data of the same shapes reuse the compiled
     code, in this process or, from the cache on disk, in later ones. ``start`` (name -> value) fixes
     those variables' initial values, unjittered; the others start at their support point with
-    nutpie's usual jitter."""
+    nutpie's usual jitter. ``var_names``: the variables stored per draw (None: all)."""
     from pymc.model.transform.optimization import freeze_dims_and_data
 
     from qialign.inference.structure_cache import compile_by_structure
@@ -56,12 +56,16 @@ def compile_nutpie(model, start: dict | None = None):
     start = start or {}
     jitter = {rv for rv in frozen.free_RVs if rv.name not in start}
     try:
-        compiled, info = compile_by_structure(frozen, start or None, jitter, cache_root() / "nutpie")
+        compiled, info = compile_by_structure(
+            frozen, start or None, jitter, cache_root() / "nutpie", var_names
+        )
     except ValueError as exc:  # data outside pm.Data (e.g. a bare shared y): nutpie's own way
         say(f"nutpie model compiled per process ({exc})")
         import nutpie
 
-        return nutpie.compile_pymc_model(frozen, initial_points=start or None, jitter_rvs=jitter)
+        return nutpie.compile_pymc_model(
+            frozen, initial_points=start or None, jitter_rvs=jitter, var_names=var_names
+        )
     say(f"nutpie model {info.key[:12]}: wrappers {info.source}")
     return compiled
 
@@ -76,9 +80,9 @@ def take_initial_values(model) -> dict:
     return start
 
 
-def sample_pymc(model, s: dict, seed: int, start: dict | None = None):
-    """PyMC's own NUTS from ``start`` (name -> value; the rest PyMC's default initial point);
-    returns (idata, compile seconds, sampling seconds)."""
+def sample_pymc(model, s: dict, seed: int, start: dict | list[dict] | None = None):
+    """PyMC's own NUTS from ``start`` (name -> value, or one such dict per chain; the rest PyMC's
+    default initial point); returns (idata, compile seconds, sampling seconds)."""
     import pymc as pm
 
     configure_compile()

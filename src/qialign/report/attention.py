@@ -52,6 +52,8 @@ def _fit_problems(ctx: Context, outcome: str, model: str) -> None:
         reasons = "; ".join(map(str, fit.problems or [])) or "no reason recorded"
         retry = " after one retry" if fit.retried else ""
         ctx.flag(where, f"fit unreliable{retry}: {reasons}")
+    if fit is not None and (fit.gamma_modes or {}).get("note"):  # chains dropped in a minor mode
+        ctx.flag(where, fit.gamma_modes["note"])
     if fit is not None and fit.unscored_clusters:
         ctx.flag(where, unscored_text(fit.unscored_clusters, ctx.alignment_wave))
 

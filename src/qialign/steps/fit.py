@@ -152,6 +152,7 @@ def _fit_record(fit: FitResult, ids: dict, moderation: dict, ppc: dict, record: 
         ppc={k: v for k, v in ppc.items() if k != "table"},
         alignment_propagation=moderation["alignment_propagation"],
         alignment_refits=d.get("refits"),
+        gamma_modes=d.get("gamma_modes"),
         versions=record["versions"],
         reproducibility=record["reproducibility"],
         git_commit=record["git_commit"],

@@ -39,6 +39,8 @@ from qialign.errors import QialignError
 from qialign.families import FAMILIES
 from qialign.inference.compile_cache import configure_compile
 from qialign.inference.diagnostics import diagnose
+from qialign.inference.ess_target import sample_to_ess
+from qialign.inference.modes import resolve_modes, sign_starts
 from qialign.inference.sampling import compile_nutpie, nutpie_sample, take_initial_values
 from qialign.models.build import build_model
 from qialign.models.design import build_design
@@ -102,7 +104,7 @@ class SBCModel:
     spec: object
     design: object
     prior_model: object
-    compiled: object
+    compiled: list | None  # one compiled model per start (joint: one per sign of gamma)
     survey: object
     y_dtype: str
     compile_s: float
@@ -137,7 +139,11 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
     if compile:
         configure_compile()
         t0 = time.perf_counter()
-        compiled = compile_nutpie(pm.observe(model, {"y": shared}), start=start)
+        observed = pm.observe(model, {"y": shared})
+        starts = [start]
+        if cfg["propagation"] == "joint":  # as a joint fit: half the chains at each sign of gamma
+            starts = sign_starts(start, spec.priors["interaction_sd"])
+        compiled = [compile_nutpie(observed, start=st) for st in starts]
         compile_s = time.perf_counter() - t0
     prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
     params = list(cfg["parameters"])
@@ -215,9 +221,13 @@ def fit_replicate(m: SBCModel, replicate: int) -> pd.DataFrame:
     cfg = m.cfg
     prior_seed, sample_seed, tie_seed = replicate_seeds(cfg["seed"], replicate, cfg["name"])
     truth, data = draw_prior(m, prior_seed)
-    compiled = m.compiled.with_data(**data)
+    parts = [c.with_data(**data) for c in m.compiled]
     t0 = time.perf_counter()
-    idata = nutpie_sample(compiled, m.spec.sampler, sample_seed)
+    if len(parts) == 1:
+        idata = nutpie_sample(parts[0], m.spec.sampler, sample_seed)
+    else:  # joint, as its fit: chains from both signs of gamma, those in a minor mode dropped
+        fixed = {**m.spec.sampler, "draws_min": m.spec.sampler["draws"]}
+        idata = sample_to_ess(parts, fixed, {}, sample_seed, lambda d: resolve_modes(d)[0])
     sample_s = time.perf_counter() - t0
     _, _, det = diagnose(idata, {"retry": False})
     summ = det["summary"]
