@@ -18,7 +18,7 @@ from qialign.alignment.latent_model import SurveyData, build_latent_model, surve
 from qialign.alignment.roles import ROLES
 from qialign.config import schema_defaults
 from qialign.inference.compile_cache import configure_compile
-from qialign.inference.sampling import nutpie_sample
+from qialign.inference.sampling import compile_nutpie, nutpie_sample, take_initial_values
 from qialign.results import DEFAULT_INTERVAL_PROB
 from qialign.waves import file_order, order_codes, wave_label, wave_labels
 
@@ -98,13 +98,12 @@ def latent_scores(
     for note in notes:
         warnings.warn(note, stacklevel=2)
 
-    import nutpie
-
     configure_compile()
     t0 = time.perf_counter()
     model = build_latent_model(data)
-    # only what the scores read is expanded per draw: a smaller second function for numba to compile
-    compiled = nutpie.compile_pymc_model(model, var_names=list(KEPT_VARIABLES))
+    # compiled once per survey (a rerun loads it from the cache); only what the scores read is
+    # expanded per draw: a smaller second function for numba to compile
+    compiled = compile_nutpie(model, take_initial_values(model), var_names=list(KEPT_VARIABLES))
     t1 = time.perf_counter()
     idata = nutpie_sample(compiled, s, seed)
     t2 = time.perf_counter()

@@ -209,12 +209,17 @@ def _cfuncs(module) -> tuple:
         )
 
 
-def _cold(model, ipf, path: Path, key: str) -> tuple:
+def _cold(model, ipf, path: Path, key: str, var_names) -> tuple:
     """PyTensor's logp/gradient and expand functions, wrapped and compiled (and cached)."""
     from nutpie.compile_pymc import _make_functions
 
     n_dim, n_exp, logp_pt, expand_pt, _, shape_info, _ = _make_functions(
-        model, mode="NUMBA", compute_grad=True, join_expanded=True, pymc_initial_point_fn=ipf
+        model,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=True,
+        pymc_initial_point_fn=ipf,
+        var_names=var_names,
     )
     logp_args = [v.name for v in logp_pt.get_shared()]
     expand_args = [v.name for v in expand_pt.get_shared()]
@@ -309,9 +314,10 @@ def _check_data(model, outputs) -> None:
             raise ValueError(f"shared variable {v.name!r} is not a uniquely named pm.Data of the model")
 
 
-def compile_by_structure(model, initial_points: dict | None, jitter_rvs, cache_dir: Path):
+def compile_by_structure(model, initial_points: dict | None, jitter_rvs, cache_dir: Path, var_names=None):
     """``nutpie.compile_pymc_model(model, ...)`` with the wrappers compiled once per structure
-    (memory, then numba's cache under ``cache_dir``, then compiled); returns (compiled, CacheInfo)."""
+    (memory, then numba's cache under ``cache_dir``, then compiled); returns (compiled, CacheInfo).
+    ``var_names``: the variables stored per draw (None: all)."""
     from nutpie.compile_pymc import (
         CompiledPyMCModel,
         _prepare_dims_and_coords,
@@ -322,7 +328,7 @@ def compile_by_structure(model, initial_points: dict | None, jitter_rvs, cache_d
 
     outputs, inputs, extra = _graph(model)
     _check_data(model, outputs)
-    key = graph_key(outputs, inputs, extra)
+    key = graph_key(outputs, inputs, f"{extra} {None if var_names is None else sorted(var_names)}")
     path = Path(cache_dir) / f"m_{key}.py"
     ipf = _wrap_with_lock(
         make_initial_point_fn(
@@ -334,7 +340,7 @@ def compile_by_structure(model, initial_points: dict | None, jitter_rvs, cache_d
         if key not in _MEMORY:
             found, source = _warm(path), "disk"
             if found is None:
-                found, source = _cold(model, ipf, path, key), "compiled"
+                found, source = _cold(model, ipf, path, key, var_names), "compiled"
             _MEMORY[key] = found
     logp, expand, meta = _MEMORY[key]
     names, slices, shapes = meta["shape_info"]
