@@ -343,3 +343,10 @@ def test_a_minor_mode_of_gamma_is_dropped_by_its_log_density():
     close, modes = resolve_modes(_two_mode_trace(LOGP_GAP - 1))
     assert close["posterior"].sizes["chain"] == 4 and modes["multimodal"] and not modes["dropped_chains"]
     assert minor_mode_note(modes) is None and "neither mode can be set aside" in multimodal_problem(modes)
+    # chain means 7.5 SDs apart end to end, 2.5 between neighbours: one group, nothing to drop
+    spread = _two_mode_trace(10.0)
+    base = np.tile([-0.1, 0.1], 50)
+    spread["posterior"]["alignment_interaction"][:] = np.stack([base + m for m in (-0.5, -0.25, 0.0, 0.25)])
+    kept, modes = resolve_modes(spread)
+    assert modes["multimodal"] and modes["logp_gap"] is None and len(modes["groups"]) == 1
+    assert kept["posterior"].sizes["chain"] == 4 and "neither mode" not in multimodal_problem(modes)

@@ -99,9 +99,11 @@ def resolve_modes(idata, var: str = GAMMA) -> tuple:
         {"chains": g, "mean": float(np.mean([modes["chain_means"][c] for c in g])), "mean_logp": m}
         for g, m in zip(groups, mean_lp, strict=True)
     ]
-    modes["logp_gap"] = mean_lp[best] - max(m for k, m in enumerate(mean_lp) if k != best)
+    others = [m for k, m in enumerate(mean_lp) if k != best]
+    # one group: the chain means spread without a gap between neighbours, nothing to set aside
+    modes["logp_gap"] = mean_lp[best] - max(others) if others else None
     modes["dropped_chains"] = []
-    if modes["logp_gap"] > LOGP_GAP:
+    if others and modes["logp_gap"] > LOGP_GAP:
         keep = groups[best]
         modes["dropped_chains"] = sorted(c for g in groups for c in g if c not in keep)
         modes["multimodal"] = False  # one mode holds the mass; the record keeps the others
@@ -127,7 +129,7 @@ def multimodal_problem(modes: dict) -> str:
         "modes (e.g. gamma of the other sign with the alignment pattern reversed), so the pooled "
         "estimate mixes them and is not one answer"
     )
-    if modes.get("groups"):
+    if modes.get("logp_gap") is not None:
         text += (
             f". Their log densities are within {LOGP_GAP:g} of each other ({_groups_text(modes)}), "
             "so neither mode can be set aside"
