@@ -6,8 +6,9 @@ default latent sampler settings (2 chains, 500 tune + 500 draws, 2 cores). Each 
 process; compilation is measured cold (a new empty compile cache, ``QIALIGN_CACHE_DIR``: a first
 ``qialign alignment``), as a rerun of the same survey (the compiled model loads from the cache:
 ``qialign.inference.structure_cache``) and warm (the same cache, another survey of the same design:
-the next wave's survey, another trial; its kernels load from the cache, the model is compiled). CPU seconds of the whole process are printed too (the wall
-times depend on what else the machine runs). Target: <= 15 s compile, <= 30 s sampling.
+the next wave's survey, another trial; its kernels load from the cache, the model is compiled).
+CPU seconds of the whole process are printed too (the wall times depend on what else the machine
+runs). Target: <= 15 s compile, <= 30 s sampling.
 
 Usage: python benchmarks/latent_speed.py [--runs 1] [--seed 1]
 """
