@@ -172,3 +172,22 @@ def test_config_readme_documents_every_key():
         p for p in paths if p.split(".")[-1] not in readme or ("." not in p and f"`{p}" not in readme)
     ]
     assert undocumented == []
+
+
+def test_propagation_defaults_to_joint_for_the_plain_latent_survey_score_only():
+    """Unset propagation: joint for source survey + method latent + score plain (the mode that
+    estimates gamma rather than R gamma); plugin for descriptive, debiased or given scores; a value
+    the file sets is kept."""
+    al = {"source": "survey", "roles": {"clinical": ["d"], "managerial": ["m"]}, "domains": {"a": ["q1"]}}
+    data = {**MINIMAL["data"], "survey": "s.csv"}
+
+    def mode(**alignment):
+        return validate_trial_config({**MINIMAL, "data": data, "alignment": {**al, **alignment}})[
+            "alignment"
+        ]["propagation"]
+
+    assert mode(method="latent") == "joint"
+    assert mode(method="latent", propagation="plugin") == "plugin"
+    assert mode(method="latent", score="debiased") == "plugin"
+    assert mode() == "plugin"  # descriptive (the method's default)
+    assert validate_trial_config(MINIMAL)["alignment"]["propagation"] == "plugin"

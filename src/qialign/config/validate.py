@@ -32,8 +32,23 @@ def validate_trial_config(raw: dict, source: str = "<config>") -> dict:
             lines.append(f"- {where}: {_message(err)}")
         raise QialignError("\n".join(lines))
     _roles_as_text(cfg)
+    _propagation_default(raw, cfg)
     _check_cross_references(cfg, source)
     return cfg
+
+
+def _propagation_default(raw: dict, cfg: dict) -> None:
+    """``alignment.propagation`` left unset: ``joint`` for the plain latent survey score (source:
+    survey, method: latent, score: plain), where it is the only mode that estimates γ rather than
+    R γ (the schema's description); the schema's default (``plugin``) otherwise. In place."""
+    given = raw.get("alignment") if isinstance(raw.get("alignment"), dict) else {}
+    al = cfg["alignment"]
+    if "propagation" not in given and (al["source"], al["method"], al["score"]) == (
+        "survey",
+        "latent",
+        "plain",
+    ):
+        al["propagation"] = "joint"
 
 
 def _roles_as_text(cfg: dict) -> None:
