@@ -19,7 +19,11 @@ MODELS = ["binomial", "poisson", "negative_binomial", "gaussian", "lognormal", "
 #: the joint model's N = 200 run (benchmarks/sbc_run.md) misses: gamma's 90% coverage 0.850 and
 #: ECDF p 0.001, with 147 of 200 replicates at R-hat > 1.01; strict, so a fix shows as a pass
 JOINT_MISCALIBRATED = pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="joint: gamma coverage 0.850, ECDF p 0.001 at N = 200"
+    strict=True,
+    raises=AssertionError,
+    # measured before the sign starts and mode weighing (2 jittered chains); with them (4 chains) the
+    # first 50 replicates cover 0.94 (were 0.88): N = 200 not rerun yet, un-mark if this now passes
+    reason="joint: gamma coverage 0.850, ECDF p 0.001 at N = 200 (2 jittered chains)",
 )
 CALIBRATED = [*MODELS[:-1], pytest.param("joint", marks=JOINT_MISCALIBRATED)]
 #: the fast suite's models (the new likelihood data paths: count exposure, swapped sums of squares);
