@@ -45,12 +45,25 @@ def _dotted(root: Path, path: Path) -> str:
     return ".".join([PACKAGE, *parts])
 
 
-def _imports(root: Path, path: Path) -> set[str]:
+#: (root, path, source text) -> its imports: the workflow hashes every rule's steps, which share
+#: most modules, so each file is parsed once per process (an edited file has a new key)
+_PARSED: dict[tuple[str, str, str], frozenset[str]] = {}
+
+
+def _imports(root: Path, path: Path) -> frozenset[str]:
     """Dotted names of the qialign modules (or module.attribute) that ``path`` imports."""
+    text = path.read_text()
+    key = (str(root), str(path), text)
+    if key not in _PARSED:
+        _PARSED[key] = frozenset(_parse_imports(root, path, text))
+    return _PARSED[key]
+
+
+def _parse_imports(root: Path, path: Path, text: str) -> set[str]:
     here = _dotted(root, path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom):
