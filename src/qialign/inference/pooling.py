@@ -13,27 +13,22 @@ import pandas as pd
 import xarray as xr
 
 from qialign.inference.diagnostics import summary_table
+from qialign.inference.ess_target import concat_chains
 
 
 def _stacked_tree(runs: list[dict], A: np.ndarray, clusters: list[str]) -> xr.DataTree:
     """Posterior and sample stats of every refit along one chain axis; the alignment each draw
     used is stored as ``alignment_z`` (chain, draw, cluster)."""
-    posts, stats = [], []
-    offset = 0
+    trees = []
     for k, run in enumerate(runs):
         post = run["idata"]["posterior"].to_dataset()
-        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        post["alignment_z"] = (
-            ("chain", "draw", "cluster"),
-            np.broadcast_to(A[k], (n_chain, n_draw, len(A[k]))),
+        shape = (post.sizes["chain"], post.sizes["draw"], len(A[k]))
+        post["alignment_z"] = (("chain", "draw", "cluster"), np.broadcast_to(A[k], shape))
+        stats = run["idata"]["sample_stats"].to_dataset()
+        trees.append(
+            xr.DataTree.from_dict({"posterior": post.assign_coords(cluster=clusters), "sample_stats": stats})
         )
-        chains = np.arange(offset, offset + n_chain)
-        posts.append(post.assign_coords(chain=chains, cluster=clusters))
-        stats.append(run["idata"]["sample_stats"].to_dataset().assign_coords(chain=chains))
-        offset += n_chain
-    return xr.DataTree.from_dict(
-        {"posterior": xr.concat(posts, dim="chain"), "sample_stats": xr.concat(stats, dim="chain")}
-    )
+    return concat_chains(trees)
 
 
 def _pooled_summary(idata, runs: list[dict]) -> pd.DataFrame:
