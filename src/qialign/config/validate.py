@@ -43,11 +43,8 @@ def _propagation_default(raw: dict, cfg: dict) -> None:
     R γ (the schema's description); the schema's default (``plugin``) otherwise. In place."""
     given = raw.get("alignment") if isinstance(raw.get("alignment"), dict) else {}
     al = cfg["alignment"]
-    if "propagation" not in given and (al["source"], al["method"], al["score"]) == (
-        "survey",
-        "latent",
-        "plain",
-    ):
+    plain_latent = (al["source"], al["method"], al["score"]) == ("survey", "latent", "plain")
+    if "propagation" not in given and plain_latent:
         al["propagation"] = "joint"
 
 

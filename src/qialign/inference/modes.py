@@ -41,7 +41,8 @@ def sign_starts(start: dict, scale: float) -> list[dict]:
     """Two starts for the joint model's chains, gamma at +``scale`` and at -``scale`` (the rest as
     ``start``, jittered): which mode a chain settles in is mostly set by the sign gamma starts
     with, so chains started on both sides find both modes for ``resolve_modes`` to weigh, however
-    few chains there are (a jittered gamma put every chain on one side in 5 of 20 simulated trials)."""
+    few chains there are (with a jittered gamma both chains sat in the wrong mode in 5 of 20 simulated
+    trials)."""
     return [{**start, GAMMA: float(scale)}, {**start, GAMMA: -float(scale)}]
 
 
