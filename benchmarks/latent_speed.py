@@ -5,8 +5,11 @@ A 12-ward staff survey (``qialign.studies.simulate_survey.staff_survey``: ~14 cl
 default latent sampler settings (2 chains, 500 tune + 500 draws, 2 cores). Each run is a fresh
 process; compilation is measured cold (a new empty compile cache, ``QIALIGN_CACHE_DIR``: a first
 ``qialign alignment``), as a rerun of the same survey (the compiled model loads from the cache:
-``qialign.inference.structure_cache``) and warm (the same cache, another survey of the same design:
-the next wave's survey, another trial; its kernels load from the cache, the model is compiled).
+``qialign.inference.structure_cache``), warm (the same cache, another survey of the same design
+whose respondent count rounds to the same number of model slots,
+``qialign.alignment.latent_model.respondent_slots``: the compiled model loads too) and new size (the
+same cache, a survey of the same design in another size class: its kernels load from the cache,
+the model is compiled).
 CPU seconds of the whole process are printed too (the wall times depend on what else the machine
 runs). Target: <= 15 s compile, <= 30 s sampling.
 
@@ -60,13 +63,27 @@ def main() -> None:
     args = ap.parse_args()
     for k in range(args.runs):
         with tempfile.TemporaryDirectory() as cache:
+            first = args.seed + k
             runs = (
-                (args.seed + k, "cold"),
-                (args.seed + k, "rerun: same survey"),
-                (args.seed + k + 100, "warm"),
+                (first, "cold"),
+                (first, "rerun: same survey"),
+                (first + 100, "warm: same size class"),
+                (other_size_class(first), "warm: new size class"),
             )
             for seed, state in runs:
                 report(seed, state, run_once(seed, cache))
+
+
+def other_size_class(seed: int) -> int:
+    """The first survey seed after ``seed`` + 200 whose respondents round to other model slots."""
+    from qialign.alignment.latent_model import respondent_slots, survey_long
+    from qialign.studies.simulate_survey import staff_survey
+
+    def slots(s: int) -> int:
+        survey, cfg, truth = staff_survey(s)
+        return respondent_slots(len(survey_long(survey, cfg, list(truth.index)).respondents))
+
+    return next(s for s in range(seed + 200, seed + 400) if slots(s) != slots(seed))
 
 
 def report(seed: int, state: str, r: dict) -> None:

@@ -152,6 +152,58 @@ def test_latent_likelihood_is_the_graded_response_model():
     assert got == pytest.approx(_graded_loglik(data, point), abs=1e-9)
 
 
+def test_respondent_slots_round_up_by_at_most_an_eighth():
+    from qialign.alignment.latent_model import respondent_slots
+
+    got = {n: respondent_slots(n) for n in (1, 8, 9, 100, 205, 208, 209, 213, 217, 224, 225, 481, 2000)}
+    assert got == {
+        1: 8, 8: 8, 9: 16, 100: 104, 205: 208, 208: 208, 209: 224, 213: 224, 217: 224, 224: 224,
+        225: 240, 481: 512, 2000: 2048,
+    }  # fmt: skip
+
+
+def test_spare_respondent_slots_answer_nothing():
+    """The padded respondent effects do not enter the likelihood (gradient exactly 0), the real
+    ones do: the padding leaves the posterior of everything else unchanged."""
+    import pymc as pm
+    from pymc.pytensorf import gradient
+
+    data = survey_long(_tiny_survey(), CFG, ["A", "B", "C"])
+    n = len(data.respondents)
+    model = build_latent_model(data)
+    assert model["z_respondent"].eval().shape[0] > n  # 26 respondents in 32 slots
+    (term,) = model.replace_rvs_by_values([model["loglik"]])
+    z = model.rvs_to_values[model["z_respondent"]]
+    grad = pm.compile_fn(gradient(term, [z]), inputs=model.value_vars, on_unused_input="ignore", model=model)
+    point = {
+        k: v + np.random.default_rng(3).normal(0, 0.4, np.shape(v)) for k, v in model.initial_point().items()
+    }
+    g = np.asarray(grad(point))
+    assert np.all(g[n:] == 0.0) and np.all(g[:n] != 0.0)
+
+
+def test_surveys_of_one_design_and_size_class_share_one_compiled_structure():
+    """Survey arrays are model data and respondents are padded (``respondent_slots``): two surveys
+    of one design with 213 and 217 respondents (both 224 slots) have one structure key, so the
+    second loads the first's compilation; one with 206 (208 slots) does not."""
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    from qialign.alignment.latent_model import respondent_slots
+    from qialign.inference import structure_cache
+    from qialign.studies.simulate_survey import staff_survey
+
+    def key(seed: int) -> tuple[str, int]:
+        survey, cfg, truth = staff_survey(seed)
+        data = survey_long(survey, cfg, list(truth.index))
+        frozen = freeze_dims_and_data(build_latent_model(data), data=[])
+        return structure_cache.graph_key(*structure_cache._graph(frozen)), len(data.respondents)
+
+    (a, n_a), (b, n_b), (c, n_c) = key(1), key(101), key(4)
+    assert (n_a, n_b, n_c) == (213, 217, 206) and respondent_slots(n_c) == 208
+    assert a == b
+    assert c != a
+
+
 def test_change_between_waves_from_draws_and_sds():
     scores = pd.DataFrame(
         {

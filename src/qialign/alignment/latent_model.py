@@ -118,8 +118,17 @@ def latent_coords(data: SurveyData) -> dict:
         "domain": data.domains,
         "item": data.items,
         "cut": list(range(1, data.n_categories)),
-        "respondent": list(range(len(data.respondents))),
+        "respondent": list(range(respondent_slots(len(data.respondents)))),
     }
+
+
+def respondent_slots(n: int) -> int:
+    """Respondent effects in the model: ``n`` rounded up to a multiple of 2^(bits(n) - 4) (at least
+    8), at most 1/8 more. The extra slots answer nothing (their effects keep the N(0, 1) prior), so
+    that surveys of one design whose sizes round alike have one compiled model
+    (:mod:`qialign.inference.structure_cache`): 205-208 respondents, 209-224, ..., 481-512."""
+    step = max(8, 2 ** (int(n).bit_length() - 4))
+    return -(-int(n) // step) * step
 
 
 def build_latent_model(data: SurveyData):
@@ -142,7 +151,7 @@ def add_latent_terms(data: SurveyData):
     import pytensor.tensor as pt
 
     n_w, n_j, _, n_d = data.shape
-    dense = dense_answers(data)
+    dense = survey_arrays(dense_answers(data))
     disc, tau = _item_terms(data)
     clinical, gap = _role_means(data)
     alignment = pm.Deterministic(
@@ -220,10 +229,11 @@ def _role_means(data: SurveyData):
 
 @dataclass
 class DenseAnswers:
-    """The answers as constant one-hot arrays, so that the likelihood needs no gathers: respondent
+    """The answers as one-hot arrays, so that the likelihood needs no gathers: respondent
     n's role group (wave, cluster, role) ``group`` (N, W J R), each item's domain ``domain`` (D, I),
     the answered category's lower and upper padded cutpoint ``below`` / ``above`` (N, I, K + 1) and
-    ``answered`` (N, I), 0 where the item was not answered."""
+    ``answered`` (N, I), 0 where the item was not answered. N is ``respondent_slots``: rows past the
+    respondents are all 0."""
 
     group: np.ndarray
     domain: np.ndarray
@@ -232,9 +242,23 @@ class DenseAnswers:
     answered: np.ndarray
 
 
+def survey_arrays(dense: DenseAnswers) -> DenseAnswers:
+    """``dense`` with its numeric arrays as named model data (``survey_<field>``): arguments of the
+    compiled logp, not constants in it, so that another survey of the same shapes reuses the
+    compilation (:mod:`qialign.inference.structure_cache`) and numba does not embed the arrays."""
+    import pymc as pm
+
+    return DenseAnswers(
+        **{
+            name: pm.Data(f"survey_{name}", value) if isinstance(value, np.ndarray) else value
+            for name, value in vars(dense).items()
+        }
+    )
+
+
 def dense_answers(data: SurveyData) -> DenseAnswers:
     """``data`` (long, one row per answer) as :class:`DenseAnswers`."""
-    n, n_items, k = len(data.respondents), len(data.items), data.n_categories
+    n, n_items, k = respondent_slots(len(data.respondents)), len(data.items), data.n_categories
     n_d = len(data.domains)
     group = np.zeros((n, int(np.prod(data.shape[:3]))))
     group[data.respondent, data.cell // n_d] = 1.0
@@ -243,7 +267,7 @@ def dense_answers(data: SurveyData) -> DenseAnswers:
     answered = np.zeros((n, n_items))
     answered[data.respondent, data.item] = 1.0
     pad = np.arange(k + 1)
-    if isinstance(data.y, np.ndarray):  # constants: numba compiles the one-hot arrays away
+    if isinstance(data.y, np.ndarray):  # arrays (model data: ``survey_arrays``)
         y = np.zeros((n, n_items), dtype=int)  # unanswered: category 0, masked out by ``answered``
         y[data.respondent, data.item] = data.y
         below, above = (pad == y[..., None]).astype(float), (pad == y[..., None] + 1).astype(float)

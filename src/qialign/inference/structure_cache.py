@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1  # bump when the generated source or metadata change
+VERSION = 3  # bump when the generated source or metadata change
 _MEMORY: dict[str, tuple] = {}  # key -> (logp cfunc, expand cfunc, meta): this process's compiles
 _LOCK = threading.Lock()
 
@@ -107,11 +107,9 @@ def _unpack(slots: list[str], meta: dict, names: list[str]) -> tuple[str, str]:
         i = meta["slots"].index(name)
         nd, dtype = meta["ndim"][i], meta["dtype"][i]
         off = 2 * k + sum(meta["ndim"][:i])
+        # the shape straight into carray: a reshape would compile numba's shape-error formatting (~4 s)
         shape = "".join(f"int(ud[{off + j}])," for j in range(nd))
-        lines.append(
-            f"        a{i} = numba.carray(address_as_void_pointer(ud[{i}]), (int(ud[{k + i}]),), np.{dtype})"
-            f".reshape(({shape}))"
-        )
+        lines.append(f"        a{i} = numba.carray(address_as_void_pointer(ud[{i}]), ({shape}), np.{dtype})")
         args.append(f"a{i}")
     return "\n".join(lines), ", ".join(args)
 
@@ -142,7 +140,8 @@ def logp(dim, x_, out_, logp_, user_data_):
         lp = numba.carray(logp_, ())
         logp_val, grad = LOGP_INNER(x, {lp_args})
         lp[()] = logp_val
-        out[...] = grad
+        for i in range({n_dim}):  # a loop: out[...] = grad would compile numba's broadcast error (~4 s)
+            out[i] = grad[i]
         if not np.all(np.isfinite(out)):
             return 3
         if not np.isfinite(logp_val):
@@ -161,7 +160,8 @@ def expand(dim, expanded, x_, out_, user_data_):
         x = numba.carray(x_, ({n_dim},))
         out = numba.carray(out_, ({n_exp},))
         (values,) = EXPAND_INNER(x, {ex_args})
-        out[...] = values
+        for i in range({n_exp}):
+            out[i] = values[i]
     except Exception:  # noqa: BLE001
         return -2
     return 0
