@@ -10,9 +10,10 @@ import pytest
 import yaml
 from scipy.special import stdtr, stdtrit
 
+from qialign.config import power_outcome
 from qialign.errors import QialignError
 from qialign.power import hussey_hughes_variance
-from qialign.steps.power import power_outcome, power_step, schedule
+from qialign.steps.power import power_step, schedule
 
 BIN = Path(sys.executable).parent
 

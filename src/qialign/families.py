@@ -159,6 +159,10 @@ def of_kind(kind: str) -> tuple[str, ...]:
     return tuple(n for n, f in FAMILIES.items() if f.kind == kind)
 
 
+#: the families analytic power covers (``qialign.power``: GLS on cluster-period means)
+POWER_FAMILIES = (*of_kind("binary"), *of_kind("continuous"))
+
+
 #: every scale name a family gives an estimand, and the phrase for each link scale
 FAMILY_SCALES = tuple(
     dict.fromkeys(s for f in FAMILIES.values() for s in (f.link_scale, f.natural_scale, f.marginal_scale))

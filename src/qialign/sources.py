@@ -17,6 +17,7 @@ import ast
 import hashlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "qialign"
@@ -28,21 +29,30 @@ DATA_FILES = {
 }
 
 
-def _module_file(root: Path, dotted: str) -> Path | None:
-    """The file of ``qialign.a.b`` under ``root`` (the package folder), or None."""
-    parts = dotted.split(".")[1:]
-    base = root.joinpath(*parts)
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    return None
+def package_modules(root: Path) -> dict[str, Path]:
+    """Every module file under ``root`` (the package folder) by dotted name (``qialign.a.b``: a/b.py,
+    else a/b/__init__.py), listed once per hash instead of tested path by path."""
+    modules: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.py"), key=lambda p: p.name == "__init__.py"):
+        modules.setdefault(_dotted(root, path), path)
+    return modules
 
 
 def _dotted(root: Path, path: Path) -> str:
-    rel = path.relative_to(root).with_suffix("")
-    parts = [p for p in rel.parts if p != "__init__"]
+    rel = os.path.relpath(path, root).removesuffix(".py")  # strings: pathlib is slow for 120 files x 14
+    parts = [p for p in rel.split(os.sep) if p != "__init__"]
     return ".".join([PACKAGE, *parts])
+
+
+def _statements(body: list) -> Iterator[ast.stmt]:
+    """Every statement of ``body``, nested ones too (imports are statements: expressions are not
+    visited, a tenth of the nodes of ``ast.walk``)."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            inner = getattr(node, field, None)
+            if isinstance(inner, list):
+                yield from _statements(inner)
 
 
 #: (root, path, source text) -> its imports: the workflow hashes every rule's steps, which share
@@ -63,7 +73,7 @@ def _parse_imports(root: Path, path: Path, text: str) -> set[str]:
     here = _dotted(root, path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     out = set()
-    for node in ast.walk(ast.parse(text)):
+    for node in _statements(ast.parse(text).body):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom):
@@ -76,29 +86,26 @@ def _parse_imports(root: Path, path: Path, text: str) -> set[str]:
     return out
 
 
-def _resolve(root: Path, dotted: str) -> set[Path]:
+def _resolve(modules: dict[str, Path], dotted: str) -> set[Path]:
     """Files that importing ``dotted`` runs: the module (or a package's every module) and the
     ``__init__`` of each enclosing package."""
-    files = set()
     parts = dotted.split(".")
-    for i in range(2, len(parts)):
-        init = _module_file(root, ".".join(parts[:i]))
-        if init is not None and init.name == "__init__.py":
-            files.add(init)
-    target = _module_file(root, dotted)
-    if target is None:  # ``from pkg.mod import name``: the name is not a module
-        return files
-    return files | {target}
+    enclosing = (modules.get(".".join(parts[:i])) for i in range(2, len(parts)))
+    files = {init for init in enclosing if init is not None and init.name == "__init__.py"}
+    target = modules.get(dotted)  # None for ``from pkg.mod import name``: the name is not a module
+    return files if target is None else files | {target}
 
 
-def step_files(root: Path, entry: str) -> list[Path]:
-    """Every package file the step module ``entry`` (a path relative to ``root``) runs."""
+def step_files(root: Path, entry: str, modules: dict[str, Path] | None = None) -> list[Path]:
+    """Every package file the step module ``entry`` (a path relative to ``root``) runs; ``modules``:
+    :func:`package_modules` of ``root`` (listed here if not given)."""
+    modules = package_modules(root) if modules is None else modules
     start = root / entry
     seen, todo = {start}, [start]
     while todo:
         path = todo.pop()
         for dotted in _imports(root, path):
-            for f in _resolve(root, dotted) - seen:
+            for f in _resolve(modules, dotted) - seen:
                 seen.add(f)
                 todo.append(f)
     data = {root / d for module, names in DATA_FILES.items() if root / module in seen for d in names}
@@ -108,9 +115,10 @@ def step_files(root: Path, entry: str) -> list[Path]:
 def source_hash(root: str | Path, *entries: str) -> str:
     """A short hash of every file the ``entries`` run (non-Python entries, e.g. a schema, as is)."""
     root = Path(root)
+    modules = package_modules(root)
     files: set[Path] = set()
     for entry in entries:
-        files |= set(step_files(root, entry)) if entry.endswith(".py") else {root / entry}
+        files |= set(step_files(root, entry, modules)) if entry.endswith(".py") else {root / entry}
     digest = hashlib.sha256()
     for f in sorted(files):
         digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from qialign.config import load_trials, models_for
+from qialign.config import load_trials, models_for, power_outcome
 from qialign.errors import QialignError
 from qialign.results import FIT_FILES
 from qialign.robustness.battery import battery, battery_outcomes
@@ -12,7 +12,7 @@ from qialign.robustness.files import ROBUSTNESS_DIR, ROBUSTNESS_FILES
 from qialign.sources import put_environment_first_on_path
 from qialign.sources import source_hash as package_source_hash
 from qialign.synthesis.config import workflow_synthesis
-from qialign.synthesis.inputs import trial_files
+from qialign.synthesis.files import trial_files
 
 # the rules run `qialign` from the environment that runs Snakemake, activated or not
 put_environment_first_on_path()
@@ -59,8 +59,6 @@ def trial_inputs(wildcards):
 
 def power_cells(trial):
     """The cells of the outcome the analytic power is computed for (none if no outcome fits)."""
-    from qialign.steps.power import power_outcome
-
     outcome = power_outcome(TRIAL_CFG[trial])
     return [f"results/{trial}/{outcome}/cells.parquet"] if outcome else []
 

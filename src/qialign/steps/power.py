@@ -26,17 +26,15 @@ from scipy.special import stdtrit
 
 from qialign.alignment import standardise_over_clusters
 from qialign.alignment.debias import MODERATOR_COLUMN
-from qialign.config import TrialConfig, load_trial_config, trial_config
+from qialign.config import TrialConfig, load_trial_config, power_outcome, trial_config
 from qialign.data.io import read_results_parquet
 from qialign.errors import QialignError
-from qialign.families import FAMILIES, of_kind
+from qialign.families import FAMILIES, POWER_FAMILIES
 from qialign.ids import sort_ids
 from qialign.power import VarianceComponents, interaction_variance, power, treatment_variance
 from qialign.power.search import smallest_reaching
 from qialign.steps.alignment import moderator_alignment
 
-#: families with an analytic power (GLS on cell means): binary and continuous
-SUPPORTED = (*of_kind("binary"), *of_kind("continuous"))
 #: what ``search`` says a row is: the configured grid, or the smallest clusters / cluster size
 SEARCHES = ("grid", "clusters", "cluster_size")
 #: how far a search looks before it reports the target unreachable
@@ -78,21 +76,6 @@ class Schedule:
     def with_m(self, m: float) -> Schedule:
         """Every observed cluster-period with m patients."""
         return replace(self, m=np.where(np.isnan(self.X), 1.0, float(m)))
-
-
-def power_outcome(cfg: dict) -> str | None:
-    """The configured power outcome, else the first binary or continuous outcome (None if none)."""
-    name = cfg["power"].get("outcome")
-    if name is not None:
-        if name not in cfg["outcomes"]:
-            raise QialignError(f"{cfg['id']}: power/outcome '{name}' is not an outcome of the trial")
-        if cfg["outcomes"][name]["family"] not in SUPPORTED:
-            raise QialignError(
-                f"{cfg['id']}: power/outcome '{name}' is {cfg['outcomes'][name]['family']}; analytic power "
-                f"covers {', '.join(SUPPORTED)} outcomes"
-            )
-        return name
-    return next((o for o, c in cfg["outcomes"].items() if c["family"] in SUPPORTED), None)
 
 
 def schedule(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list, list]:
@@ -272,8 +255,8 @@ def power_step(
             )
         cells = read_results_parquet(where / "cells.parquet")
         record = json.loads((where / "prepared.json").read_text())
-        if record.get("family", cfg["outcomes"][outcome]["family"]) not in SUPPORTED:
-            raise QialignError(f"{outcome}: analytic power covers {', '.join(SUPPORTED)} outcomes")
+        if record.get("family", cfg["outcomes"][outcome]["family"]) not in POWER_FAMILIES:
+            raise QialignError(f"{outcome}: analytic power covers {', '.join(POWER_FAMILIES)} outcomes")
         _, _, clusters, _ = schedule(cells)
         al = cfg["alignment"]
         z = trial_alignment(scores, al["wave"], clusters, MODERATOR_COLUMN[al["score"]])

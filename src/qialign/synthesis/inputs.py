@@ -25,7 +25,8 @@ from qialign.alignment.debias import MODERATOR_COLUMN
 from qialign.data.io import read_results_csv
 from qialign.errors import QialignError
 from qialign.inference.posterior_io import load_posterior
-from qialign.results import FIT_FILES, FitRecord
+from qialign.results import FitRecord
+from qialign.synthesis.files import trial_files
 from qialign.waves import file_order, resolve_wave, wave_labels
 
 #: eigenvalues of a trial's ward-effect covariance are floored at this share of its mean ward variance
@@ -52,21 +53,6 @@ class TrialInput:
     unscored: list[str]
     record: FitRecord
     files: dict[str, str]
-
-
-def fit_dir(results: Path, trial: str, outcome: str, model: str) -> Path:
-    return Path(results) / trial / outcome / model
-
-
-def trial_files(results: Path, trial: str, outcome: str, model: str) -> dict[str, Path]:
-    """The files one trial contributes (the synthesis rule's inputs)."""
-    d = fit_dir(results, trial, outcome, model)
-    return {
-        "posterior": d / FIT_FILES["posterior"],
-        "record": d / FIT_FILES["record"],
-        "counterfactual": d / FIT_FILES["counterfactual"],
-        "scores": Path(results) / trial / "alignment" / "scores.csv",
-    }
 
 
 def effect_draws(posterior: Path, scale: str) -> tuple[list[str], np.ndarray]:
