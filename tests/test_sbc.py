@@ -273,16 +273,16 @@ def test_intercept_prior_is_fixed_not_empirical(tiny_model):
 
 def test_swapped_events_give_the_logp_of_a_freshly_built_model(tiny_model):
     import pymc as pm
-    import pytensor
+    from pymc.model.fgraph import clone_model
 
     from qialign.models.build import build_model
     from qialign.studies.sbc import draw_prior
 
     m = tiny_model
     truth, data = draw_prior(m, 123)
-    events = data[OUTCOME_DATA]
-    shared = pytensor.shared(events.astype(m.y_dtype), name="ev")
-    swapped = pm.observe(m.prior_model, {"y": shared})
+    events = data[OUTCOME_DATA]  # the model data a replicate swaps (compiled.with_data)
+    swapped = clone_model(m.prior_model)
+    pm.set_data({OUTCOME_DATA: events}, model=swapped)
     fresh = build_model(dataclasses.replace(m.design, y={"events": events.astype(float)}), m.spec)
     point = fresh.initial_point()
     point = {k: v + 0.1 for k, v in point.items()}

@@ -318,10 +318,14 @@ def random_effect_terms(d: Design, spec: ModelSpec, pr: dict, idx: dict, eta, zb
     return cluster_period_term(d, spec, pr, centring["cluster_period"], idx, eta, zb)
 
 
+#: the model data holding the observed cell totals (swapped by ``compiled.with_data``)
+OBSERVED_DATA = "y_observed"
+
+
 def _observed(d: Design, column: str):
     """The observed cell totals as data (not a constant), so that fits of other data with the same
     structure share one compilation (``qialign.inference.structure_cache``)."""
-    return pm.Data("y_observed", d.y[column], dims="cell")
+    return pm.Data(OBSERVED_DATA, d.y[column], dims="cell")
 
 
 def likelihood_term(d: Design, spec: ModelSpec, pr: dict, eta, n) -> None:

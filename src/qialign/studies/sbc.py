@@ -42,7 +42,7 @@ from qialign.inference.diagnostics import diagnose
 from qialign.inference.ess_target import sample_to_ess
 from qialign.inference.modes import resolve_modes, sign_starts
 from qialign.inference.sampling import compile_nutpie, nutpie_sample, take_initial_values
-from qialign.models.build import build_model
+from qialign.models.build import OBSERVED_DATA, build_model
 from qialign.models.design import build_design
 from qialign.models.spec import simulated_spec
 from qialign.studies.sbc_data import (
@@ -82,8 +82,9 @@ COLUMNS = [
     "seed",
 ]
 
-#: names of the shared variables a replicate sets (with ``pm.Data`` "sumsq" of continuous models)
-OUTCOME_DATA, SURVEY_DATA = "sbc_outcome", "sbc_survey"
+#: names of the model data a replicate sets (with "sumsq" of continuous models): the observed cell
+#: totals and the joint model's survey answers
+OUTCOME_DATA, SURVEY_DATA = OBSERVED_DATA, "sbc_survey"
 
 
 def sbc_spec(cfg: dict):
@@ -125,6 +126,8 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
         answers = pytensor.shared(sbc_survey(cfg, design.clusters).y, name=SURVEY_DATA)
         survey = sbc_survey(cfg, design.clusters, answers)
     model = build_model(design, spec, latent=(survey, 0) if survey else None)
+    if answers is not None:  # model data, so that the compile is cached by structure
+        model.register_data_var(answers)
     missing = [p for p in [*cfg["parameters"], *cfg["truth"]] if p not in model.named_vars]
     if missing:
         raise QialignError(
@@ -132,18 +135,15 @@ def prepare(cfg: dict, compile: bool = True) -> SBCModel:
             f"({', '.join(v.name for v in model.free_RVs)})"
         )
     start = take_initial_values(model)  # every data array stays swappable (compile_nutpie)
-    dtype = model["y"].dtype
-    outcome = np.asarray(design.y[FAMILIES[cfg["family"]].total_column], dtype=dtype)
-    shared = pytensor.shared(outcome, name=OUTCOME_DATA)
+    dtype = model[OUTCOME_DATA].dtype
     compiled, compile_s = None, 0.0
     if compile:
         configure_compile()
         t0 = time.perf_counter()
-        observed = pm.observe(model, {"y": shared})
         starts = [start]
         if cfg["propagation"] == "joint":  # as a joint fit: half the chains at each sign of gamma
             starts = sign_starts(start, spec.priors["interaction_sd"])
-        compiled = [compile_nutpie(observed, start=st) for st in starts]
+        compiled = [compile_nutpie(model, start=st) for st in starts]
         compile_s = time.perf_counter() - t0
     prior_model = pm.do(model, {k: float(v) for k, v in cfg["truth"].items()}) if cfg["truth"] else model
     params = list(cfg["parameters"])
