@@ -19,6 +19,7 @@ import xarray as xr
 from qialign.inference.diagnostics import diagnose
 
 POLL_S = 0.5  # seconds between looks at the running chains
+PROGRESS_MS = 200  # how often nutpie reports the chains' progress
 
 
 def checkpoints(draws_min: int, draws: int) -> list[int]:
@@ -100,10 +101,34 @@ def _passing(trace: xr.DataTree, done: int, marks: list[int], th: dict, resolve)
     return None
 
 
+def _progress_watch(n_runs: int):
+    """(per-run finished draws of each chain, including tuning; a callback maker for nutpie's
+    ``progress_callback``, which reports them from a background thread without copying draws)."""
+    progress: list[list[int]] = [[] for _ in range(n_runs)]
+
+    def watcher(k: int):
+        def callback(chains) -> None:
+            progress[k] = [int(c.finished_draws) for c in chains]
+
+        return callback
+
+    return progress, watcher
+
+
+def _reached(progress: list[list[int]], final: dict, tune: int) -> int:
+    """Post-tuning draws every chain of the unfinished runs has made (as the callbacks report)."""
+    running = [min(p) - tune if p else 0 for k, p in enumerate(progress) if k not in final]
+    return min(running, default=10**9)
+
+
 def _background(parts: list, s: dict, th: dict, seed: int, marks: list[int], resolve) -> xr.DataTree:
     """The chains (``cores`` at a time) looked at while they run, cancelled once a checkpoint
     passes. Rerunning to each checkpoint instead would repeat the tuning every time. With fewer
-    cores than parts the parts run one after another to the most draws: the same draws result."""
+    cores than parts the parts run one after another to the most draws: the same draws result.
+
+    The draws are copied out of the running sampler (``inspect``, about a second for a few
+    thousand cells' deterministics) only when the progress callbacks say every chain has passed the
+    next checkpoint: copying at every poll took a core from the chains."""
     import nutpie
 
     settings = [
@@ -112,12 +137,19 @@ def _background(parts: list, s: dict, th: dict, seed: int, marks: list[int], res
     if int(s["cores"]) < len(parts):
         trace = concat_chains([nutpie.sample(c, **sk) for c, sk in zip(parts, settings, strict=True)])
         return _passing(trace, int(s["draws"]), marks, th, resolve)
-    runs = [nutpie.sample(c, **sk, blocking=False) for c, sk in zip(parts, settings, strict=True)]
+    progress, watcher = _progress_watch(len(parts))
+    runs = [
+        nutpie.sample(c, **sk, blocking=False, progress_callback=watcher(k), progress_rate=PROGRESS_MS)
+        for k, (c, sk) in enumerate(zip(parts, settings, strict=True))
+    ]
     final: dict[int, xr.DataTree] = {}  # a finished run's trace (nutpie hands it over once)
     while True:
         for k, run in enumerate(runs):
             if k not in final and _finished(run):
                 final[k] = run.wait()
+        if len(final) < len(runs) and _reached(progress, final, int(s["tune"])) < marks[0]:
+            time.sleep(POLL_S)
+            continue
         trace = concat_chains([final[k] if k in final else r.inspect() for k, r in enumerate(runs)])
         done = int(s["draws"]) if len(final) == len(runs) else _completed(trace)
         head = _passing(trace, done, marks, th, resolve)
