@@ -9,6 +9,7 @@ import yaml
 from scipy import stats
 
 from qialign.errors import QialignError
+from qialign.models.likelihood import LOG_BASE_DATA
 from qialign.studies.ranks import (
     bin_counts,
     bin_probabilities,
@@ -280,9 +281,10 @@ def test_swapped_events_give_the_logp_of_a_freshly_built_model(tiny_model):
 
     m = tiny_model
     truth, data = draw_prior(m, 123)
-    events = data[OUTCOME_DATA]  # the model data a replicate swaps (compiled.with_data)
+    events = data[OUTCOME_DATA]  # with log C(n, events): the model data a replicate swaps
+    assert set(data) == {OUTCOME_DATA, LOG_BASE_DATA}
     swapped = clone_model(m.prior_model)
-    pm.set_data({OUTCOME_DATA: events}, model=swapped)
+    pm.set_data(data, model=swapped)
     fresh = build_model(dataclasses.replace(m.design, y={"events": events.astype(float)}), m.spec)
     point = fresh.initial_point()
     point = {k: v + 0.1 for k, v in point.items()}

@@ -17,17 +17,8 @@ effects hierarchically, eta_cp ~ N(mu + f + tx + u + v, sd_cluster_period) with 
 predictor eta_cp + Z beta (w = eta_cp - the rest); ``auto`` decides per term (``centred_terms``:
 information per level x prior SD^2 >= 1000 for clusters, >= 10 for cluster-periods), so the
 default trial (~100 patients per ward-month) keeps both non-centred and a trial with ~1,000
-patients per cluster-period centres its cluster-period effects. Likelihood per cell c:
-
-- binomial/bernoulli: events_c ~ Binomial(n_c, logit^-1 eta_c)  (bernoulli rows: n = 1)
-- poisson: count_c ~ Poisson(exposure_c exp(eta_c))  (sum of Poissons with a common rate)
-- negative_binomial (NB2, Var = m + m^2 / shape): count_c ~ NB(mean exposure_c exp(eta_c), shape)
-  with shape phi for counts recorded per cell and n_c phi for counts summed from n_c patient rows
-  (``design.nb_shape``; exact for iid NB rows of equal exposure: a sum of NB with a common
-  p = phi / (phi + m) is NB with shapes added; an approximation when exposures differ in a cell).
-- gaussian/lognormal (on y* = standardised y or log y), from sufficient statistics:
-  sum_i log N(y_i | m, s) = -n/2 log(2 pi s^2) - (sumsq - 2 m sum + n m^2) / (2 s^2),
-  written as a CustomDist observed on the cell sums so that log_likelihood / LOO are per cell.
+patients per cluster-period centres its cluster-period effects. The likelihood of the cells given
+eta is ``qialign.models.likelihood``.
 
 Trend: categorical period effects are ZeroSumNormal(trend_sd); linear / spline coefficients
 Normal(0, trend_sd) on bases centred over periods; rw1 f_t = f_{t-1} + sd_trend z_t, centred.
@@ -46,21 +37,12 @@ import pytensor.tensor as pt
 
 from qialign.alignment.latent_model import add_latent_terms, latent_coords
 from qialign.families import FAMILIES
-from qialign.models.design import Design, nb_shape
+from qialign.models.design import Design, covariate_strata
 from qialign.models.exposure import validate as validate_exposure
+from qialign.models.likelihood import likelihood_term
 from qialign.models.spec import ModelSpec
 
 MAX_STORED_CELLS = 20_000
-
-
-def _ss_normal_logp(value, m, s, n, sumsq):
-    """Log-density of n iid N(m, s) draws given their sum (value) and sum of squares."""
-    return -0.5 * n * pt.log(2 * np.pi * s**2) - (sumsq - 2 * m * value + n * m**2) / (2 * s**2)
-
-
-def _ss_normal_random(m, s, n, sumsq, rng=None, size=None):
-    """Replicated cell sums: sum of n draws of N(m, s) is N(n m, sqrt(n) s)."""
-    return rng.normal(n * m, np.sqrt(n) * s, size=size)
 
 
 def stores_predictions(spec: ModelSpec, design: Design) -> bool:
@@ -202,7 +184,7 @@ def treatment_term(d: Design, spec: ModelSpec, pr: dict):
     else:
         dev = pm.ZeroSumNormal("exposure_deviation", sigma=pr["exposure_sd"], dims="exposure_time")
         theta_e = pm.Deterministic("theta_e", theta + dev, dims="exposure_time")
-    return theta, theta_e[pm.Data("eti_idx", d.eti_idx, dims="cell")]
+    return theta, theta_e[pm.Data("eti_idx", d.eti_idx, dims=d.cell_dim)]
 
 
 def _alignment(d: Design, latent):
@@ -235,7 +217,7 @@ def moderator_terms(d: Design, spec: ModelSpec, pr: dict, latent, cidx, eff, ce)
         eff = eff + gamma * A[cidx]
         ce = ce + gamma * A
     if d.F is not None:
-        F = pm.Data("fidelity_z", d.F, dims="cell")
+        F = pm.Data("fidelity_z", d.F, dims=d.cell_dim)
         phi_f = pm.Normal("fidelity_interaction", 0, pr["interaction_sd"])
         eff = eff + phi_f * F
     return main, eff, ce
@@ -255,7 +237,7 @@ def exposure_term(d: Design, pr: dict, h, eff):
     tx = h * eff
     if d.slope is not None:
         kappa = pm.Normal("slope_change", 0, pr["effect_sd"])
-        tx = tx + kappa * pm.Data("slope", d.slope, dims="cell")
+        tx = tx + kappa * pm.Data("slope", d.slope, dims=d.cell_dim)
     return tx
 
 
@@ -266,7 +248,7 @@ def site_term(d: Design, spec: ModelSpec, pr: dict, eta):
     _add_coords({"site": d.sites})
     sd_s = pm.HalfNormal("sd_site", pr["sd_site"])
     z_s = pm.ZeroSumNormal("z_site", sigma=1.0, dims="site")
-    return eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims="cell")]
+    return eta + (sd_s * z_s)[pm.Data("site_idx", d.site_idx, dims=d.cell_dim)]
 
 
 def cluster_term(d: Design, pr: dict, centred_cluster: bool, cidx, eta):
@@ -309,60 +291,49 @@ def cluster_period_term(d: Design, spec: ModelSpec, pr: dict, centred_cp: bool, 
     return eta
 
 
-def random_effect_terms(d: Design, spec: ModelSpec, pr: dict, idx: dict, eta, zb):
-    """Site, cluster and cluster-period effects, parametrised per ``centred_terms``."""
+def random_effect_terms(d: Design, spec: ModelSpec, pr: dict, idx: dict, eta, zb, centring: dict):
+    """Site, cluster and cluster-period effects, parametrised per ``centring`` (``centred_terms``
+    of the whole design)."""
     eta = site_term(d, spec, pr, eta)
-    centring = centred_terms(spec, d)
-    idx["cp"] = pm.Data("cp_idx", d.cp_idx, dims="cell")
+    idx["cp"] = pm.Data("cp_idx", d.cp_idx, dims=d.cell_dim)
     eta = cluster_term(d, pr, centring["cluster"], idx["cluster"], eta)
     return cluster_period_term(d, spec, pr, centring["cluster_period"], idx, eta, zb)
 
 
-#: the model data holding the observed cell totals (swapped by ``compiled.with_data``)
-OBSERVED_DATA = "y_observed"
-
-
-def _observed(d: Design, column: str):
-    """The observed cell totals as data (not a constant), so that fits of other data with the same
-    structure share one compilation (``qialign.inference.structure_cache``)."""
-    return pm.Data(OBSERVED_DATA, d.y[column], dims="cell")
-
-
-def likelihood_term(d: Design, spec: ModelSpec, pr: dict, eta, n) -> None:
-    """The observed cell statistics ``y`` given the linear predictor (see the module docstring)."""
-    fam = spec.family
-    if fam in ("bernoulli", "binomial"):
-        pm.Binomial("y", n=n, logit_p=eta, observed=_observed(d, "events"), dims="cell")
-    elif fam == "poisson":
-        off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
-        pm.Poisson("y", mu=pt.exp(eta + off), observed=_observed(d, "count"), dims="cell")
-    elif fam == "negative_binomial":
-        off = pm.Data("log_exposure", np.log(d.y["exposure"]), dims="cell")
-        phi = pm.Exponential("phi", pr["phi_rate"])
-        shape = nb_shape(spec, n, phi)
-        pm.NegativeBinomial(
-            "y", mu=pt.exp(eta + off), alpha=shape, observed=_observed(d, "count"), dims="cell"
-        )
-    else:
-        sigma = pm.HalfNormal("sigma", pr["sigma"])
-        sumsq = pm.Data("sumsq", d.y["sumsq"], dims="cell")
-        pm.CustomDist(
-            "y",
-            eta,
-            sigma,
-            n,
-            sumsq,
-            logp=_ss_normal_logp,
-            random=_ss_normal_random,
-            observed=_observed(d, "sum"),
-            dims="cell",
-        )
+def linear_predictor(d: Design, full: Design, spec: ModelSpec, latent, centring: dict):
+    """(eta, tx, Z beta or None) on ``d``'s cells: ``full`` itself, or its strata
+    (``Design.at_strata``), where eta leaves Z beta (per cell of ``full``) to the caller."""
+    pr = spec.priors
+    idx = {
+        "cluster": pm.Data("cluster_idx", d.cluster_idx, dims=d.cell_dim),
+        "period": pm.Data("period_idx", d.period_idx, dims=d.cell_dim),
+    }
+    h = pm.Data("h", d.h, dims=d.cell_dim)
+    eta = pm.Normal("mu", pm.Data("mu0", d.mu0), pr["intercept_sd"])
+    for per_period in (trend_term(d, spec, pr), season_term(d, spec, pr)):
+        if per_period is not None:
+            eta = eta + per_period[idx["period"]]
+    zb = covariate_term(full, pr)
+    inner_zb = zb if d is full else None
+    if inner_zb is not None:
+        eta = eta + inner_zb
+    theta, eff = treatment_term(d, spec, pr)
+    ce = theta * pt.ones(len(d.clusters))
+    main, eff, ce = moderator_terms(d, spec, pr, latent if d.A is not None else None, idx["cluster"], eff, ce)
+    if main is not None:
+        eta = eta + main
+    eff, ce = random_treatment_term(spec, pr, idx["cluster"], eff, ce)
+    pm.Deterministic("cluster_effect", ce, dims="cluster")
+    tx = exposure_term(d, pr, h, eff)
+    eta = random_effect_terms(d, spec, pr, idx, eta + tx, 0.0 if inner_zb is None else inner_zb, centring)
+    return eta, tx, zb
 
 
 def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
     """Build the PyMC model from its terms. Data arrays are ``pm.Data`` (``pm.set_data``, PyMC's
     sampler); nutpie compiles a copy with frozen dims, once per structure
-    (``qialign.inference.sampling.compile_nutpie``).
+    (``qialign.inference.sampling.compile_nutpie``). When cells share all terms but the covariates
+    (``covariate_strata``) the predictor is built per stratum and gathered to the cells.
 
     ``latent = (survey, wave)`` (a ``qialign.alignment.latent_model.SurveyData`` whose clusters are the
     design's, and a wave index) builds the joint model of ``propagation: joint``: the survey's
@@ -371,40 +342,29 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
     outcome inform alignment together (``qialign.inference.modes`` on where the chains
     start).
     """
-    d, pr = design, spec.priors
+    d = design
+    strata = covariate_strata(d)
     coords = {
         "cell": np.arange(d.n_cells),
         "cluster": d.clusters,
         "period": d.periods,
         "cluster_period": np.arange(len(d.cp_keys)),
     }
+    if strata is not None:
+        coords["stratum"] = np.arange(len(strata[0]))
     with pm.Model(coords=coords) as model:
-        idx = {
-            "cluster": pm.Data("cluster_idx", d.cluster_idx, dims="cell"),
-            "period": pm.Data("period_idx", d.period_idx, dims="cell"),
-        }
-        h = pm.Data("h", d.h, dims="cell")
+        centring = centred_terms(spec, d)
+        if strata is None:
+            eta, tx, _ = linear_predictor(d, d, spec, latent, centring)
+        else:
+            eta_s, tx_s, zb = linear_predictor(d.at_strata(strata[0]), d, spec, latent, centring)
+            stratum = pm.Data("stratum_idx", strata[1], dims="cell")
+            eta, tx = eta_s[stratum], tx_s[stratum]
+            if zb is not None:
+                eta = eta + zb
         n = pm.Data("n", d.n, dims="cell")
-        eta = pm.Normal("mu", pm.Data("mu0", d.mu0), pr["intercept_sd"])
-        for per_period in (trend_term(d, spec, pr), season_term(d, spec, pr)):
-            if per_period is not None:
-                eta = eta + per_period[idx["period"]]
-        zb = covariate_term(d, pr)
-        if zb is not None:
-            eta = eta + zb
-        theta, eff = treatment_term(d, spec, pr)
-        ce = theta * pt.ones(len(d.clusters))
-        main, eff, ce = moderator_terms(
-            d, spec, pr, latent if d.A is not None else None, idx["cluster"], eff, ce
-        )
-        if main is not None:
-            eta = eta + main
-        eff, ce = random_treatment_term(spec, pr, idx["cluster"], eff, ce)
-        pm.Deterministic("cluster_effect", ce, dims="cluster")
-        tx = exposure_term(d, pr, h, eff)
-        eta = random_effect_terms(d, spec, pr, idx, eta + tx, 0.0 if zb is None else zb)
         if stores_predictions(spec, d):
             pm.Deterministic("eta", eta, dims="cell")
             pm.Deterministic("tx", tx, dims="cell")
-        likelihood_term(d, spec, pr, eta, n)
+        likelihood_term(d, spec, pr=spec.priors, eta=eta, n=n)
     return model

@@ -23,7 +23,7 @@ Transformations (all reversible, recorded in the Design so estimates are reporte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -78,9 +78,46 @@ class Design:
     y_scale: float = 1.0
     mu0: float = 0.0  # empirical link-scale mean; the intercept prior is centred here
 
+    cell_dim: str = "cell"  # the dimension of the per-cell arrays ("stratum" in ``at_strata``)
+
     @property
     def n_cells(self) -> int:
         return len(self.n)
+
+    def at_strata(self, first: np.ndarray) -> Design:
+        """The design's non-covariate part at one cell of each stratum (``covariate_strata``): the
+        arrays the linear predictor without Z beta is built from, on the ``stratum`` dimension."""
+
+        def pick(a):
+            return None if a is None else a[first]
+
+        per_cell = ("n", "cluster_idx", "site_idx", "period_idx", "cp_idx", "treated", "h", "eti_idx")
+        return replace(
+            self,
+            cells=self.cells.iloc[first].reset_index(drop=True),
+            **{name: getattr(self, name)[first] for name in per_cell},
+            Z=np.zeros((len(first), 0)),
+            slope=pick(self.slope),
+            F=pick(self.F),
+            y={},
+            cell_dim="stratum",
+        )
+
+
+def covariate_strata(d: Design) -> tuple[np.ndarray, np.ndarray] | None:
+    """(a cell of each stratum, each cell's stratum), or None when every cell is its own stratum.
+
+    A stratum is the cells that share every term of the linear predictor but Z beta (cluster,
+    period, site, exposure, slope, fidelity): patient rows with a continuous covariate, say, are
+    one cell each but ~100 strata of a 12 x 10 trial. The model computes the rest of the predictor
+    per stratum and gathers it to the cells once, eta_c = eta_s(c) + Z_c beta: the same likelihood,
+    with one scatter-add of the gradient instead of one per term."""
+    optional = [np.zeros(d.n_cells) if a is None else a for a in (d.slope, d.F)]
+    key = np.column_stack([d.cp_idx, d.site_idx, d.h, d.eti_idx, *optional])
+    _, first, index = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    if len(first) == d.n_cells:
+        return None
+    return first, index.ravel()
 
 
 def _standardise_y(cells: pd.DataFrame) -> tuple[dict, float, float]:

@@ -42,8 +42,9 @@ from qialign.inference.diagnostics import diagnose
 from qialign.inference.ess_target import sample_to_ess
 from qialign.inference.modes import resolve_modes, sign_starts
 from qialign.inference.sampling import compile_nutpie, nutpie_sample, take_initial_values
-from qialign.models.build import OBSERVED_DATA, build_model
+from qialign.models.build import build_model
 from qialign.models.design import build_design
+from qialign.models.likelihood import OBSERVED_DATA, observed_arrays
 from qialign.models.spec import simulated_spec
 from qialign.studies.sbc_data import (
     intercept_centre,
@@ -181,7 +182,7 @@ def draw_prior(m: SBCModel, seed: int) -> tuple[dict, dict]:
         p: float(fixed[p]) if p in fixed else float(np.asarray(prior[p]).reshape(-1)[0]) for p in m.params
     }
     y = np.asarray(draw["prior_predictive"]["y"]).reshape(-1)
-    data = {OUTCOME_DATA: y.astype(m.y_dtype)}
+    data = observed_arrays(m.spec.family, y.astype(m.y_dtype), m.design.n)  # y and log h(y)
     if "sumsq" in m.design.y:
         sigma = float(np.asarray(prior["sigma"]).reshape(-1)[0])
         data["sumsq"] = simulate_sumsq(y, m.design.n, sigma, rng)
