@@ -315,8 +315,8 @@ def _weighted_by(fit, m: np.ndarray, groups: np.ndarray, k: int, mask=None) -> n
     groups (cells where ``mask``); lognormal: exponentiated (the geometric mean)."""
     d = fit.design
     w = d.n if mask is None else d.n * mask
-    num = np.zeros((*m.shape[:-1], k))
-    np.add.at(num, (..., groups), m * w)
+    order = np.argsort(groups, kind="stable")  # group sums by reduceat over the sorted cells
+    num = np.add.reduceat((m * w)[..., order], np.searchsorted(groups[order], np.arange(k)), axis=-1)
     with np.errstate(invalid="ignore"):  # 0 / 0: a group without (masked) cells is NaN
         out = num / np.bincount(groups, weights=w)  # every group index occurs in the cells
     return np.exp(out) if fit.spec.family == "lognormal" else out
