@@ -13,9 +13,11 @@
   written as a CustomDist observed on the cell sums so that log_likelihood / LOO are per cell.
 
 The binomial and Poisson terms are written out rather than taken from PyMC's distributions, whose
-logp checks its parameters (0 <= p <= 1, n >= 0, mu >= 0) in every cell at every evaluation: on
-3,984 patient rows that was a third of the logp-and-gradient time (140 -> 98 us per evaluation).
-The cells are validated when they are read, and eta is finite by construction.
+logp checks its parameters (0 <= p <= 1, n >= 0, mu >= 0) in every cell at every evaluation, and
+their data-only part log h(y) is model data (``LOG_BASE_DATA``), not three log-gamma functions per
+cell at every evaluation. On the 12 x 10 reference trial's 3,984 patient cells (nutpie's path,
+data as arguments) logp and gradient took ~210 us with PyMC's Binomial, 104 us written out. The
+cells are validated when they are read, and eta is finite by construction.
 """
 
 from __future__ import annotations
