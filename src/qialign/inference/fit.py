@@ -28,6 +28,7 @@ from qialign.inference.retry import sample_with_retry
 from qialign.inference.sampling import compile_nutpie, sample_pymc, take_initial_values
 from qialign.models.build import build_model
 from qialign.models.design import Design, build_design, nb_shape
+from qialign.models.likelihood import LOG_BASE_DATA, observed_arrays
 from qialign.models.spec import ModelSpec
 from qialign.progress import say
 
@@ -55,12 +56,12 @@ def pointwise_loglik(design: Design, posterior, spec: ModelSpec) -> np.ndarray:
     n = design.n
     if family in ("bernoulli", "binomial"):
         k = design.y["events"]
-        const = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+        const = observed_arrays(family, k, n)[LOG_BASE_DATA]  # log C(n, k)
         return const + k * log_expit(eta) + (n - k) * log_expit(-eta)
     if family == "poisson":
         k = design.y["count"]
         log_mu = eta + np.log(design.y["exposure"])
-        return k * log_mu - np.exp(log_mu) - gammaln(k + 1)
+        return k * log_mu - np.exp(log_mu) + observed_arrays(family, k, n)[LOG_BASE_DATA]  # -log k!
     if family == "negative_binomial":
         k = design.y["count"]
         mu = np.exp(eta + np.log(design.y["exposure"]))
