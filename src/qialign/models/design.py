@@ -38,6 +38,20 @@ from qialign.models.spec import ModelSpec
 REQUIRED = ("cluster", "period", "treated", "exposure_time", "n")
 
 
+#: the per-cell arrays of the linear predictor other than the covariates Z (None when a term is off)
+PREDICTOR_ARRAYS = (
+    "cluster_idx",
+    "site_idx",
+    "period_idx",
+    "cp_idx",
+    "treated",
+    "h",
+    "eti_idx",
+    "slope",
+    "F",
+)
+
+
 @dataclass
 class Design:
     """Arrays the PyMC graph is built from (one entry per cell unless named otherwise)."""
@@ -87,18 +101,12 @@ class Design:
     def at_strata(self, first: np.ndarray) -> Design:
         """The design's non-covariate part at one cell of each stratum (``covariate_strata``): the
         arrays the linear predictor without Z beta is built from, on the ``stratum`` dimension."""
-
-        def pick(a):
-            return None if a is None else a[first]
-
-        per_cell = ("n", "cluster_idx", "site_idx", "period_idx", "cp_idx", "treated", "h", "eti_idx")
+        picked = {name: getattr(self, name) for name in (*PREDICTOR_ARRAYS, "n")}
         return replace(
             self,
             cells=self.cells.iloc[first].reset_index(drop=True),
-            **{name: getattr(self, name)[first] for name in per_cell},
+            **{name: None if a is None else a[first] for name, a in picked.items()},
             Z=np.zeros((len(first), 0)),
-            slope=pick(self.slope),
-            F=pick(self.F),
             y={},
             cell_dim="stratum",
         )
@@ -112,8 +120,7 @@ def covariate_strata(d: Design) -> tuple[np.ndarray, np.ndarray] | None:
     one cell each but ~100 strata of a 12 x 10 trial. The model computes the rest of the predictor
     per stratum and gathers it to the cells once, eta_c = eta_s(c) + Z_c beta: the same likelihood,
     with one scatter-add of the gradient instead of one per term."""
-    optional = [np.zeros(d.n_cells) if a is None else a for a in (d.slope, d.F)]
-    key = np.column_stack([d.cp_idx, d.site_idx, d.h, d.eti_idx, *optional])
+    key = np.column_stack([a for a in (getattr(d, name) for name in PREDICTOR_ARRAYS) if a is not None])
     _, first, index = np.unique(key, axis=0, return_index=True, return_inverse=True)
     if len(first) == d.n_cells:
         return None
