@@ -47,6 +47,10 @@ class FitResult:
     design: Design
     model: object = None
     sampler: dict = field(default_factory=dict)
+    #: quantities derived from the posterior that several tables share (draws x cells arrays),
+    #: computed once by their first user (``qialign.models.estimands``); a copy with another
+    #: posterior (``dataclasses.replace``) starts empty
+    derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 def pointwise_loglik(design: Design, posterior, spec: ModelSpec) -> np.ndarray:
