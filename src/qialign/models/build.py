@@ -43,6 +43,10 @@ from qialign.models.likelihood import likelihood_term
 from qialign.models.spec import ModelSpec
 
 MAX_STORED_CELLS = 20_000
+#: the per-cell predictions (linear predictor eta and the intervention's part of it, tx) kept with
+#: the posterior when ``stores_predictions``: computed from the draws after sampling, not stored by
+#: the sampler at every draw (``qialign.inference.fit``)
+PREDICTIONS = ("eta", "tx")
 
 
 def stores_predictions(spec: ModelSpec, design: Design) -> bool:
@@ -364,7 +368,7 @@ def build_model(design: Design, spec: ModelSpec, latent=None) -> pm.Model:
                 eta = eta + zb
         n = pm.Data("n", d.n, dims="cell")
         if stores_predictions(spec, d):
-            pm.Deterministic("eta", eta, dims="cell")
-            pm.Deterministic("tx", tx, dims="cell")
+            for name, x in zip(PREDICTIONS, (eta, tx), strict=True):
+                pm.Deterministic(name, x, dims="cell")
         likelihood_term(d, spec, pr=spec.priors, eta=eta, n=n)
     return model

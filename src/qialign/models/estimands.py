@@ -136,9 +136,8 @@ def _post(fit):
 
 def _inv_link_mean(fit, x: np.ndarray) -> np.ndarray:
     """Expected per-patient outcome of each cell for link-scale predictor draws x (.., cell)."""
-    d = fit.design
-    per_patient = d.y["exposure"] / d.n if FAMILIES[fit.spec.family].kind == "count" else 1.0
-    return mean_outcome(fit, x) * per_patient
+    d, m = fit.design, mean_outcome(fit, x)
+    return m * (d.y["exposure"] / d.n) if FAMILIES[fit.spec.family].kind == "count" else m
 
 
 def _derived(fit, key: str, compute):
@@ -191,7 +190,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     if _off_on(fit) is not None:  # standardised over the analysed cells, weight n
         _, off, on = _mean_outcomes(fit)
         d = fit.design
-        diff = ((on - off) * d.n).sum(-1) / d.n.sum()
+        diff = (on - off) @ d.n / d.n.sum()
         rows.append(row("marginal_difference", FAMILIES[fit.spec.family].marginal_scale, diff))
     rows += [row(name, scale, x) for name, scale, x in population_averaged(fit)]
     rows += _variance_rows(fit, row)
