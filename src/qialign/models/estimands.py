@@ -190,7 +190,7 @@ def estimates(fit, interval: dict | None = None) -> pd.DataFrame:
     if _off_on(fit) is not None:  # standardised over the analysed cells, weight n
         _, off, on = _mean_outcomes(fit)
         d = fit.design
-        diff = (on - off) @ d.n / d.n.sum()
+        diff = ((on - off) * d.n).sum(-1) / d.n.sum()
         rows.append(row("marginal_difference", FAMILIES[fit.spec.family].marginal_scale, diff))
     rows += [row(name, scale, x) for name, scale, x in population_averaged(fit)]
     rows += _variance_rows(fit, row)
