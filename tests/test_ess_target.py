@@ -36,15 +36,33 @@ def test_sampling_stops_at_the_first_checkpoint_that_meets_the_target():
 
 def test_the_retry_doubles_the_most_draws_only_when_they_are_ess_targeted():
     """nutpie with draws_min < draws: the retry may sample twice as long (it still stops at the
-    first checkpoint that passes); fixed-length sampling (refits, PyMC) keeps its draws."""
+    first checkpoint that passes); fixed-length sampling (refits, PyMC) keeps its draws. A
+    geometry problem (divergences, E-BFMI) also raises target_accept; R-hat or ESS alone do not."""
     from qialign.inference.retry import _retry_settings
 
     s = {"engine": "nutpie", "draws": 1000, "draws_min": 250, "tune": 1000, "target_accept": 0.95}
-    assert _retry_settings(s) == {**s, "draws": 2000, "tune": 2000, "target_accept": 0.99}
+    geometry, mixing = {"geometry_ok": False}, {"geometry_ok": True}
+    assert _retry_settings(s, geometry) == {**s, "draws": 2000, "tune": 2000, "target_accept": 0.99}
+    assert _retry_settings(s, mixing) == {**s, "draws": 2000, "tune": 2000}
     fixed = {**s, "draws_min": 1000}
-    assert _retry_settings(fixed) == {**fixed, "tune": 2000, "target_accept": 0.99}
+    assert _retry_settings(fixed, geometry) == {**fixed, "tune": 2000, "target_accept": 0.99}
     pymc = {**s, "engine": "pymc", "target_accept": 0.8}
-    assert _retry_settings(pymc) == {**pymc, "tune": 2000, "target_accept": 0.95}
+    assert _retry_settings(pymc, geometry) == {**pymc, "tune": 2000, "target_accept": 0.95}
+    assert _retry_settings(pymc, mixing) == {**pymc, "tune": 2000}
+
+
+def test_diagnose_tells_geometry_from_mixing():
+    """``geometry_ok`` is False exactly when divergences or E-BFMI fail their thresholds."""
+    from qialign.inference.diagnostics import diagnose
+
+    idata = sample_to_ess(compile_nutpie(model(1)), {**S, "cores": 2}, schema_defaults("diagnostics"), 4)
+    ok, problems, details = diagnose(idata)
+    assert details["geometry_ok"] and details["divergences"] == 0
+    strict = {"divergences_max": -1}
+    ok, problems, details = diagnose(idata, strict)
+    assert not ok and not details["geometry_ok"] and "0 divergent transition(s) > -1" in problems
+    ok, problems, details = diagnose(idata, {"ess_bulk_min": 1e9})
+    assert not ok and details["geometry_ok"] and any("bulk ESS" in p for p in problems)
 
 
 def test_chains_split_between_starts_are_pooled_in_order_whatever_the_cores():

@@ -99,10 +99,13 @@ def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], di
     if not details["ess_tail_min"] >= th["ess_tail_min"]:
         worst = summ["ess_tail"].idxmin()
         problems.append(f"tail ESS {details['ess_tail_min']:.0f} < {th['ess_tail_min']} ({worst})")
-    if div > th["divergences_max"]:
+    divergent, low_bfmi = div > th["divergences_max"], np.nanmin(bfmi) < th["ebfmi_min"]
+    if divergent:
         problems.append(f"{div} divergent transition(s) > {th['divergences_max']}")
-    if np.nanmin(bfmi) < th["ebfmi_min"]:
+    if low_bfmi:
         problems.append(f"E-BFMI {np.nanmin(bfmi):.2f} < {th['ebfmi_min']}")
+    # the sampler's geometry (what smaller steps address), apart from mixing (R-hat, ESS)
+    details["geometry_ok"] = not (divergent or low_bfmi)
     return not problems, problems, details
 
 

@@ -1,11 +1,15 @@
-"""One automatic retry when a fit's diagnostics fail.
+"""One automatic retry when a fit's diagnostics fail, matched to what failed.
 
 When diagnostics fail and ``diagnostics.retry`` is true, the model is sampled once more (same
-compiled model) with target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning,
-seed + 1 and, when the draws are set by the ESS target (nutpie, ``draws_min`` < ``draws``), twice the most
-draws: a chain that mixes slowly gets longer chains, a fast one still stops at the first
-checkpoint that passes. Fixed-length sampling (the refits of ``propagation: draws``, pooled as
-chains of one trace) keeps its length.
+compiled model, seed + 1) with twice the tuning and, when the draws are set by the ESS target
+(nutpie, ``draws_min`` < ``draws``), twice the most draws: a chain that mixes slowly gets longer
+chains, a fast one still stops at the first checkpoint that passes. Fixed-length sampling (the
+refits of ``propagation: draws``, pooled as chains of one trace) keeps its length.
+
+Only a problem of the sampler's geometry (divergent transitions, low E-BFMI) also raises
+target_accept to min(0.99, max(0.95, target_accept + 0.05)): smaller steps are what a divergence
+needs, and they cost about twice the leapfrog steps per draw. R-hat or ESS just short of their
+thresholds need more (and better adapted) draws, not smaller steps (Stan's advice: run longer).
 """
 
 from __future__ import annotations
@@ -14,14 +18,13 @@ from qialign.inference.diagnostics import diagnose
 from qialign.progress import say
 
 
-def _retry_settings(s: dict) -> dict:
-    """target_accept = min(0.99, max(0.95, target_accept + 0.05)), twice the tuning, twice the
-    most draws when they are ESS-targeted."""
-    out = {
-        **s,
-        "target_accept": min(0.99, max(0.95, float(s["target_accept"]) + 0.05)),
-        "tune": 2 * int(s["tune"]),
-    }
+def _retry_settings(s: dict, details: dict) -> dict:
+    """Twice the tuning, twice the most draws when they are ESS-targeted, and, when the failed
+    attempt's geometry did not pass (``details['geometry_ok']``, from ``diagnose``), target_accept
+    = min(0.99, max(0.95, target_accept + 0.05))."""
+    out = {**s, "tune": 2 * int(s["tune"])}
+    if not details["geometry_ok"]:
+        out["target_accept"] = min(0.99, max(0.95, float(s["target_accept"]) + 0.05))
     if s.get("engine") == "nutpie" and int(s.get("draws_min", s["draws"])) < int(s["draws"]):
         out["draws"] = 2 * int(s["draws"])
     return out
@@ -44,7 +47,7 @@ def sample_with_retry(sample, s: dict, th: dict, seed: int, label: str = "") -> 
     retried = False
     if not ok and th["retry"]:
         retried = True
-        s = _retry_settings(s)
+        s = _retry_settings(s, details)
         idata, c2, t2 = sample(s, seed + 1)
         compile_s += c2
         sample_s += t2
