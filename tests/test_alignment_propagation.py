@@ -62,6 +62,12 @@ def test_draws_pools_refits_with_one_compilation(monkeypatch):
         theta = np.asarray(post["treatment_effect"])[2 * k][:, None]
         gamma = np.asarray(post["alignment_interaction"])[2 * k][:, None]
         np.testing.assert_allclose(ce, theta + gamma * want[None, :], atol=1e-10)
+        # and so did the cell predictions, computed after sampling (tx = treated x cluster effect)
+        d = fit.design
+        tx = np.asarray(post["tx"])[2 * k]
+        np.testing.assert_allclose(tx, ce[:, d.cluster_idx] * d.treated, atol=1e-10)
+    # the model keeps the plugin alignment for what follows the refits (checks, PPC)
+    np.testing.assert_allclose(fit.model["alignment_z"].get_value(), fit.design.A)
     # pooled ESS is the sum over refits; R-hat the worst refit's
     per = [diagnose(fit.idata.isel(chain=slice(2 * k, 2 * k + 2)), {})[2] for k in range(3)]
     summ = fit.diagnostics["summary"]
