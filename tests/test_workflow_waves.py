@@ -178,4 +178,12 @@ def test_joint_propagation_fits_the_labelled_wave_to_the_report(run):
     est = _csv(run, "joint", "estimates.csv").set_index(["method", "estimand"])
     gamma = est.loc[("bayes_joint", "alignment_interaction")]
     assert gamma["lower"] < gamma["estimate"] < gamma["upper"]
+    # the cell predictions (computed from the draws after sampling) carry each draw's latent
+    # alignment: as assigned = fully with the intervention where treated (step exposure), = without
+    # where not; with the plugin alignment instead, the treated rows would differ
+    cf = _csv(run, "joint", "incidents", "hh", "counterfactual.csv")
+    for treated, other in ((1, "with"), (0, "without")):
+        rows = cf[cf["treated"] == treated]
+        assert len(rows) > 0
+        np.testing.assert_allclose(rows["actual_mean"], rows[f"{other}_mean"], rtol=1e-9)
     assert (run["work"] / "reports" / "joint" / "report.html").exists()
