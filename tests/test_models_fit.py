@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from models_sim import simulate
-from qialign.inference.fit import fit_model
+from qialign.inference.fit import fit_model, with_predictions
 from qialign.inference.posterior_io import load_posterior, save_posterior
+from qialign.models.build import PREDICTIONS
 from qialign.models.checks import compare_loo, posterior_predictive_check
 from qialign.models.estimands import COLUMNS, cluster_effects, counterfactual, estimates
 from qialign.models.spec import simulated_spec
@@ -117,6 +118,11 @@ def test_save_and_load(binfit, tmp_path):
     assert attrs["config"] == {"id": "m"} and attrs["seed"] == 3 and attrs["data_hash"] == "abc"
     assert {"posterior", "sample_stats", "log_likelihood"} <= set(tree.children)
     assert np.allclose(tree.posterior["treatment_effect"], binfit.idata.posterior["treatment_effect"])
+    # the per-cell predictions are not written: the draws give them back exactly
+    assert not set(PREDICTIONS) & set(tree.posterior.data_vars) and "eta" in binfit.idata.posterior
+    restored = with_predictions(tree, binfit.model)
+    for name in PREDICTIONS:
+        np.testing.assert_array_equal(restored.posterior[name], binfit.idata.posterior[name])
 
 
 def test_compare_loo(binfit):

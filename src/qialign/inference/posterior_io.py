@@ -2,7 +2,11 @@
 
 Attributes must be netCDF-friendly, so every value that is not a str/int/float/bool becomes a
 JSON string (config, versions, data hash ...); ``load_posterior`` returns the DataTree and the
-decoded attributes. Object-dtype sampler statistics (nutpie's divergence messages) are dropped.
+decoded attributes. Object-dtype sampler statistics (nutpie's divergence messages) are dropped,
+and so are the per-cell predictions (``models.build.PREDICTIONS``, eta and tx: two draws x cells
+arrays, 256 of the 393 MB of the 12 x 10 reference trial's file), which are functions of the
+parameters' draws (``inference.fit.with_predictions`` computes them); the per-cell log-likelihood
+stays, for LOO and prior sensitivity.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import numpy as np
 import pymc
 import pytensor
 import xarray as xr
+
+from qialign.models.build import PREDICTIONS
 
 
 def _netcdf_value(v):
@@ -39,6 +45,7 @@ def save_posterior(fit, path, attrs: dict | None = None) -> Path:
     groups = {}
     for name, node in tree.children.items():
         groups[f"/{name}"] = _clean(node.to_dataset())
+    groups["/posterior"] = groups["/posterior"].drop_vars(list(PREDICTIONS), errors="ignore")
     root = {
         **{k: _netcdf_value(v) for k, v in tree.attrs.items()},
         "reliable": int(fit.reliable),
