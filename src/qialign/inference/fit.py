@@ -136,7 +136,7 @@ def with_predictions(idata, model, A: np.ndarray | None = None):
             idata["posterior"].to_dataset(),
             var_names=names,
             model=model,
-            merge_dataset=True,
+            extend_dataset=True,  # adds them to this copy of the posterior
             progressbar=False,
             compile_kwargs={"mode": "FAST_RUN"},  # C kernels, cached on disk for every structure
         )
