@@ -89,6 +89,7 @@ def _observed(design: Design) -> xr.Dataset:
 
 
 def _finish_idata(idata, model, design: Design, spec: ModelSpec) -> xr.DataTree:
+    idata = with_predictions(idata, model)  # the kept draws only (refits add theirs before pooling)
     post = idata["posterior"]
     if "eta" in post.data_vars:
         ll = pointwise_loglik(design, post, spec)
@@ -129,10 +130,10 @@ def with_predictions(idata, model, A: np.ndarray | None = None):
     if not names:
         return idata
     plugin = model["alignment_z"].get_value() if A is not None else None
-    if A is not None:
-        model.set_data("alignment_z", A)
-    idata["posterior"] = xr.DataTree(
-        pm.compute_deterministics(
+    try:
+        if A is not None:
+            model.set_data("alignment_z", A)
+        post = pm.compute_deterministics(
             idata["posterior"].to_dataset(),
             var_names=names,
             model=model,
@@ -140,9 +141,10 @@ def with_predictions(idata, model, A: np.ndarray | None = None):
             progressbar=False,
             compile_kwargs={"mode": "FAST_RUN"},  # C kernels, cached on disk for every structure
         )
-    )
-    if plugin is not None:
-        model.set_data("alignment_z", plugin)
+    finally:
+        if plugin is not None:
+            model.set_data("alignment_z", plugin)
+    idata["posterior"] = xr.DataTree(post)
     return idata
 
 
@@ -187,7 +189,6 @@ class _Sampler:
             resolve = self._resolve if self.joint else None
             idata = sample_to_ess(parts, settings, th or self.th, seed, resolve)
             c, t = t1 - t0, time.perf_counter() - t1
-            idata = with_predictions(idata, self.model, A)
         say(f"compiled in {c:.1f} s, sampled in {t:.1f} s")
         if note := (self.modes or {}).get("note"):
             say(note)
@@ -208,6 +209,8 @@ def _sample_over_draws(sample: _Sampler, draws: np.ndarray, s: dict, th: dict, s
         )
         for k in range(K)
     ]
+    for k, run in enumerate(runs):  # each refit's predictions with its own alignment draw
+        run["idata"] = with_predictions(run["idata"], sample.model, A[k])
     return pool_refits(runs, A, clusters, th)
 
 
