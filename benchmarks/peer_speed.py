@@ -82,7 +82,7 @@ rec = fit_step(w / "trial.yaml", "y", "main", w / "prepared", w / "scores.csv", 
 t2 = time.perf_counter()
 print("PEER_SPEED " + json.dumps({"imports_s": t1 - t0, "fit_step_s": t2 - t1, "timings": rec.timings,
       "ess_bulk_min": rec.ess_bulk_min, "ess_tail_min": rec.ess_tail_min, "sampler": rec.sampler,
-      "reliable": rec.reliable, "divergences": rec.divergences}))
+      "kept": rec.attempts[-1]["draws"], "reliable": rec.reliable, "divergences": rec.divergences}))
 """
 BRMS = """
 suppressMessages(library(brms))
@@ -147,8 +147,9 @@ def report(label: str, r: dict) -> None:
     print(
         f"{label}: wall {r['wall_s']:.1f} s = start-up {r['startup_s']:.1f} + imports {r['imports_s']:.1f}"
         f" + compile {t['compile_s']:.1f} + sampling {t['sample_s']:.1f} + other (read, build, estimands,"
-        f" checks, writing) {r['other_s']:.1f}; {s['chains']} chains x ({s['tune']} tune + {s['draws']}"
-        f" draws); min bulk ESS {r['ess_bulk_min']:.0f}, tail {r['ess_tail_min']:.0f};"
+        f" checks, writing) {r['other_s']:.1f}; {s['chains']} chains x ({s['tune']} tune + {r['kept']}"
+        f" of at most {s['draws']} draws); min bulk ESS {r['ess_bulk_min']:.0f},"
+        f" tail {r['ess_tail_min']:.0f};"
         f" ESS/s {r['ess_bulk_min'] / t['sample_s']:.1f} (sampling), {r['ess_bulk_min'] / r['wall_s']:.1f}"
         f" (wall); divergences {r['divergences']}; reliable {r['reliable']}"
     )

@@ -1,23 +1,31 @@
-"""Draws set by the ESS target: checkpoints double from draws_min to draws, sampling stops at the
-first that meets the diagnostics, and the result does not depend on how the chains were run."""
+"""Draws set by the ESS target: the next checkpoint is where the ESS would reach its floor, sampling
+stops at the first that meets the diagnostics, and the result does not depend on how the chains
+were run."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from qialign.config import schema_defaults
-from qialign.inference.ess_target import checkpoints, sample_to_ess
+from qialign.inference.diagnostics import diagnose
+from qialign.inference.ess_target import first_draws, next_checkpoint, sample_to_ess
 from qialign.inference.sampling import compile_nutpie
 from test_structure_cache import model
 
 S = {"chains": 2, "draws": 200, "draws_min": 50, "tune": 100, "target_accept": 0.9}
 
 
-def test_checkpoints_double_up_to_the_most_draws():
-    assert checkpoints(250, 1000) == [250, 500, 1000]
-    assert checkpoints(300, 1000) == [300, 600, 1000]
-    assert checkpoints(1000, 1000) == [1000]
-    assert checkpoints(2000, 1000) == [1000]
+def test_the_next_checkpoint_is_where_the_ess_would_reach_its_floor():
+    th = {"ess_bulk_min": 400, "ess_tail_min": 400}
+
+    def at(d, bulk, tail):
+        return next_checkpoint(d, {"ess_bulk_min": bulk, "ess_tail_min": tail}, th, 1000)
+
+    assert at(500, 288, 600) == 800  # 500 x 400 / 288 x 1.15 = 798.6, rounded up to 50s
+    assert at(250, 500, 144) == 800  # the tail ESS is the shorter: straight past 500
+    assert at(500, 450, 420) == 750  # R-hat alone failed: at least 1.5 times the draws
+    assert at(250, 20, 400) == 1000  # far short: the most draws
+    assert at(250, float("nan"), 400) == 1000  # no ESS: the most draws
 
 
 def test_sampling_stops_at_the_first_checkpoint_that_meets_the_target():
@@ -32,6 +40,14 @@ def test_sampling_stops_at_the_first_checkpoint_that_meets_the_target():
     full = sample_to_ess(compiled, {**S, "cores": 2}, hard, seed=4)
     assert full["posterior"].sizes["draw"] == 200  # never met: the most draws
     np.testing.assert_array_equal(full["posterior"]["mu"][:, :50], parallel["posterior"]["mu"])
+    # a floor the first 50 draws miss: sampling stops where the checkpoints' rule says it does,
+    # replayed on the first draws of the full trace
+    floor = {**easy, "ess_bulk_min": 2 * diagnose(first_draws(full, 50), easy)[2]["ess_bulk_min"]}
+    d = 50
+    while d < 200 and not diagnose(first_draws(full, d), floor)[0]:
+        d = next_checkpoint(d, diagnose(first_draws(full, d), floor)[2], floor, 200)
+    assert 50 < d < 200
+    assert sample_to_ess(compiled, {**S, "cores": 2}, floor, seed=4)["posterior"].sizes["draw"] == d
 
 
 def test_the_retry_doubles_the_most_draws_only_when_they_are_ess_targeted():
