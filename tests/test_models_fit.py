@@ -8,8 +8,9 @@ from models_sim import simulate
 from qialign.inference.fit import fit_model, with_predictions
 from qialign.inference.posterior_io import load_posterior, save_posterior
 from qialign.models.build import PREDICTIONS
-from qialign.models.checks import compare_loo, posterior_predictive_check
+from qialign.models.checks import posterior_predictive_check
 from qialign.models.estimands import COLUMNS, cluster_effects, counterfactual, estimates
+from qialign.models.loo import compare_loo
 from qialign.models.spec import simulated_spec
 from qialign.results import LOO_COLUMNS
 

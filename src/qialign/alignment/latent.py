@@ -55,12 +55,12 @@ def _stacked(post, name: str) -> np.ndarray:
 
 def _diagnostics(idata, shape: tuple[int, int]) -> tuple[dict, np.ndarray, np.ndarray]:
     """Overall r_hat / bulk ESS / divergences, and per (wave, cluster) r_hat and bulk ESS of alignment."""
-    import arviz as az
+    import arviz_stats as azs
 
     if idata["posterior"].sizes.get("chain", 1) < 2:
         nan = np.full(shape, np.nan)
         return {"divergences": int(np.sum(idata["sample_stats"]["diverging"]))}, nan, nan
-    summ = az.summary(idata, var_names=["alignment"], kind="diagnostics", round_to="none")
+    summ = azs.summary(idata, var_names=["alignment"], kind="diagnostics", round_to="none")
     details = {
         "r_hat_max": float(summ["r_hat"].max()),
         "ess_bulk_min": float(summ["ess_bulk"].min()),

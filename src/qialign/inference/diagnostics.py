@@ -2,15 +2,15 @@
 
 Checked on the reported parameters (not the raw non-centred z's): rank-normalised split R-hat
 (max <= r_hat_max), bulk and tail ESS (min >= ess_bulk_min, ess_tail_min), divergent transitions
-(<= divergences_max) and E-BFMI per chain (min >= ebfmi_min), all via ArviZ 1 (``az.summary`` with
-``round_to="none"``, ``az.bfmi``). MCSE of the mean and SD are reported alongside; the table
+(<= divergences_max) and E-BFMI per chain (min >= ebfmi_min), all via ArviZ 1 (``azs.summary`` with
+``round_to="none"``, ``azs.bfmi``). MCSE of the mean and SD are reported alongside; the table
 written for the results folder adds the trial's interval (config ``interval``: prob and kind,
 columns ``<interval_label>_lb`` / ``_ub``, e.g. ``eti90_lb``).
 """
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 
@@ -49,8 +49,8 @@ def summary_table(idata) -> pd.DataFrame:
     """ArviZ's per-parameter mean, sd, ESS, R-hat and MCSE of the reported parameters, unrounded
     (no interval: that is the trial's, :func:`diagnostics_table`)."""
     names = reported_vars(idata)
-    stats = az.summary(idata, var_names=names, kind="stats", round_to="none")[["mean", "sd"]]
-    diagnostics = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
+    stats = azs.summary(idata, var_names=names, kind="stats", round_to="none")[["mean", "sd"]]
+    diagnostics = azs.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     return pd.DataFrame(pd.concat([stats, diagnostics], axis=1))
 
 
@@ -58,7 +58,7 @@ def interval_table(idata, interval: dict) -> pd.DataFrame:
     """The reported parameters' ``interval`` (prob, kind: eti or hdi) limits, columns
     ``<interval_label>_lb`` / ``_ub`` (``eti90_lb``)."""
     prob, kind = float(interval["prob"]), interval["kind"]
-    summ = az.summary(
+    summ = azs.summary(
         idata, var_names=reported_vars(idata), kind="stats", ci_prob=prob, ci_kind=kind, round_to="none"
     )
     label = interval_label(prob, kind)
@@ -71,7 +71,7 @@ def diagnose(idata, thresholds: dict | None = None) -> tuple[bool, list[str], di
     summ = summary_table(idata)
     div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
     try:
-        bfmi = np.atleast_1d(np.asarray(az.bfmi(idata)["energy"]))
+        bfmi = np.atleast_1d(np.asarray(azs.bfmi(idata)["energy"]))
     except (KeyError, ValueError):  # energy missing (e.g. other samplers)
         bfmi = np.array([np.nan])
     n_draws = int(idata["posterior"].sizes["draw"] * idata["posterior"].sizes["chain"])

@@ -15,11 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pymc
-import pytensor
 import xarray as xr
-
-from qialign.models.build import PREDICTIONS
 
 
 def _netcdf_value(v):
@@ -38,7 +34,13 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
 
 
 def save_posterior(fit, path, attrs: dict | None = None) -> Path:
-    """Write ``fit.idata`` to ``path``; ``attrs`` (config, seed, versions, data hash) go in root."""
+    """Write ``fit.idata`` to ``path``; ``attrs`` (config, seed, versions, data hash) go in root.
+    (PyMC is imported here, not by the module: reading a posterior does not need it.)"""
+    import pymc
+    import pytensor
+
+    from qialign.models.build import PREDICTIONS
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tree = fit.idata.copy()

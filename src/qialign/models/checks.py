@@ -1,4 +1,4 @@
-"""Model checks: prior and posterior predictive checks on cells, PSIS-LOO comparison.
+"""Model checks: prior and posterior predictive checks on cells (PSIS-LOO: ``models.loo``).
 
 Posterior predictive check: for S posterior draws, replicate every cell's statistic (events,
 count, or the sum of y*) from the likelihood and compare the observed cell means with the
@@ -18,7 +18,6 @@ near 0 the data spread more than the model's hierarchy allows (a Poisson fit to 
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -32,7 +31,6 @@ from scipy.special import expit
 from qialign.families import FAMILIES
 from qialign.models.build import build_model
 from qialign.models.design import build_design, nb_shape
-from qialign.results import LOO_COLUMNS, PARETO_K_BAD
 
 #: per mixed variant, the random effects redrawn (those the model has): new cluster-periods of the
 #: same clusters, or new clusters (intercept, random treatment effect, cluster-period effects).
@@ -198,35 +196,3 @@ def prior_predictive_check(
             for name, x, o in rows
         ]
     )
-
-
-def loo_table(trees: dict) -> pd.DataFrame:
-    """PSIS-LOO of an outcome's model variants (same cells), ``results.LOO_COLUMNS``: each model's
-    elpd, p_loo and Pareto k diagnostics; with two or more, ``az.compare``'s rank, difference to
-    the best, its SE and stacking weights (one model: rank 0, difference NaN, weight 1)."""
-    rows = []
-    for name, tree in trees.items():
-        loo = az.loo(tree, pointwise=True)
-        k = np.asarray(loo.pareto_k, float).ravel()
-        rows.append(
-            {
-                "model": name,
-                "elpd": float(loo.elpd),
-                "se": float(loo.se),
-                "p": float(loo.p),
-                "n_pareto_k_bad": int((k > PARETO_K_BAD).sum()),
-                "max_pareto_k": float(np.nanmax(k)),
-            }
-        )
-    table = pd.DataFrame(rows).set_index("model")
-    if len(trees) > 1:
-        comp = pd.DataFrame(az.compare(trees))[["rank", "elpd_diff", "dse", "weight"]]
-        table = table.join(comp)
-    else:
-        table = table.assign(rank=0, elpd_diff=np.nan, dse=np.nan, weight=1.0)
-    return table.reset_index().sort_values("rank")[list(LOO_COLUMNS)].reset_index(drop=True)
-
-
-def compare_loo(fits: dict) -> pd.DataFrame:
-    """``loo_table`` of fitted models (name -> FitResult)."""
-    return loo_table({name: f.idata for name, f in fits.items()})

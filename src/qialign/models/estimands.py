@@ -42,7 +42,7 @@ ESS are computed on each estimand's own draws.
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -99,7 +99,7 @@ def _da(x) -> xr.DataArray:
 
 def _bounds(x, prob: float, kind: str) -> np.ndarray:
     """Interval over (chain, draw) for draws of shape (chain, draw[, k]) -> (2[, k])."""
-    fn = az.hdi if kind == "hdi" else az.eti
+    fn = azs.hdi if kind == "hdi" else azs.eti
     return np.moveaxis(np.asarray(fn(_da(x), prob=prob)), -1, 0)
 
 
@@ -108,8 +108,8 @@ def _convergence(draws: np.ndarray, refits: int) -> tuple[float, float]:
     chains are refit-major groups whose posteriors differ by design: the worst within-refit R-hat
     and the summed ESS."""
     groups = np.split(draws, refits)
-    rhat = max(float(az.rhat(_da(g))) for g in groups)
-    return rhat, float(sum(float(az.ess(_da(g))) for g in groups))
+    rhat = max(float(azs.rhat(_da(g))) for g in groups)
+    return rhat, float(sum(float(azs.ess(_da(g))) for g in groups))
 
 
 def estimand_row(name: str, scale: str, draws, prob: float, kind: str, refits: int) -> dict:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from qialign.data.io import read_results_csv
 from qialign.inference.posterior_io import load_posterior
-from qialign.models.checks import loo_table
+from qialign.models.loo import loo_table
 from qialign.results import ESTIMATE_COLUMNS
 
 
@@ -22,7 +22,7 @@ def collect_estimates(bayes: list[Path], crosschecks: list[Path], out: Path) -> 
 
 
 def compare_models(posteriors: dict[str, Path], out: Path) -> pd.DataFrame:
-    """PSIS-LOO of one outcome's model variants (``models.checks.loo_table``)."""
+    """PSIS-LOO of one outcome's model variants (``models.loo.loo_table``)."""
     table = loo_table({name: load_posterior(path)[0] for name, path in posteriors.items()})
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

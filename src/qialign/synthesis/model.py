@@ -108,10 +108,10 @@ def build_model(data: SynthesisData):
 def diagnostics(idata) -> dict:
     """Worst R-hat, least bulk / tail ESS over PARAMETERS and the divergences, judged against the
     trial fits' thresholds (``diagnostics`` defaults of the trial schema): reliable, problems."""
-    import arviz as az
+    import arviz_stats as azs
 
     th = schema_defaults("diagnostics")
-    summ = az.summary(idata, var_names=list(PARAMETERS), kind="diagnostics", round_to="none")
+    summ = azs.summary(idata, var_names=list(PARAMETERS), kind="diagnostics", round_to="none")
     out = {
         "r_hat_max": float(summ["r_hat"].max()),
         "ess_bulk_min": float(summ["ess_bulk"].min()),
