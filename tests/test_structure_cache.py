@@ -10,8 +10,10 @@ import pytest
 from pymc.model.transform.optimization import freeze_dims_and_data
 from scipy.special import expit
 
+from models_sim import simulate
 from qialign.inference import structure_cache
-from qialign.inference.sampling import nutpie_sample
+from qialign.inference.fit import stored_per_draw
+from qialign.inference.sampling import compile_nutpie, nutpie_sample
 from qialign.models.build import build_model
 from qialign.models.design import build_design
 from qialign.models.spec import simulated_spec
@@ -96,3 +98,34 @@ def test_another_structure_is_a_miss(tmp_path):
     """A structure never compiled has nothing on disk (the warm path declines, so it compiles)."""
     other = key(model(1, n_clusters=5))
     assert structure_cache._warm(tmp_path / f"m_{other}.py") is None
+
+
+def patient_rows_model(n_per_cp: int, n_clusters: int = 6):
+    """A patient-row stepped wedge with a continuous covariate: its cells are the patients, so a
+    re-export with more patients has more cells in the same clusters and periods."""
+    _, rows, al, _ = simulate("bernoulli", n_clusters=n_clusters, n_periods=4, n_per_cp=n_per_cp, seed=5)
+    spec = simulated_spec("bernoulli", {"id": "m"}, covariates=["age"])
+    return build_model(build_design(rows, spec, al), spec)
+
+
+def test_other_patients_in_the_same_clusters_and_periods_reuse_the_compilation(
+    tmp_path, fresh_memory, monkeypatch
+):
+    """The cells' count is data (``data_only_dims``): not in the key, an argument of the compiled
+    code; a model compiled for 178 cells samples 189 exactly as their own compilation does."""
+    small, large = patient_rows_model(8), patient_rows_model(9)
+    assert small.dim_lengths["cell"].eval() != large.dim_lengths["cell"].eval()
+    stored = stored_per_draw(large)
+    assert structure_cache.data_only_dims(large, stored) == {"cell", "stratum"}
+    keys = [structure_cache.structure_key(m, stored) for m in (small, large, patient_rows_model(8, 7))]
+    assert keys[0] == keys[1] != keys[2]  # more cells: the same; one more cluster: another structure
+    monkeypatch.setenv("QIALIGN_CACHE_DIR", str(tmp_path / "a"))
+    compile_nutpie(small, var_names=stored)
+    reused = compile_nutpie(large, var_names=stored)
+    assert len(structure_cache._MEMORY) == 1  # one compilation for both
+    structure_cache._MEMORY.clear()
+    monkeypatch.setenv("QIALIGN_CACHE_DIR", str(tmp_path / "b"))  # nothing on disk: compiled anew
+    own = compile_nutpie(large, var_names=stored)
+    draws = [nutpie_sample(c, TINY, seed=5)["posterior"] for c in (reused, own)]
+    for name in ("treatment_effect", "beta", "sd_cluster_period"):
+        np.testing.assert_array_equal(draws[0][name], draws[1][name])

@@ -42,17 +42,19 @@ def nutpie_sample(compiled, s: dict, seed: int):
 
 def compile_nutpie(model, start: dict | None = None, var_names=None):
     """Compile for nutpie, once per model structure (:mod:`~qialign.inference.structure_cache`):
-    dims are frozen, data stay arguments, so ``compiled.with_data(name=...)`` swaps any data array
-    (``propagation: draws`` swaps alignment) and other data of the same shapes reuse the compiled
-    code, in this process or, from the cache on disk, in later ones. ``start`` (name -> value) fixes
+    dims are frozen but those only data have (the cells), data stay arguments, so
+    ``compiled.with_data(name=...)`` swaps any data array (``propagation: draws`` swaps alignment)
+    and other data of the same shapes but for the cells' count reuse the compiled code, in this
+    process or, from the cache on disk, in later ones. ``start`` (name -> value) fixes
     those variables' initial values, unjittered; the others start at their support point with
     nutpie's usual jitter. ``var_names``: the variables stored per draw (None: all)."""
     from pymc.model.transform.optimization import freeze_dims_and_data
 
-    from qialign.inference.structure_cache import compile_by_structure
+    from qialign.inference.structure_cache import compile_by_structure, data_only_dims
 
     configure_compile()
-    frozen = freeze_dims_and_data(model, data=[])
+    open_dims = data_only_dims(model, var_names)  # the cells' count stays an argument
+    frozen = freeze_dims_and_data(model, dims=[d for d in model.coords if d not in open_dims], data=[])
     start = start or {}
     jitter = {rv for rv in frozen.free_RVs if rv.name not in start}
     try:

@@ -6,9 +6,11 @@ objects whose pickle carries a random uuid, so numba's cache key never matches. 
 wrappers are written as plain functions of a generated module, ``<cache>/nutpie/m_<key>.py``, with
 the data passed through nutpie's ``user_data`` pointer record (not frozen into the code), and
 compiled with ``numba.cfunc(..., cache=True)``: a later process with the same *structure* (graph,
-shapes and dtypes of the data; not their values) loads the machine code from numba's cache and
-skips PyTensor's rewriting and code generation altogether. The three binary outcomes of a trial,
-simulation replicates and alignment draws (``with_data``) share one compilation.
+shapes and dtypes of the data; not their values, nor their lengths along ``data_only_dims``, the
+cells, which are left unfrozen) loads the machine code from numba's cache and skips PyTensor's
+rewriting and code generation altogether. The three binary outcomes of a trial, simulation
+replicates, alignment draws (``with_data``) and a re-export of a patient-row trial with other
+patients in the same clusters and periods share one compilation.
 
 ``key`` = sha256 over the logp and stored-variable graphs (op, props, output types; constants by
 value; shared data by name, dtype and shape), the free variables and the library versions.
@@ -55,7 +57,24 @@ def _is_rng(v) -> bool:
     return isinstance(v.type, RandomType)
 
 
-def _root_token(v) -> str:
+def data_only_dims(model, var_names=None) -> set[str]:
+    """Dimensions that only data have (the cells of a patient-row trial, not any free or stored
+    variable): left unfrozen, their lengths are run-time arguments of the compiled code, so a
+    re-export of the trial with other cells but the same clusters and periods reuses it."""
+    free = [rv.name for rv in model.free_RVs]
+    stored = [v.name for v in model.deterministics] if var_names is None else list(var_names)
+    dims = model.named_vars_to_dims
+    fixed = {dim for name in free + stored for dim in dims.get(name, ())}
+    return {dim for name, ds in dims.items() for dim in ds if dim is not None} - fixed
+
+
+def _open_shape(shape: tuple, dims, open_dims: set[str]) -> tuple:
+    """``shape`` with the lengths along ``open_dims`` left open ("?")."""
+    dims = dims or (None,) * len(shape)
+    return tuple("?" if dim in open_dims else n for n, dim in zip(shape, dims, strict=True))
+
+
+def _root_token(v, data_dims: dict, open_dims: set[str]) -> str:
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.basic import Constant
 
@@ -63,7 +82,8 @@ def _root_token(v) -> str:
         return f"rng {v.type}"  # random generators: state, not structure
     if isinstance(v, SharedVariable):
         value = v.get_value(borrow=True)
-        return f"shared {v.name} {v.type} {np.shape(value)} {np.asarray(value).dtype}"
+        shape = _open_shape(np.shape(value), data_dims.get(v.name), open_dims)
+        return f"shared {v.name} {v.type} {shape} {np.asarray(value).dtype}"
     if isinstance(v, Constant):
         data = np.asarray(v.data)
         raw = repr(v.data).encode() if data.dtype == object else data.tobytes()  # object: pointers
@@ -71,8 +91,9 @@ def _root_token(v) -> str:
     return f"input {v.name} {v.type}"
 
 
-def graph_key(outputs, inputs, extra: str = "") -> str:
-    """sha256 of the structure of the graph from ``inputs`` to ``outputs`` (see module doc)."""
+def graph_key(outputs, inputs, extra: str = "", data_dims: dict | None = None, open_dims=frozenset()) -> str:
+    """sha256 of the structure of the graph from ``inputs`` to ``outputs`` (see module doc);
+    ``data_dims`` (shared variable name -> dims) and ``open_dims``: lengths not in the key."""
     import numba
     import nutpie
     import pymc
@@ -86,7 +107,8 @@ def graph_key(outputs, inputs, extra: str = "") -> str:
     def token(v) -> str:
         if v not in ids:
             ids[v] = len(ids)
-            h.update(f"root {ids[v]} {_root_token(v)} {inputs.index(v) if v in inputs else -1}\n".encode())
+            root = _root_token(v, data_dims or {}, set(open_dims))
+            h.update(f"root {ids[v]} {root} {inputs.index(v) if v in inputs else -1}\n".encode())
         return str(ids[v])
 
     for node in toposort(outputs):
@@ -267,12 +289,21 @@ def _warm(path: Path) -> tuple | None:
     return logp, expand, json.loads(meta_path.read_text())
 
 
+def _arguments(model) -> list:
+    """The shared variables the compiled code reads at run time: the model's data, and the lengths
+    of the dimensions left unfrozen (``data_only_dims``)."""
+    from pytensor.compile.sharedvalue import SharedVariable
+
+    lengths = [v for v in model.dim_lengths.values() if isinstance(v, SharedVariable)]
+    return [*model.data_vars, *lengths]
+
+
 def _user_data(model, meta: dict) -> tuple[dict, dict, np.ndarray]:
     """nutpie's (shared_data, shared_var_keys, user_data) for the model's current data, slots in
     ``meta['slots']`` order (the layout the generated module reads)."""
     from nutpie.compile_pymc import make_user_data
 
-    named = {v.name: v for v in model.data_vars}
+    named = {v.name: v for v in _arguments(model)}
     keys = {named[s]: f"d{i}" for i, s in enumerate(meta["slots"])}
     data = {}
     for var, k in keys.items():
@@ -298,20 +329,28 @@ def _graph(model) -> tuple[list, list, str]:
 
 
 def _check_data(model, outputs) -> None:
-    """Every shared variable of the graph must be one of the model's named data (they become the
-    wrappers' arguments); else ValueError (the caller compiles the usual way)."""
+    """Every shared variable of the graph must be one of the model's uniquely named ``_arguments``
+    (they become the wrappers' arguments); else ValueError (the caller compiles the usual way)."""
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.traversal import graph_inputs
 
-    data = {id(v) for v in model.data_vars}
-    names = [v.name for v in model.data_vars]
+    data = {id(v) for v in _arguments(model)}
+    names = [v.name for v in _arguments(model)]
     for v in graph_inputs(outputs):
         if (
             isinstance(v, SharedVariable)
             and not _is_rng(v)
             and (id(v) not in data or names.count(v.name) != 1)
         ):
-            raise ValueError(f"shared variable {v.name!r} is not a uniquely named pm.Data of the model")
+            raise ValueError(f"shared variable {v.name!r} is not a uniquely named argument of the model")
+
+
+def structure_key(model, var_names=None) -> str:
+    """The key of the model's compiled functions: :func:`graph_key` of :func:`_graph`, the stored
+    variables and the data's shapes but along :func:`data_only_dims`."""
+    outputs, inputs, extra = _graph(model)
+    extra = f"{extra} {None if var_names is None else sorted(var_names)}"
+    return graph_key(outputs, inputs, extra, model.named_vars_to_dims, data_only_dims(model, var_names))
 
 
 def compile_by_structure(model, initial_points: dict | None, jitter_rvs, cache_dir: Path, var_names=None):
@@ -326,9 +365,8 @@ def compile_by_structure(model, initial_points: dict | None, jitter_rvs, cache_d
     )
     from pymc.initial_point import make_initial_point_fn
 
-    outputs, inputs, extra = _graph(model)
-    _check_data(model, outputs)
-    key = graph_key(outputs, inputs, f"{extra} {None if var_names is None else sorted(var_names)}")
+    _check_data(model, _graph(model)[0])
+    key = structure_key(model, var_names)
     path = Path(cache_dir) / f"m_{key}.py"
     ipf = _wrap_with_lock(
         make_initial_point_fn(

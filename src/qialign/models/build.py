@@ -164,7 +164,8 @@ def covariate_term(d: Design, pr: dict):
     _add_coords({"covariate": d.cov_names})
     Z = pm.Data("Z", d.Z, dims=("cell", "covariate"))
     beta = pm.Normal("beta", 0, pr["beta_sd"], dims="covariate")
-    pm.Deterministic("beta_raw", beta / d.cov_scale, dims="covariate")
+    scale = pm.Data("cov_scale", d.cov_scale, dims="covariate")  # data, not a constant of the graph
+    pm.Deterministic("beta_raw", beta / scale, dims="covariate")
     return pt.dot(Z, beta)
 
 
@@ -277,6 +278,7 @@ def cluster_period_term(d: Design, spec: ModelSpec, pr: dict, centred_cp: bool, 
             # thousands of patients per cell the data pin eta_cp, and the fixed and cluster effects
             # see it like a regression on cluster-period means: no ridge between w and the rest
             first = np.unique(d.cp_idx, return_index=True)[1]  # a cell of each cluster-period
+            first = pm.Data("cp_first_cell", first, dims="cluster_period")
             base = (eta - zb)[first] if d.Z.shape[1] else (eta * pt.ones(d.n_cells))[first]
             eta_cp = pm.Normal("eta_cluster_period", base, sd_cp, dims="cluster_period")
             return eta_cp[idx["cp"]] + zb
