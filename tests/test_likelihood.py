@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytest
+import xarray as xr
 from scipy.special import expit
 
 import qialign.models.build as build
 from models_sim import simulate
+from qialign.inference.fit import pointwise_loglik, stored_per_draw, with_predictions
 from qialign.models.build import build_model
 from qialign.models.design import build_design, covariate_strata
 from qialign.models.likelihood import (
@@ -102,3 +104,21 @@ def test_the_stratum_model_has_the_per_cell_models_logp_and_gradient(family, fid
         (value,) = m.replace_rvs_by_values([m["eta"]])
         eta.append(m.compile_fn(value, inputs=m.value_vars, on_unused_input="ignore")(point))
     np.testing.assert_allclose(eta[1], eta[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson", "negative_binomial", "gaussian", "lognormal"])
+def test_pointwise_loglik_is_pymcs_per_cell_log_likelihood(family):
+    """The LOO log-likelihood written from the stored cell predictions (``pointwise_loglik``) is
+    PyMC's own log density of every cell at the same draws (here: 12 prior draws)."""
+    cells, _, al, _ = simulate(family, n_clusters=6, n_periods=4, n_per_cp=8, seed=5)
+    spec = simulated_spec(family, {"id": "m"})  # cluster-period cells: n = 8, 0 < events < n
+    d = build_design(cells, spec, al)
+    model = build_model(d, spec)
+    with model:
+        prior = pm.sample_prior_predictive(draws=12, random_seed=3, var_names=stored_per_draw(model))
+    idata = xr.DataTree.from_dict({"posterior": prior["prior"].to_dataset()})
+    idata = with_predictions(idata, model)
+    ours = pointwise_loglik(d, idata["posterior"], spec)
+    theirs = pm.compute_log_likelihood(idata, model=model, progressbar=False)["log_likelihood"]["y"]
+    assert ours.shape == theirs.shape and np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-9, atol=1e-9)

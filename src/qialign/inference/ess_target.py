@@ -21,8 +21,8 @@ import xarray as xr
 
 from qialign.inference.diagnostics import diagnose
 
-POLL_S = 0.5  # seconds between looks at the running chains
-PROGRESS_MS = 200  # how often nutpie reports the chains' progress
+POLL_S = 0.1  # seconds between looks at the running chains (reading the progress callbacks)
+PROGRESS_MS = 100  # how often nutpie reports the chains' progress
 ESS_MARGIN = 1.15  # draws beyond the proportional prediction (ESS estimates from few draws are noisy)
 STEP_MIN = 1.5  # a later checkpoint has at least this many times the draws (R-hat alone failing)
 ROUND_TO = 50  # checkpoints are multiples of this many draws (beyond the first)

@@ -369,7 +369,8 @@ def estimand_text(ctx: Context) -> str:
         "in-sample: it averages over every analysed cell, pre-periods included, given the fitted effects. "
         "The population-averaged effects for a new cluster (pa_difference, pa_ratio, pa_odds_ratio) "
         "integrate, in every posterior draw, a new cluster's expected outcome with and without the "
-        f"intervention over its random effects (Gauss-Hermite quadrature, {QUADRATURE_NODES} nodes, "
+        "intervention over its random effects (for a logit link by Gauss-Hermite quadrature, "
+        f"{QUADRATURE_NODES} nodes; in closed form for log and identity links; "
         f"{_integrated_effects(ctx)}) at the trial's period mix and mean "
         "alignment, then contrast the two."
     )
