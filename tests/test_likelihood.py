@@ -53,10 +53,13 @@ def test_gaussian_and_nb_outcomes_have_no_log_base_data():
     assert set(observed_arrays("negative_binomial", ETA, N)) == {OBSERVED_DATA}
 
 
-def test_binomial_replicates_have_the_model_mean():
-    draws = _binomial_random(ETA, N, None, rng=RNG, size=(20_000, len(N)))
-    se = np.sqrt(N * expit(ETA) * (1 - expit(ETA)) / 20_000)
-    assert np.all(np.abs(draws.mean(0) - N * expit(ETA)) < 5 * se)
+@pytest.mark.parametrize("n", [N, np.ones_like(N)])  # patient rows (n = 1): uniforms below p
+def test_binomial_replicates_have_the_model_mean(n):
+    draws = _binomial_random(ETA, n, None, rng=RNG, size=(20_000, len(n)))
+    assert draws.shape == (20_000, len(n)) and draws.dtype == np.int64
+    se = np.sqrt(n * expit(ETA) * (1 - expit(ETA)) / 20_000)
+    assert np.all(np.abs(draws.mean(0) - n * expit(ETA)) < 5 * se)
+    assert draws.min() >= 0 and np.all(draws.max(0) <= n)
 
 
 def _rows(family: str, fidelity: bool = False):

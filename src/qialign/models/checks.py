@@ -31,6 +31,7 @@ from scipy.special import expit
 from qialign.families import FAMILIES
 from qialign.models.build import build_model
 from qialign.models.design import build_design, nb_shape
+from qialign.models.likelihood import binomial_replicates
 
 #: per mixed variant, the random effects redrawn (those the model has): new cluster-periods of the
 #: same clusters, or new clusters (intercept, random treatment effect, cluster-period effects).
@@ -54,7 +55,7 @@ def _moments_and_replicate(fit, eta: np.ndarray, rng, post_flat: dict):
     if fam in ("bernoulli", "binomial"):
         p = expit(eta)
         obs, E, V = d.y["events"], n * p, n * p * (1 - p)
-        rep = rng.binomial(n.astype(int), p)
+        rep = binomial_replicates(eta, n, rng)
     elif fam == "poisson":
         E = d.y["exposure"] * np.exp(eta)
         obs, V = d.y["count"], E
