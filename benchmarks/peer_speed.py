@@ -6,7 +6,7 @@ treatment x alignment interaction (alignment given per ward). The trial is prepa
 then the real fit step runs in a **fresh process** (``qialign.steps.fit.fit_step``, what ``qialign
 fit`` runs), which prints its wall time split into
 
-- imports: importing the fit step (PyMC, nutpie, numba, ...),
+- imports: importing the fit step (PyMC, numba, ...) and nutpie, which the step imports on first use,
 - compile: building the nutpie model (``timings.compile_s`` of ``fit.json``),
 - sampling: ``timings.sample_s`` (all attempts),
 - other: reading, building the model, estimands, checks and writing the results,
@@ -80,6 +80,7 @@ t0 = time.perf_counter()
 from qialign.inference.compile_cache import configure_compile
 configure_compile()
 from qialign.steps.fit import fit_step
+import nutpie.compile_pymc  # the fit imports it on first use (~0.6 s, arviz and matplotlib): an import
 t1 = time.perf_counter()
 w = __import__("pathlib").Path(sys.argv[1])
 rec = fit_step(w / "trial.yaml", "y", "main", w / "prepared", w / "scores.csv", w / "fit")
