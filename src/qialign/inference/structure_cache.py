@@ -103,11 +103,12 @@ def graph_key(outputs, inputs, extra: str = "", data_dims: dict | None = None, o
     h = hashlib.sha256(f"v{VERSION} {pytensor.__version__} {numba.__version__} {nutpie.__version__}".encode())
     h.update(f"{pymc.__version__} {sys.version} {pytensor.config.numba__fastmath} {extra}".encode())
     ids: dict = {}
+    data_dims, open_dims = data_dims or {}, set(open_dims)
 
     def token(v) -> str:
         if v not in ids:
             ids[v] = len(ids)
-            root = _root_token(v, data_dims or {}, set(open_dims))
+            root = _root_token(v, data_dims, open_dims)
             h.update(f"root {ids[v]} {root} {inputs.index(v) if v in inputs else -1}\n".encode())
         return str(ids[v])
 
@@ -334,8 +335,9 @@ def _check_data(model, outputs) -> None:
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.traversal import graph_inputs
 
-    data = {id(v) for v in _arguments(model)}
-    names = [v.name for v in _arguments(model)]
+    arguments = _arguments(model)
+    data = {id(v) for v in arguments}
+    names = [v.name for v in arguments]
     for v in graph_inputs(outputs):
         if (
             isinstance(v, SharedVariable)

@@ -55,7 +55,7 @@ def _moments_and_replicate(fit, eta: np.ndarray, rng, post_flat: dict):
     if fam in ("bernoulli", "binomial"):
         p = expit(eta)
         obs, E, V = d.y["events"], n * p, n * p * (1 - p)
-        rep = binomial_replicates(eta, n, rng)
+        rep = binomial_replicates(p, n, rng)
     elif fam == "poisson":
         E = d.y["exposure"] * np.exp(eta)
         obs, V = d.y["count"], E

@@ -56,10 +56,10 @@ def _binomial_logp(value, eta, n, log_base):
     return value * eta - n * pt.softplus(eta) + log_base
 
 
-def binomial_replicates(eta, n, rng, size=None) -> np.ndarray:
-    """Binomial(n, logit^-1 eta) draws; one patient per cell (patient rows): U < p, a uniform per
-    draw (half the time of numpy's binomial)."""
-    n, p = np.asarray(n, int), INVERSE_LINK["logit"](eta)
+def binomial_replicates(p, n, rng, size=None) -> np.ndarray:
+    """Binomial(n, p) draws; one patient per cell (patient rows): U < p, a uniform per draw (half
+    the time of numpy's binomial)."""
+    n = np.asarray(n, int)
     if n.size and (n == 1).all():
         shape = np.broadcast_shapes(n.shape, p.shape) if size is None else size
         return (rng.random(shape) < p).astype(np.int64)
@@ -67,7 +67,7 @@ def binomial_replicates(eta, n, rng, size=None) -> np.ndarray:
 
 
 def _binomial_random(eta, n, log_base, rng=None, size=None):
-    return binomial_replicates(eta, n, rng, size)
+    return binomial_replicates(INVERSE_LINK["logit"](eta), n, rng, size)
 
 
 def _poisson_logp(value, log_mu, log_base):
